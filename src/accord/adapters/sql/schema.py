@@ -1,0 +1,83 @@
+"""Table definitions (SQLAlchemy Core); Alembic migrations create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite stores naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use UTC-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("spec_hash", String(64), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("submitted_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("not_before", UTCDateTime, nullable=True),
+    Column("site", String(64), nullable=True),
+    Column("pool", String(64), nullable=True),
+    Column("agreement", String(64), nullable=True),
+    Column("backend_ref", String(200), nullable=True),
+    Column("gpu_indices", Text, nullable=False, default="[]"),
+    Column("outcome", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_key"),
+    Index("ix_jobs_state", "state"),
+    Index("ix_jobs_submitted", "submitted_at"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("job_id", String(40), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("before", String(20), nullable=True),
+    Column("after", String(20), nullable=False),
+    PrimaryKeyConstraint("job_id", "seq", name="pk_job_events"),
+)

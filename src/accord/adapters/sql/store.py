@@ -1,0 +1,278 @@
+"""The SQL store: SQLite by default, PostgreSQL in production (SQLAlchemy 2 Core).
+
+Every write is one transaction, so a crash leaves either the whole change or
+none of it. Jobs carry a version for optimistic concurrency: two writers that
+read the same version cannot both save.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from accord.adapters.sql.schema import job_events, jobs
+from accord.domain import codec
+from accord.domain.errors import Conflict, NotFound, Unavailable
+from accord.domain.jobs import Job, JobState
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 7_310_001
+
+
+def normalise_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgresql://`` URLs.
+
+    >>> normalise_url("postgresql://u@h/db")
+    'postgresql+psycopg://u@h/db'
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for the store (SQLite: WAL, busy timeout; PostgreSQL: pool).
+
+    Raises:
+        Unavailable: the URL is not usable.
+    """
+    url = normalise_url(url)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        raise Unavailable(f"cannot use database URL {url!r}: {exc}") from exc
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (safe with concurrent callers on PostgreSQL).
+
+    Raises:
+        Unavailable: the database cannot be reached.
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except OperationalError as exc:
+        raise Unavailable(f"database unreachable: {exc.orig}") from exc
+
+
+class SqlStore:
+    """Jobs and stories in a SQL database; see :class:`accord.ports.JobStore`."""
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url)
+        if auto_migrate:
+            migrate(self.engine)
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; database outages become :class:`Unavailable`."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise Unavailable(f"database unavailable: {exc.orig}") from exc
+
+    def add_job(self, job: Job, spec_hash: str) -> Job:
+        """See :meth:`accord.ports.JobStore.add_job`."""
+        try:
+            with self.transaction() as conn:
+                conn.execute(insert(jobs), [_job_row(job, spec_hash)])
+                conn.execute(insert(job_events), [_event_row(job.id, e) for e in job.story])
+            return job
+        except IntegrityError:
+            if job.idempotency_key is None:
+                raise Conflict(f"job id {job.id} already exists") from None
+        existing, stored_hash = self._by_key(job.owner, job.idempotency_key)
+        if stored_hash != spec_hash:
+            raise Conflict(
+                f"idempotency key {job.idempotency_key!r} was already used for job "
+                f"{existing.id} with a different spec; use a new key for a new job")
+        return existing
+
+    def _by_key(self, owner: str, key: str) -> tuple[Job, str]:
+        with self.transaction() as conn:
+            row = conn.execute(
+                select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+            ).mappings().one()
+            return self._load(conn, [row])[0], row["spec_hash"]
+
+    def get_job(self, job_id: str) -> Job:
+        """See :meth:`accord.ports.JobStore.get_job`."""
+        with self.transaction() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"no job {job_id!r}")
+            return self._load(conn, [row])[0]
+
+    def save_job(self, job: Job) -> Job:
+        """See :meth:`accord.ports.JobStore.save_job`."""
+        with self.transaction() as conn:
+            stored = conn.execute(
+                select(jobs.c.version).where(jobs.c.id == job.id)
+            ).scalar_one_or_none()
+            if stored is None:
+                raise NotFound(f"no job {job.id!r}")
+            result = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id, jobs.c.version == job.version)
+                .values(**_mutable_row(job), version=job.version + 1)
+            )
+            if result.rowcount != 1:
+                raise Conflict(f"job {job.id} was changed by someone else (version {stored}, "
+                               f"read at {job.version}); reload and retry")
+            known = conn.execute(
+                select(job_events.c.seq).where(job_events.c.job_id == job.id)
+            ).scalars().all()
+            fresh = [_event_row(job.id, e) for e in job.story if e.seq >= len(known)]
+            if fresh:
+                conn.execute(insert(job_events), fresh)
+        return _with_version(job, job.version + 1)
+
+    def list_jobs(
+        self,
+        states: Sequence[JobState] | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[Job]:
+        """See :meth:`accord.ports.JobStore.list_jobs`."""
+        query = select(jobs).order_by(jobs.c.submitted_at.desc(), jobs.c.id.desc()).limit(limit)
+        if states is not None:
+            query = query.where(jobs.c.state.in_([s.value for s in states]))
+        if owner is not None:
+            query = query.where(jobs.c.owner == owner)
+        if before is not None:
+            query = query.where(jobs.c.id < before)
+        with self.transaction() as conn:
+            rows = conn.execute(query).mappings().all()
+            return self._load(conn, list(rows))
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state."""
+        with self.transaction() as conn:
+            rows = conn.execute(text("SELECT state, COUNT(*) FROM jobs GROUP BY state")).all()
+            return {str(r[0]): int(r[1]) for r in rows}
+
+    def _load(self, conn: Connection, rows: list[Any]) -> list[Job]:
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        events: dict[str, list[Any]] = {i: [] for i in ids}
+        for chunk in _chunks(ids, 500):
+            for e in conn.execute(
+                select(job_events).where(job_events.c.job_id.in_(chunk)).order_by(
+                    job_events.c.job_id, job_events.c.seq)
+            ).mappings():
+                events[e["job_id"]].append(e)
+        return [_job_from(r, events[r["id"]]) for r in rows]
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _with_version(job: Job, version: int) -> Job:
+    from dataclasses import replace
+
+    return replace(job, version=version)
+
+
+def _mutable_row(job: Job) -> dict[str, Any]:
+    p = job.placement
+    return {
+        "state": job.state.value,
+        "updated_at": job.story[-1].event.at if job.story else datetime.now(UTC),
+        "not_before": job.not_before,
+        "site": p.site if p else None,
+        "pool": p.pool if p else None,
+        "agreement": p.agreement if p else None,
+        "backend_ref": job.backend_ref,
+        "gpu_indices": json.dumps(list(job.gpu_indices)),
+        "outcome": json.dumps(codec.encode_outcome(job.outcome)) if job.outcome else None,
+    }
+
+
+def _job_row(job: Job, spec_hash: str) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "owner": job.owner,
+        "idempotency_key": job.idempotency_key,
+        "spec_hash": spec_hash,
+        "spec": json.dumps(codec.encode_spec(job.spec)),
+        "submitted_at": job.submitted_at,
+        "version": job.version,
+        **_mutable_row(job),
+    }
+
+
+def _event_row(job_id: str, entry: Any) -> dict[str, Any]:
+    e = entry.event
+    return {
+        "job_id": job_id,
+        "seq": entry.seq,
+        "kind": e.kind.value,
+        "at": e.at,
+        "reason": e.reason,
+        "data": json.dumps(dict(e.data), sort_keys=True),
+        "before": entry.before.value if entry.before else None,
+        "after": entry.after.value,
+    }
+
+
+def _job_from(row: Any, events: list[Any]) -> Job:
+    story = tuple(
+        codec.decode_entry({
+            "seq": e["seq"], "kind": e["kind"], "at": e["at"].isoformat(), "reason": e["reason"],
+            "data": json.loads(e["data"]), "before": e["before"], "after": e["after"],
+        })
+        for e in events
+    )
+    return Job(
+        id=row["id"],
+        spec=codec.decode_spec(json.loads(row["spec"])),
+        state=JobState(row["state"]),
+        submitted_at=row["submitted_at"],
+        idempotency_key=row["idempotency_key"],
+        owner=row["owner"],
+        placement=codec.decode_placement(row["site"], row["pool"], row["agreement"]),
+        backend_ref=row["backend_ref"],
+        gpu_indices=tuple(json.loads(row["gpu_indices"])),
+        outcome=codec.decode_outcome(json.loads(row["outcome"])) if row["outcome"] else None,
+        not_before=row["not_before"],
+        story=story,
+        version=row["version"],
+    )

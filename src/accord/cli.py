@@ -1,0 +1,220 @@
+"""The ``accord`` command line: a thin shell over the runtime and the REST client.
+
+Exit status: 0 success, 1 Accord or a site is unavailable, 2 bad input (usage,
+invalid files or specs, unknown ids, conflicts), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from accord.domain.errors import AccordError, InvalidInput, Problem, Unavailable
+
+EXIT_UNAVAILABLE = 1
+EXIT_INPUT = 2
+FINAL = {"completed", "failed", "cancelled", "timed_out"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse prints usage; keep exit status 2
+        self.print_usage(sys.stderr)
+        print(f"accord: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    common = _Parser(add_help=False)
+    common.add_argument("--server", help="Accord's URL (default: the one 'accord up' wrote)")
+    common.add_argument("--data-dir", type=Path, help="data directory (default ~/.accord)")
+    common.add_argument("--json", action="store_true", help="print JSON")
+    p = _Parser(prog="accord", description="Broker for international reciprocal AI compute.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    up = sub.add_parser("up", parents=[common], help="run the API, dispatcher and status page")
+    up.add_argument("--federation", type=Path, help="federation TOML (default: the demo)")
+    up.add_argument("--port", type=int)
+    up.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+
+    val = sub.add_parser("validate", parents=[common], help="check a federation file")
+    val.add_argument("file", type=Path)
+
+    s = sub.add_parser("submit", parents=[common], help="submit a job: -- COMMAND... or SCRIPT")
+    s.add_argument("script", nargs="?", type=Path, help="a batch script file")
+    s.add_argument("--gpus", type=int, default=1)
+    s.add_argument("--gpu-model")
+    s.add_argument("--time-limit", default="1h", help="e.g. 3600, 30m, 2h, 01:00:00")
+    s.add_argument("--project")
+    s.add_argument("--partner")
+    s.add_argument("--theme")
+    s.add_argument("--site")
+    s.add_argument("--name")
+    s.add_argument("--earliest-start")
+    s.add_argument("--deadline")
+    s.add_argument("--data-residency", action="append", help="ISO country code (repeatable)")
+    s.add_argument("--idempotency-key")
+    s.add_argument("--wait", action="store_true", help="wait until the job ends")
+
+    j = sub.add_parser("jobs", parents=[common], help="list jobs")
+    j.add_argument("--state", action="append")
+    j.add_argument("--limit", type=int, default=50)
+    for name, text in (("show", "a job and its story"), ("logs", "a job's output"),
+                       ("cancel", "cancel a job")):
+        sp = sub.add_parser(name, parents=[common], help=text)
+        sp.add_argument("job")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``accord`` console script."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in args_in:
+        cut = args_in.index("--")
+        args_in, command = args_in[:cut], args_in[cut + 1:]
+    args = build_parser().parse_args(args_in)
+    try:
+        sys.exit(_run(args, command))
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=sys.stderr)
+        sys.exit(EXIT_INPUT)
+    except Unavailable as exc:
+        print(f"accord: {exc}", file=sys.stderr)
+        sys.exit(EXIT_UNAVAILABLE)
+    except AccordError as exc:
+        print(f"accord: {exc}", file=sys.stderr)
+        sys.exit(EXIT_INPUT)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _run(args: argparse.Namespace, command: list[str]) -> int:
+    if args.cmd == "up":
+        from accord.runtime import Settings, serve
+
+        serve(Settings.resolve(args.data_dir, args.federation, args.port, args.host))
+        return 0
+    if args.cmd == "validate":
+        return _validate(args)
+    from accord.client import Client, discover
+
+    url, token = discover(args.server, args.data_dir)
+    client = Client(url, token)
+    try:
+        return _remote(args, command, client)
+    finally:
+        client.close()
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from accord.adapters.federation_file import load_federation
+
+    fed = load_federation(args.file)
+    gpus = sum(s.total_gpus for s in fed.sites)
+    summary = {"file": str(args.file), "partners": len(fed.partners), "sites": len(fed.sites),
+               "gpus": gpus, "agreements": len(fed.agreements)}
+    if args.json:
+        print(json.dumps({"valid": True, **summary}))
+    else:
+        print(f"{args.file}: valid — {len(fed.partners)} partners, {len(fed.sites)} sites, "
+              f"{gpus:,} GPUs, {len(fed.agreements)} agreements")
+    return 0
+
+
+def _remote(args: argparse.Namespace, command: list[str], client: Any) -> int:
+    if args.cmd == "submit":
+        return _submit(args, command, client)
+    if args.cmd == "jobs":
+        jobs = client.jobs(args.state, args.limit)
+        _print(args, jobs, _jobs_table)
+    elif args.cmd == "show":
+        _print(args, client.job(args.job), _show_text)
+    elif args.cmd == "logs":
+        out = client.logs(args.job)
+        if args.json:
+            print(json.dumps(out))
+        else:
+            sys.stdout.write(out["stdout"])
+            sys.stderr.write(out["stderr"])
+    elif args.cmd == "cancel":
+        _print(args, client.cancel(args.job), lambda j: f"{j['id']}: {j['state']} — {j['reason']}")
+    return 0
+
+
+def _submit(args: argparse.Namespace, command: list[str], client: Any) -> int:
+    doc: dict[str, Any] = {"gpus": args.gpus, "time_limit": args.time_limit}
+    if command and args.script:
+        raise InvalidInput([Problem("command", "give a script file or -- COMMAND..., not both")])
+    if command:
+        doc["command"] = command
+    elif args.script:
+        try:
+            doc["script"] = args.script.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput([Problem("script", f"cannot read: {exc}", str(args.script))]) from None
+    else:
+        raise InvalidInput([Problem("command", "nothing to run",
+                                    allowed="accord submit [options] -- COMMAND... or SCRIPT")])
+    for key in ("gpu_model", "project", "partner", "theme", "site", "name", "earliest_start",
+                "deadline", "data_residency"):
+        value = getattr(args, key)
+        if value is not None:
+            doc[key] = value
+    job = client.submit(doc, args.idempotency_key)
+    if args.wait:
+        job = _wait(client, job["id"])
+    _print(args, job, lambda j: f"{j['id']}: {j['state']}" + (f" — {j['reason']}" if args.wait else ""))
+    if args.wait and job["state"] != "completed":
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+def _wait(client: Any, job_id: str) -> Any:
+    delay = 0.2
+    while True:
+        job = client.job(job_id)
+        if job["state"] in FINAL:
+            return job
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+def _print(args: argparse.Namespace, data: Any, human: Any) -> None:
+    print(json.dumps(data, indent=2) if args.json else human(data))
+
+
+def _jobs_table(jobs: list[dict[str, Any]]) -> str:
+    if not jobs:
+        return "no jobs"
+    head = f"{'ID':<22} {'STATE':<10} {'SITE':<14} {'GPUS':>4}  {'NAME':<20} SUBMITTED"
+    rows = [f"{j['id']:<22} {j['state']:<10} {(j['site'] or '-'):<14} {j['spec']['gpus']:>4}  "
+            f"{j['spec']['name'][:20]:<20} {j['submitted_at'][:19]}" for j in jobs]
+    return "\n".join([head, *rows])
+
+
+def _show_text(j: dict[str, Any]) -> str:
+    spec = j["spec"]
+    what = " ".join(spec["command"]) if spec["command"] else "(batch script)"
+    lines = [
+        f"Job {j['id']} — {spec['name']}",
+        f"  state:    {j['state']}" + (f" ({j['reason']})" if j["reason"] else ""),
+        f"  command:  {what}",
+        f"  gpus:     {spec['gpus']}" + (f" x {spec['gpu_model']}" if spec["gpu_model"] else ""),
+        f"  site:     {j['site'] or '-'}" + (f" / {j['pool']}" if j["pool"] else "")
+        + (f" under {j['agreement']}" if j["agreement"] else ""),
+    ]
+    if j["outcome"]:
+        o = j["outcome"]
+        lines.append(f"  outcome:  exit {o['exit_code']}, {o['gpu_seconds']:.1f} GPU-seconds, "
+                     f"{o['started_at']} → {o['ended_at']}")
+    lines.append("  story:")
+    for e in j["story"]:
+        move = f"{e['before'] or '·'} → {e['after']}"
+        lines.append(f"    {e['at'][:23]}  {e['kind']:<9} {move:<24} {e['reason']}")
+    return "\n".join(lines)

@@ -1,0 +1,159 @@
+"""Plain-data encoding of jobs: one mapping used by the store, the API and the CLI.
+
+Times are ISO 8601 strings in UTC; enums are their values. ``decode_*`` trusts
+its input (it reads what ``encode_*`` wrote), so it is not for user documents:
+those go through :mod:`accord.domain.jobspec`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from accord.domain.jobs import (
+    Event,
+    EventKind,
+    Job,
+    JobSpec,
+    JobState,
+    Outcome,
+    Placement,
+    StoryEntry,
+)
+
+
+def iso(t: datetime | None) -> str | None:
+    """ISO 8601 text of ``t`` (or None)."""
+    return None if t is None else t.isoformat()
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """The time ``text`` names (or None)."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def encode_spec(spec: JobSpec) -> dict[str, Any]:
+    """The spec as JSON-ready data."""
+    return {
+        "name": spec.name,
+        "gpus": spec.gpus,
+        "time_limit_s": spec.time_limit_s,
+        "command": list(spec.command),
+        "script": spec.script,
+        "gpu_model": spec.gpu_model,
+        "project": spec.project,
+        "partner": spec.partner,
+        "theme": spec.theme,
+        "earliest_start": iso(spec.earliest_start),
+        "deadline": iso(spec.deadline),
+        "data_residency": list(spec.data_residency),
+        "site": spec.site,
+    }
+
+
+def decode_spec(d: dict[str, Any]) -> JobSpec:
+    """Inverse of :func:`encode_spec`."""
+    return JobSpec(
+        name=d["name"],
+        gpus=d["gpus"],
+        time_limit_s=d["time_limit_s"],
+        command=tuple(d["command"]),
+        script=d["script"],
+        gpu_model=d["gpu_model"],
+        project=d["project"],
+        partner=d["partner"],
+        theme=d["theme"],
+        earliest_start=parse_iso(d["earliest_start"]),
+        deadline=parse_iso(d["deadline"]),
+        data_residency=tuple(d["data_residency"]),
+        site=d["site"],
+    )
+
+
+def spec_hash(spec: JobSpec) -> str:
+    """A stable digest of the spec, to tell a retried submission from a different one."""
+    text = json.dumps(encode_spec(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def encode_event(e: Event) -> dict[str, Any]:
+    """An event as JSON-ready data."""
+    return {"kind": e.kind.value, "at": iso(e.at), "reason": e.reason, "data": dict(e.data)}
+
+
+def decode_event(d: dict[str, Any]) -> Event:
+    """Inverse of :func:`encode_event`."""
+    at = parse_iso(d["at"])
+    assert at is not None
+    return Event(EventKind(d["kind"]), at, d["reason"], tuple(sorted(d["data"].items())))
+
+
+def encode_entry(s: StoryEntry) -> dict[str, Any]:
+    """A story entry as JSON-ready data."""
+    return {
+        "seq": s.seq,
+        "before": s.before.value if s.before else None,
+        "after": s.after.value,
+        **encode_event(s.event),
+    }
+
+
+def decode_entry(d: dict[str, Any]) -> StoryEntry:
+    """Inverse of :func:`encode_entry`."""
+    before = JobState(d["before"]) if d["before"] else None
+    return StoryEntry(d["seq"], decode_event(d), before, JobState(d["after"]))
+
+
+def encode_outcome(o: Outcome | None) -> dict[str, Any] | None:
+    """An outcome as JSON-ready data."""
+    if o is None:
+        return None
+    return {
+        "exit_code": o.exit_code,
+        "started_at": iso(o.started_at),
+        "ended_at": iso(o.ended_at),
+        "gpu_seconds": o.gpu_seconds,
+        "reason": o.reason,
+    }
+
+
+def decode_outcome(d: dict[str, Any] | None) -> Outcome | None:
+    """Inverse of :func:`encode_outcome`."""
+    if d is None:
+        return None
+    return Outcome(d["exit_code"], parse_iso(d["started_at"]), parse_iso(d["ended_at"]),
+                   float(d["gpu_seconds"]), d["reason"])
+
+
+def encode_job(job: Job, *, with_story: bool = True) -> dict[str, Any]:
+    """A job as JSON-ready data (the API's and CLI's view of it)."""
+    p = job.placement
+    out: dict[str, Any] = {
+        "id": job.id,
+        "state": job.state.value,
+        "reason": job.reason,
+        "owner": job.owner,
+        "idempotency_key": job.idempotency_key,
+        "submitted_at": iso(job.submitted_at),
+        "not_before": iso(job.not_before),
+        "site": p.site if p else None,
+        "pool": p.pool if p else None,
+        "agreement": p.agreement if p else None,
+        "backend_ref": job.backend_ref,
+        "gpu_indices": list(job.gpu_indices),
+        "outcome": encode_outcome(job.outcome),
+        "spec": encode_spec(job.spec),
+        "version": job.version,
+    }
+    if with_story:
+        out["story"] = [encode_entry(s) for s in job.story]
+    return out
+
+
+def decode_placement(site: str | None, pool: str | None, agreement: str | None) -> Placement | None:
+    """A placement from its three stored columns."""
+    if site is None or pool is None:
+        return None
+    return Placement(site, pool, agreement)

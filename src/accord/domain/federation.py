@@ -1,0 +1,248 @@
+"""The federation: partners, institutions, sites, GPU pools, units and agreements.
+
+Records are frozen and hold only tuples and mappings that are never mutated, so a
+:class:`Federation` can be shared between the broker and the simulator freely.
+Building one from a file is :mod:`accord.domain.federation_schema`'s job.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from accord.domain.errors import NotFound
+
+
+class Sector(enum.Enum):
+    """Who an institution is: the agreements say which sectors may use them."""
+
+    ACADEMIA = "academia"
+    INDUSTRY = "industry"
+    GOVERNMENT = "government"
+
+
+class BackendKind(enum.Enum):
+    """How Accord drives a site."""
+
+    LOCAL = "local"
+    SLURM = "slurm"
+
+
+class QuotaPeriod(enum.Enum):
+    """The span a quota amount is granted for."""
+
+    MONTH = "month"
+    YEAR = "year"
+    AGREEMENT = "agreement"
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """A country (or bloc) that signs agreements."""
+
+    id: str
+    name: str
+    country: str
+
+
+@dataclass(frozen=True, slots=True)
+class Institution:
+    """A university, company or agency belonging to a partner."""
+
+    id: str
+    name: str
+    partner: str
+    sector: Sector
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPool:
+    """A set of identical GPUs at a site."""
+
+    id: str
+    gpu_model: str
+    gpus: int
+    power_w: float
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSettings:
+    """Settings of a site run by the local backend (processes on this machine)."""
+
+    workdir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmSettings:
+    """Connection settings of a real Slurm cluster."""
+
+    cluster: str
+    slurm_conf: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    workdir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A compute centre with one or more GPU pools, driven by one backend."""
+
+    id: str
+    name: str
+    partner: str
+    grid_zone: str
+    pue: float
+    backend: BackendKind
+    pools: tuple[GpuPool, ...]
+    local: LocalSettings | None = None
+    slurm: SlurmSettings | None = None
+    institution: str | None = None
+
+    @property
+    def total_gpus(self) -> int:
+        """All GPUs of all pools."""
+        return sum(p.gpus for p in self.pools)
+
+    def pool(self, pool_id: str) -> GpuPool:
+        """The pool with this id.
+
+        Raises:
+            NotFound: no such pool at this site.
+        """
+        for p in self.pools:
+            if p.id == pool_id:
+                return p
+        raise NotFound(f"site {self.id!r} has no pool {pool_id!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class GpuModel:
+    """A GPU model known to the federation (for units and checks)."""
+
+    name: str
+    memory_gb: float | None = None
+    tdp_w: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRate:
+    """Normalised units per GPU-hour of a model, valid on [valid_from, valid_until)."""
+
+    gpu_model: str
+    units_per_gpu_hour: float
+    valid_from: date
+    valid_until: date | None = None
+
+    def covers(self, day: date) -> bool:
+        """Whether the rate is in force on ``day``."""
+        return self.valid_from <= day and (self.valid_until is None or day < self.valid_until)
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Normalised units the host partner grants the requesting partner per period."""
+
+    requester: str
+    host: str
+    units: float
+    per: QuotaPeriod
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """A reciprocal compute agreement between partners."""
+
+    id: str
+    name: str
+    parties: tuple[str, ...]
+    start: date
+    end: date
+    quotas: tuple[Quota, ...]
+    themes: tuple[str, ...]
+    sectors: tuple[Sector, ...]
+    default_flexibility_hours: float = 0.0
+    residency_countries: tuple[str, ...] = ()
+
+    def in_force(self, day: date) -> bool:
+        """Whether ``day`` lies in the agreement's period (both ends included)."""
+        return self.start <= day <= self.end
+
+    def quota(self, requester: str, host: str) -> Quota | None:
+        """The quota for work of ``requester`` run at ``host``, if the agreement grants one."""
+        for q in self.quotas:
+            if q.requester == requester and q.host == host:
+                return q
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Federation:
+    """Everything Accord knows about the partnership, as loaded from one file."""
+
+    name: str
+    reference_unit: str
+    partners: tuple[Partner, ...]
+    institutions: tuple[Institution, ...]
+    sites: tuple[Site, ...]
+    gpu_models: tuple[GpuModel, ...]
+    exchange_rates: tuple[ExchangeRate, ...]
+    agreements: tuple[Agreement, ...]
+    themes: tuple[str, ...] = field(default=())
+
+    def site(self, site_id: str) -> Site:
+        """The site with this id.
+
+        Raises:
+            NotFound: no such site, with the list of valid ids.
+        """
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise NotFound(f"no site {site_id!r}; sites are: {', '.join(s.id for s in self.sites)}")
+
+    def partner(self, partner_id: str) -> Partner:
+        """The partner with this id.
+
+        Raises:
+            NotFound: no such partner, with the list of valid ids.
+        """
+        for p in self.partners:
+            if p.id == partner_id:
+                return p
+        ids = ", ".join(p.id for p in self.partners)
+        raise NotFound(f"no partner {partner_id!r}; partners are: {ids}")
+
+    def agreement(self, agreement_id: str) -> Agreement:
+        """The agreement with this id.
+
+        Raises:
+            NotFound: no such agreement, with the list of valid ids.
+        """
+        for a in self.agreements:
+            if a.id == agreement_id:
+                return a
+        ids = ", ".join(a.id for a in self.agreements)
+        raise NotFound(f"no agreement {agreement_id!r}; agreements are: {ids}")
+
+    def rate(self, gpu_model: str, at: datetime) -> ExchangeRate:
+        """The exchange rate in force for ``gpu_model`` at ``at``.
+
+        Raises:
+            NotFound: no rate covers that model on that day.
+        """
+        day = at.date()
+        for r in self.exchange_rates:
+            if r.gpu_model == gpu_model and r.covers(day):
+                return r
+        raise NotFound(f"no exchange rate for GPU model {gpu_model!r} on {day.isoformat()}")
+
+    @property
+    def max_pool_gpus(self) -> int:
+        """The largest GPU count of any single pool (the most one job can get)."""
+        return max((p.gpus for s in self.sites for p in s.pools), default=0)
+
+    @property
+    def gpu_model_names(self) -> tuple[str, ...]:
+        """Names of the known GPU models."""
+        return tuple(m.name for m in self.gpu_models)

@@ -1,0 +1,139 @@
+"""Ports: the Protocols the service drives the outside world through.
+
+Each has a real implementation in ``accord.adapters`` and a fake used by tests and
+the simulator; contract tests run one suite against both.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from accord.domain.jobs import Job, JobState, Outcome
+from accord.domain.placement import PoolLoad
+
+
+class Clock(Protocol):
+    """Where time comes from (UTC, timezone-aware)."""
+
+    def now(self) -> datetime:
+        """The current time."""
+        ...
+
+
+class RemoteState(enum.Enum):
+    """A job's state as a site backend reports it (a closed vocabulary over Slurm's)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    NODE_FAIL = "node_fail"
+    LOST = "lost"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the backend will report nothing new about the job."""
+        return self not in (RemoteState.PENDING, RemoteState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStatus:
+    """What a backend says of one job: its state, and how it ended if it did."""
+
+    state: RemoteState
+    started_at: datetime | None = None
+    outcome: Outcome | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatched:
+    """The result of handing a job to a site."""
+
+    backend_ref: str
+    gpu_indices: tuple[int, ...] = ()
+    adopted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobLogs:
+    """A job's captured output (may be partial while it runs)."""
+
+    stdout: str
+    stderr: str
+
+
+class SiteBackend(Protocol):
+    """One site's scheduler: runs jobs, reports on them, cancels them.
+
+    Implementations raise :class:`accord.domain.errors.Unavailable` when the site
+    cannot be reached, so the broker can wait or go elsewhere.
+    """
+
+    site_id: str
+
+    def loads(self) -> Mapping[str, PoolLoad]:
+        """Current load per pool id."""
+        ...
+
+    def submit(self, job: Job) -> Dispatched:
+        """Start ``job`` (placed at this site), or adopt it if it already runs here.
+
+        Must be idempotent per job id: a second call for the same job returns the
+        first submission (``adopted=True``) and never starts it twice.
+        """
+        ...
+
+    def poll(self, refs: Sequence[str]) -> Mapping[str, RemoteStatus]:
+        """The status of many jobs in one call; refs the site does not know are LOST."""
+        ...
+
+    def cancel(self, ref: str) -> None:
+        """Ask the site to stop the job; a job already gone is not an error."""
+        ...
+
+    def logs(self, ref: str, job: Job) -> JobLogs:
+        """The job's stdout and stderr so far."""
+        ...
+
+
+class JobStore(Protocol):
+    """Durable jobs and their stories."""
+
+    def add_job(self, job: Job, spec_hash: str) -> Job:
+        """Insert a new job, or return the existing one with the same owner and key.
+
+        Raises:
+            Conflict: the key was used before with a different spec.
+        """
+        ...
+
+    def get_job(self, job_id: str) -> Job:
+        """The job. Raises NotFound."""
+        ...
+
+    def save_job(self, job: Job) -> Job:
+        """Persist a changed job atomically (state, fields, new story entries).
+
+        ``job.version`` is the version it was read at; the stored copy gets +1.
+
+        Raises:
+            Conflict: someone else saved the job since it was read.
+        """
+        ...
+
+    def list_jobs(
+        self,
+        states: Sequence[JobState] | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[Job]:
+        """Jobs, newest first, optionally filtered."""
+        ...

@@ -1,0 +1,187 @@
+"""The composition root: builds Accord's pieces from settings and runs ``accord up``."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from accord.adapters.clock import SystemClock
+from accord.adapters.federation_file import load_federation
+from accord.adapters.local_backend import LocalBackend
+from accord.adapters.sql.store import SqlStore
+from accord.domain.errors import Conflict, InvalidInput, Problem
+from accord.domain.federation import BackendKind, Federation
+from accord.ports import SiteBackend
+from accord.service.broker import Broker
+
+log = logging.getLogger("accord")
+DEFAULT_PORT = 8642
+DEMO_FEDERATION = Path(__file__).parent / "data" / "demo-federation.toml"
+
+
+def default_data_dir() -> Path:
+    """``$ACCORD_DATA_DIR``, or ``~/.accord``."""
+    return Path(os.environ.get("ACCORD_DATA_DIR") or Path.home() / ".accord")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where Accord keeps its data and what it serves."""
+
+    data_dir: Path
+    federation_path: Path
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    poll_interval_s: float = 0.5
+
+    @classmethod
+    def resolve(
+        cls,
+        data_dir: Path | None = None,
+        federation: Path | None = None,
+        port: int | None = None,
+        host: str | None = None,
+    ) -> Settings:
+        """Fill the gaps from the environment, then from defaults."""
+        data = (data_dir or default_data_dir()).expanduser().resolve()
+        fed = federation or Path(os.environ.get("ACCORD_FEDERATION") or DEMO_FEDERATION)
+        url = os.environ.get("ACCORD_DATABASE_URL") or f"sqlite:///{data / 'accord.db'}"
+        return cls(data, fed, url, host or "127.0.0.1", port or DEFAULT_PORT)
+
+
+def ensure_token(data_dir: Path) -> str:
+    """The local admin token, created (mode 0600) on first use."""
+    path = data_dir / "admin.token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def build_backends(federation: Federation, data_dir: Path) -> dict[str, SiteBackend]:
+    """One backend per site of the federation.
+
+    Raises:
+        InvalidInput: a site uses a backend kind this build cannot drive.
+    """
+    backends: dict[str, SiteBackend] = {}
+    for site in federation.sites:
+        if site.backend is BackendKind.LOCAL:
+            root = Path(site.local.workdir) if site.local and site.local.workdir else data_dir / "jobs"
+            backends[site.id] = LocalBackend(site, root)
+        else:
+            raise InvalidInput([Problem(f"sites.{site.id}.backend", "is not supported yet",
+                                        site.backend.value, "local")])
+    return backends
+
+
+@dataclass
+class Runtime:
+    """Everything ``accord up`` runs."""
+
+    settings: Settings
+    federation: Federation
+    store: SqlStore
+    broker: Broker
+    token: str
+
+
+def build(settings: Settings) -> Runtime:
+    """Load the federation, open the store, make the backends and the broker.
+
+    Raises:
+        InvalidInput: the federation file is wrong.
+        Unavailable: the database cannot be reached.
+    """
+    federation = load_federation(settings.federation_path)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqlStore(settings.database_url)
+    backends = build_backends(federation, settings.data_dir)
+    broker = Broker(federation, store, backends, SystemClock())
+    return Runtime(settings, federation, store, broker, ensure_token(settings.data_dir))
+
+
+@contextmanager
+def exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory's lock: one ``accord up`` per data directory.
+
+    Raises:
+        Conflict: another ``accord up`` holds it.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(data_dir / "accord.lock", "a+")  # noqa: SIM115
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        other = fh.read().strip() or "?"
+        fh.close()
+        raise Conflict(f"another 'accord up' (pid {other}) is using data directory {data_dir}; "
+                       "stop it or pass --data-dir") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.close()
+
+
+class Dispatcher(threading.Thread):
+    """Runs the broker's step every ``interval`` seconds until stopped."""
+
+    def __init__(self, broker: Broker, interval: float) -> None:
+        super().__init__(name="accord-dispatcher", daemon=True)
+        self.broker = broker
+        self.interval = interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.broker.step()
+            except Exception:  # the loop must outlive any one failure; it is logged
+                log.exception("dispatcher pass failed; retrying")
+            self.stopping.wait(self.interval)
+
+
+def serve(settings: Settings) -> None:
+    """Run the API, the status page and the dispatcher until interrupted.
+
+    Raises:
+        InvalidInput, Unavailable, Conflict: as :func:`build` and :func:`exclusive`.
+    """
+    import uvicorn
+
+    from accord.api.app import create_app
+
+    if not 0 < settings.port < 65536:
+        raise InvalidInput([Problem("--port", "is not a TCP port", str(settings.port), "1..65535")])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with exclusive(settings.data_dir):
+        rt = build(settings)
+        app = create_app(rt.broker, rt.token, title=f"Accord — {rt.federation.name}")
+        url = f"http://{settings.host}:{settings.port}"
+        (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        dispatcher = Dispatcher(rt.broker, settings.poll_interval_s)
+        dispatcher.start()
+        print(f"Accord is up at {url} (federation: {rt.federation.name}; "
+              f"data: {settings.data_dir}; store: {rt.store.engine.dialect.name})", flush=True)
+        try:
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                        access_log=False)
+        finally:
+            dispatcher.stopping.set()
+            dispatcher.join(timeout=10)
+            rt.store.close()

@@ -1,0 +1,293 @@
+"""The broker: takes submissions, places, dispatches and tracks jobs through the ports.
+
+Submissions only write the store (fast, no lock). Everything else happens in
+:meth:`Broker.step`, one pass of the dispatcher loop, and in :meth:`Broker.cancel`;
+both hold one lock, so a single ``accord up`` never races itself. Every step
+reads its work from the store, so a restart after a crash simply carries on:
+see ``docs/design/crash-safety.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from accord.domain import codec
+from accord.domain.errors import Busy, Conflict, NotFound, Unavailable
+from accord.domain.federation import Federation
+from accord.domain.jobs import Event, EventKind, Job, JobState, Placement, apply, new_job
+from accord.domain.jobspec import parse_job_spec
+from accord.domain.placement import Decision, PoolLoad, Verdict, place
+from accord.ports import Clock, JobLogs, JobStore, RemoteState, RemoteStatus, SiteBackend
+
+log = logging.getLogger("accord.broker")
+
+ACTIVE_STATES = (JobState.SUBMITTED, JobState.DEFERRED, JobState.PLACED, JobState.DISPATCHED,
+                 JobState.RUNNING)
+BATCH = 500
+
+
+def new_job_id(at: datetime) -> str:
+    """A job id that sorts by submission time: ``j`` + ms timestamp + random."""
+    return f"j{int(at.timestamp() * 1000):011x}{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepReport:
+    """What one dispatcher pass did (for logs and tests)."""
+
+    placed: int = 0
+    dispatched: int = 0
+    finished: int = 0
+    waiting: int = 0
+
+
+class Broker:
+    """Drives jobs from submission to their end."""
+
+    def __init__(
+        self,
+        federation: Federation,
+        store: JobStore,
+        backends: Mapping[str, SiteBackend],
+        clock: Clock,
+        ids: Callable[[datetime], str] = new_job_id,
+    ) -> None:
+        self.federation = federation
+        self.store = store
+        self.backends = dict(backends)
+        self.clock = clock
+        self.ids = ids
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ user actions
+    def submit(
+        self, doc: Mapping[str, object], owner: str, idempotency_key: str | None = None
+    ) -> tuple[Job, bool]:
+        """Validate and store a job; the same owner and key give back the same job.
+
+        Returns the job and whether it was created now (False: an earlier
+        submission with the same key).
+
+        Raises:
+            InvalidInput: the document is wrong (every problem listed).
+            Conflict: the key was used for a different spec.
+        """
+        spec = parse_job_spec(doc, self.federation)
+        now = self.clock.now()
+        job = new_job(self.ids(now), spec, now, idempotency_key=idempotency_key, owner=owner)
+        stored = self.store.add_job(job, codec.spec_hash(spec))
+        return stored, stored.id == job.id
+
+    def cancel(self, job_id: str, reason: str = "cancelled by user") -> Job:
+        """Cancel a job; one at a site is asked to stop and ends when the site confirms.
+
+        Raises:
+            NotFound: no such job.
+            Conflict: the job has already ended.
+            Unavailable: the job's site cannot be reached to stop it.
+        """
+        with self._lock:
+            job = self.store.get_job(job_id)
+            if job.state.is_final:
+                raise Conflict(f"job {job_id} has already ended ({job.state.value})")
+            now = self.clock.now()
+            if job.state.at_site and job.backend_ref is not None and job.placement is not None:
+                self._backend(job.placement.site).cancel(job.backend_ref)
+                return self.store.save_job(apply(job, Event(EventKind.NOTE, now,
+                                                            f"cancel requested: {reason}")))
+            return self.store.save_job(apply(job, Event(EventKind.CANCEL, now, reason)))
+
+    def logs(self, job_id: str) -> JobLogs:
+        """The job's output so far (empty before it is dispatched).
+
+        Raises:
+            NotFound: no such job.
+            Unavailable: the site cannot be reached.
+        """
+        job = self.store.get_job(job_id)
+        if job.backend_ref is None or job.placement is None:
+            return JobLogs("", "")
+        return self._backend(job.placement.site).logs(job.backend_ref, job)
+
+    def _backend(self, site_id: str) -> SiteBackend:
+        try:
+            return self.backends[site_id]
+        except KeyError:
+            raise Unavailable(f"no backend is configured for site {site_id!r}") from None
+
+    # ------------------------------------------------------------ dispatcher
+    def step(self) -> StepReport:
+        """One pass: release, place, dispatch and poll. Never raises for one bad job."""
+        with self._lock:
+            now = self.clock.now()
+            released = self._release_deferred(now)
+            loads = self._loads()
+            placed, waiting = self._place_submitted(now, loads)
+            dispatched = self._dispatch_placed(loads)
+            finished = self._poll_sites()
+            log.debug("released %d deferred job(s)", released)
+            return StepReport(placed, dispatched, finished, waiting)
+
+    def _release_deferred(self, now: datetime) -> int:
+        count = 0
+        for job in self.store.list_jobs([JobState.DEFERRED], limit=BATCH):
+            if job.not_before is None or job.not_before <= now:
+                self._save(apply(job, Event(EventKind.RELEASE, now, "its start time has come"),
+                                 not_before=None))
+                count += 1
+        return count
+
+    def _loads(self) -> dict[tuple[str, str], PoolLoad]:
+        loads: dict[tuple[str, str], PoolLoad] = {}
+        for site in self.federation.sites:
+            backend = self.backends.get(site.id)
+            try:
+                if backend is None:
+                    raise Unavailable("no backend configured")
+                for pool_id, load in backend.loads().items():
+                    loads[(site.id, pool_id)] = load
+            except Unavailable as exc:
+                for pool in site.pools:
+                    loads[(site.id, pool.id)] = PoolLoad(0, available=False, note=str(exc))
+        return loads
+
+    def _place_submitted(
+        self, now: datetime, loads: dict[tuple[str, str], PoolLoad]
+    ) -> tuple[int, int]:
+        placed = waiting = 0
+        jobs = self.store.list_jobs([JobState.SUBMITTED], limit=BATCH)
+        for job in sorted(jobs, key=lambda j: (j.submitted_at, j.id)):
+            start = job.spec.earliest_start
+            if start is not None and start > now:
+                self._save(apply(job, Event(EventKind.DEFER, now,
+                                            f"waits for its earliest start {start.isoformat()}"),
+                                 not_before=start))
+                continue
+            decision = place(job.spec, self.federation, loads, now)
+            if self._act_on(job, decision, now, loads):
+                placed += 1
+            else:
+                waiting += 1
+        return placed, waiting
+
+    def _act_on(
+        self, job: Job, d: Decision, now: datetime, loads: dict[tuple[str, str], PoolLoad]
+    ) -> bool:
+        if d.verdict is Verdict.PLACE and d.chosen is not None:
+            c = d.chosen
+            event = Event(EventKind.PLACE, now, d.explain(),
+                          (("pool", c.pool), ("site", c.site), ("score", f"{c.score:.4f}")))
+            self._save(apply(job, event, placement=Placement(c.site, c.pool, c.agreement)))
+            old = loads.get((c.site, c.pool), PoolLoad(0))
+            loads[(c.site, c.pool)] = PoolLoad(old.free_gpus - job.spec.gpus,
+                                               old.queued_gpus + max(0, job.spec.gpus - old.free_gpus),
+                                               old.available, old.note)
+            return True
+        if d.verdict is Verdict.REJECT:
+            self._save(apply(job, Event(EventKind.FAIL, now, d.explain())))
+            return False
+        self._note_once(job, d.explain(), now)
+        return False
+
+    def _note_once(self, job: Job, reason: str, now: datetime) -> None:
+        """Add a NOTE unless the story already ends with the same one (no story spam)."""
+        last = job.story[-1].event if job.story else None
+        if last is not None and last.kind is EventKind.NOTE and last.reason == reason:
+            return
+        self._save(apply(job, Event(EventKind.NOTE, now, reason)))
+
+    def _dispatch_placed(self, loads: dict[tuple[str, str], PoolLoad]) -> int:
+        count = 0
+        jobs = self.store.list_jobs([JobState.PLACED], limit=BATCH)
+        for job in sorted(jobs, key=lambda j: (j.submitted_at, j.id)):
+            assert job.placement is not None
+            backend = self.backends.get(job.placement.site)
+            now = self.clock.now()
+            try:
+                if backend is None:
+                    raise Unavailable(f"no backend for site {job.placement.site}")
+                result = backend.submit(job)
+            except Busy as exc:
+                self._note_once(job, f"waiting for capacity: {exc}", now)
+                continue
+            except Unavailable as exc:
+                loads[(job.placement.site, job.placement.pool)] = PoolLoad(
+                    0, available=False, note=str(exc))
+                self._save(apply(job, Event(EventKind.REQUEUE, now,
+                                            f"site {job.placement.site} unavailable: {exc}"),
+                                 placement=None))
+                continue
+            verb = "adopted the submission found at" if result.adopted else "dispatched to"
+            event = Event(EventKind.DISPATCH, now, f"{verb} {job.placement.site}",
+                          (("backend_ref", result.backend_ref),))
+            self._save(apply(job, event, backend_ref=result.backend_ref,
+                             gpu_indices=result.gpu_indices))
+            count += 1
+        return count
+
+    def _poll_sites(self) -> int:
+        by_site: dict[str, list[Job]] = {}
+        for job in self.store.list_jobs([JobState.DISPATCHED, JobState.RUNNING], limit=10 * BATCH):
+            if job.placement is not None and job.backend_ref is not None:
+                by_site.setdefault(job.placement.site, []).append(job)
+        finished = 0
+        for site_id, jobs in by_site.items():
+            backend = self.backends.get(site_id)
+            if backend is None:
+                continue
+            try:
+                statuses = backend.poll([j.backend_ref or "" for j in jobs])
+            except Unavailable as exc:
+                now = self.clock.now()
+                for job in jobs:
+                    self._note_once(job, f"cannot reach site {site_id}: {exc}", now)
+                continue
+            for job in jobs:
+                status = statuses.get(job.backend_ref or "")
+                if status is not None and self._track(job, status):
+                    finished += 1
+        return finished
+
+    def _track(self, job: Job, status: RemoteStatus) -> bool:
+        now = self.clock.now()
+        if status.state is RemoteState.PENDING:
+            return False
+        if status.state is RemoteState.RUNNING:
+            if job.state is JobState.DISPATCHED:
+                at = status.started_at or now
+                self._save(apply(job, Event(EventKind.START, at, "started at the site")))
+            return False
+        if job.state is JobState.DISPATCHED and status.started_at is not None:
+            job = self._save(apply(job, Event(EventKind.START, status.started_at,
+                                              "started at the site")))
+        kind = _FINAL_EVENT[status.state]
+        reason = status.reason or status.state.value
+        ended = status.outcome.ended_at if status.outcome and status.outcome.ended_at else now
+        data = (("exit_code", str(status.outcome.exit_code)),) if status.outcome else ()
+        self._save(apply(job, Event(kind, ended, reason, data), outcome=status.outcome))
+        return True
+
+    def _save(self, job: Job) -> Job:
+        try:
+            return self.store.save_job(job)
+        except Conflict as exc:
+            log.info("job %s changed concurrently; will retry next pass: %s", job.id, exc)
+            return job
+        except NotFound:
+            log.warning("job %s vanished from the store", job.id)
+            return job
+
+
+_FINAL_EVENT = {
+    RemoteState.COMPLETED: EventKind.COMPLETE,
+    RemoteState.FAILED: EventKind.FAIL,
+    RemoteState.CANCELLED: EventKind.CANCEL,
+    RemoteState.TIMEOUT: EventKind.TIME_OUT,
+    RemoteState.NODE_FAIL: EventKind.FAIL,
+    RemoteState.LOST: EventKind.FAIL,
+}
