@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--federation", type=Path, help="federation TOML (default: the demo)")
     up.add_argument("--port", type=int)
     up.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    up.add_argument("--no-dispatcher", action="store_true",
+                    help="serve the API only; jobs are stored but not run (benchmarks)")
 
     val = sub.add_parser("validate", parents=[common], help="check a federation file")
     val.add_argument("file", type=Path)
@@ -98,7 +100,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     if args.cmd == "up":
         from accord.runtime import Settings, serve
 
-        serve(Settings.resolve(args.data_dir, args.federation, args.port, args.host))
+        serve(Settings.resolve(args.data_dir, args.federation, args.port, args.host,
+                               dispatch=not args.no_dispatcher))
         return 0
     if args.cmd == "validate":
         return _validate(args)

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from accord.domain.errors import AccordError
 from accord.domain.jobs import Job, JobState, Outcome
 from accord.domain.placement import PoolLoad
+from accord.domain.usage import UsageRecord
 
 
 class Clock(Protocol):
@@ -114,6 +116,10 @@ class JobStore(Protocol):
         """
         ...
 
+    def add_jobs(self, items: Sequence[tuple[Job, str]]) -> list[Job | AccordError]:
+        """Insert many jobs in one transaction; per item the stored job or its own error."""
+        ...
+
     def get_job(self, job_id: str) -> Job:
         """The job. Raises NotFound."""
         ...
@@ -136,4 +142,12 @@ class JobStore(Protocol):
         before: str | None = None,
     ) -> list[Job]:
         """Jobs, newest first, optionally filtered."""
+        ...
+
+    def add_usage(self, record: UsageRecord) -> bool:
+        """Store a usage record once; True if new, False if its id is already stored."""
+        ...
+
+    def usage(self, job_id: str | None = None, site: str | None = None) -> list[UsageRecord]:
+        """Usage records, oldest first."""
         ...

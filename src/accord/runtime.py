@@ -16,6 +16,7 @@ from pathlib import Path
 from accord.adapters.clock import SystemClock
 from accord.adapters.federation_file import load_federation
 from accord.adapters.local_backend import LocalBackend
+from accord.adapters.slurm.backend import SlurmBackend
 from accord.adapters.sql.store import SqlStore
 from accord.domain.errors import Conflict, InvalidInput, Problem
 from accord.domain.federation import BackendKind, Federation
@@ -42,6 +43,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     poll_interval_s: float = 0.5
+    dispatch: bool = True
 
     @classmethod
     def resolve(
@@ -50,12 +52,13 @@ class Settings:
         federation: Path | None = None,
         port: int | None = None,
         host: str | None = None,
+        dispatch: bool = True,
     ) -> Settings:
         """Fill the gaps from the environment, then from defaults."""
         data = (data_dir or default_data_dir()).expanduser().resolve()
         fed = federation or Path(os.environ.get("ACCORD_FEDERATION") or DEMO_FEDERATION)
         url = os.environ.get("ACCORD_DATABASE_URL") or f"sqlite:///{data / 'accord.db'}"
-        return cls(data, fed, url, host or "127.0.0.1", port or DEFAULT_PORT)
+        return cls(data, fed, url, host or "127.0.0.1", port or DEFAULT_PORT, dispatch=dispatch)
 
 
 def ensure_token(data_dir: Path) -> str:
@@ -80,8 +83,7 @@ def build_backends(federation: Federation, data_dir: Path) -> dict[str, SiteBack
             root = Path(site.local.workdir) if site.local and site.local.workdir else data_dir / "jobs"
             backends[site.id] = LocalBackend(site, root)
         else:
-            raise InvalidInput([Problem(f"sites.{site.id}.backend", "is not supported yet",
-                                        site.backend.value, "local")])
+            backends[site.id] = SlurmBackend(site, data_dir / "slurm-jobs")
     return backends
 
 
@@ -175,7 +177,8 @@ def serve(settings: Settings) -> None:
         url = f"http://{settings.host}:{settings.port}"
         (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
         dispatcher = Dispatcher(rt.broker, settings.poll_interval_s)
-        dispatcher.start()
+        if settings.dispatch:
+            dispatcher.start()
         print(f"Accord is up at {url} (federation: {rt.federation.name}; "
               f"data: {settings.data_dir}; store: {rt.store.engine.dialect.name})", flush=True)
         try:
@@ -183,5 +186,6 @@ def serve(settings: Settings) -> None:
                         access_log=False)
         finally:
             dispatcher.stopping.set()
-            dispatcher.join(timeout=10)
+            if dispatcher.is_alive():
+                dispatcher.join(timeout=10)
             rt.store.close()

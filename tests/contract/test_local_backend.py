@@ -88,3 +88,15 @@ def test_result_file_is_the_truth(backend: BackendHarness, tmp_path: Path) -> No
     wait_final(backend, ref)
     result = json.loads((tmp_path / "bristol" / ref / "result.json").read_text())
     assert result["state"] == "completed" and result["exit_code"] == 0
+
+
+def test_crash_during_the_write_of_job_json_is_recovered_and_runs_once(
+    backend: BackendHarness, tmp_path: Path
+) -> None:
+    job = make_job(backend, "half", ["bash", "-c", f"echo run >> {tmp_path}/runs"])
+    half = tmp_path / "bristol" / "half"
+    half.mkdir(parents=True)
+    (half / "job.json.tmp").write_text('{"job_id": "ha')  # killed mid-write
+    ref = backend.backend.submit(job).backend_ref
+    assert wait_final(backend, ref).state is RemoteState.COMPLETED
+    assert (tmp_path / "runs").read_text() == "run\n"

@@ -34,10 +34,11 @@ class AccordProcess:
         if database_url:
             self.env["ACCORD_DATABASE_URL"] = database_url
         self.proc: subprocess.Popen[bytes] | None = None
+        self.start_args: list[str] = []
         self.log = data_dir / "server.log"
 
     def start(self, timeout: float = 30.0) -> None:
-        args = [sys.executable, "-m", "accord", "up", "--port", str(self.port)]
+        args = [sys.executable, "-m", "accord", "up", "--port", str(self.port), *self.start_args]
         if self.federation:
             args += ["--federation", str(self.federation)]
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,8 +103,9 @@ class LocalBackend:
     def _adopt(self, job: Job, job_dir: Path) -> Dispatched:
         spec_file = job_dir / "job.json"
         if not spec_file.exists():
-            # Crashed between mkdir and writing job.json: nothing ran yet, start afresh.
-            job_dir.rmdir()
+            # Crashed between mkdir and the atomic write of job.json (a job.json.tmp may be
+            # left): no runner was ever started for it, so start afresh.
+            shutil.rmtree(job_dir)
             return self.submit(job)
         indices = tuple(json.loads(spec_file.read_text())["gpu_indices"])
         if not (job_dir / "runner.pid").exists() and _age_s(spec_file) > RUNNER_START_GRACE_S:
@@ -178,7 +180,8 @@ class LocalBackend:
         start = datetime.fromisoformat(result["started_at"])
         end = datetime.fromisoformat(result["ended_at"])
         gpu_seconds = len(spec["gpu_indices"]) * max(0.0, (end - start).total_seconds())
-        outcome = Outcome(result["exit_code"], start, end, gpu_seconds, result["reason"])
+        outcome = Outcome(result["exit_code"], start, end, gpu_seconds, result["reason"],
+                          len(spec["gpu_indices"]))
         return RemoteStatus(_RESULT_STATES[result["state"]], start, outcome, result["reason"])
 
     def _runner_alive(self, job_dir: Path) -> bool:

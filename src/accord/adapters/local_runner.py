@@ -98,7 +98,7 @@ def run(job_dir: Path) -> int:
         try:
             exit_code = child.wait(timeout=spec["time_limit_s"])
             state = "completed" if exit_code == 0 else "failed"
-            reason = "" if exit_code == 0 else _exit_reason(exit_code)
+            reason = _exit_reason(exit_code)
         except subprocess.TimeoutExpired:
             _kill_group(child)
             state, exit_code = "timeout", child.returncode

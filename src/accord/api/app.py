@@ -7,9 +7,11 @@ needs ``Authorization: Bearer <token>``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -31,6 +33,7 @@ from accord.domain.errors import (
 )
 from accord.domain.jobs import JobState
 from accord.service.broker import Broker
+from accord.service.group_commit import GroupCommitter
 from accord.web.status import render_status
 
 log = logging.getLogger("accord.api")
@@ -74,7 +77,14 @@ def problem(status: int, title: str, detail: str, problems: list[Problem] | None
 
 def create_app(broker: Broker, token: str, *, title: str = "Accord") -> FastAPI:
     """The FastAPI application for ``broker``, guarded by ``token``."""
-    app = FastAPI(title=title, version="0.1.0",
+    committer = GroupCommitter(broker.store)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        committer.close()
+
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan,
                   description="Broker for international reciprocal AI compute agreements.")
     _install_error_handlers(app)
     auth = _bearer(token)
@@ -104,13 +114,15 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord") -> FastAPI:
         }
 
     @app.post("/api/v1/jobs", status_code=201, tags=["jobs"], dependencies=[Depends(auth)])
-    def submit(
+    async def submit(
         body: JobSubmission,
         response: Response,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> dict[str, Any]:
-        job, created = broker.submit(body.model_dump(exclude_none=True), "admin", idempotency_key)
-        if not created:
+        new, spec_hash = broker.new_submission(body.model_dump(exclude_none=True), "admin",
+                                               idempotency_key)
+        job = await asyncio.wrap_future(committer.submit(new, spec_hash))
+        if job.id != new.id:
             response.status_code = 200
         response.headers["Location"] = f"/api/v1/jobs/{job.id}"
         return codec.encode_job(job)

@@ -116,6 +116,8 @@ def encode_outcome(o: Outcome | None) -> dict[str, Any] | None:
         "ended_at": iso(o.ended_at),
         "gpu_seconds": o.gpu_seconds,
         "reason": o.reason,
+        "gpus": o.gpus,
+        "energy_j": o.energy_j,
     }
 
 
@@ -124,7 +126,7 @@ def decode_outcome(d: dict[str, Any] | None) -> Outcome | None:
     if d is None:
         return None
     return Outcome(d["exit_code"], parse_iso(d["started_at"]), parse_iso(d["ended_at"]),
-                   float(d["gpu_seconds"]), d["reason"])
+                   float(d["gpu_seconds"]), d["reason"], int(d.get("gpus", 0)), d.get("energy_j"))
 
 
 def encode_job(job: Job, *, with_story: bool = True) -> dict[str, Any]:

@@ -170,6 +170,8 @@ class Outcome:
     ended_at: datetime | None
     gpu_seconds: float
     reason: str = ""
+    gpus: int = 0
+    energy_j: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from accord.domain.federation import Federation
 from accord.domain.jobs import Event, EventKind, Job, JobState, Placement, apply, new_job
 from accord.domain.jobspec import parse_job_spec
 from accord.domain.placement import Decision, PoolLoad, Verdict, place
+from accord.domain.usage import usage_from_job
 from accord.ports import Clock, JobLogs, JobStore, RemoteState, RemoteStatus, SiteBackend
 
 log = logging.getLogger("accord.broker")
@@ -77,11 +79,22 @@ class Broker:
             InvalidInput: the document is wrong (every problem listed).
             Conflict: the key was used for a different spec.
         """
+        job, spec_hash = self.new_submission(doc, owner, idempotency_key)
+        stored = self.store.add_job(job, spec_hash)
+        return stored, stored.id == job.id
+
+    def new_submission(
+        self, doc: Mapping[str, object], owner: str, idempotency_key: str | None = None
+    ) -> tuple[Job, str]:
+        """Validate a job document and build the new job (not stored yet) and its spec hash.
+
+        Raises:
+            InvalidInput: the document is wrong (every problem listed).
+        """
         spec = parse_job_spec(doc, self.federation)
         now = self.clock.now()
         job = new_job(self.ids(now), spec, now, idempotency_key=idempotency_key, owner=owner)
-        stored = self.store.add_job(job, codec.spec_hash(spec))
-        return stored, stored.id == job.id
+        return job, codec.spec_hash(spec)
 
     def cancel(self, job_id: str, reason: str = "cancelled by user") -> Job:
         """Cancel a job; one at a site is asked to stop and ends when the site confirms.
@@ -162,17 +175,15 @@ class Broker:
         placed = waiting = 0
         jobs = self.store.list_jobs([JobState.SUBMITTED], limit=BATCH)
         for job in sorted(jobs, key=lambda j: (j.submitted_at, j.id)):
-            start = job.spec.earliest_start
-            if start is not None and start > now:
-                self._save(apply(job, Event(EventKind.DEFER, now,
-                                            f"waits for its earliest start {start.isoformat()}"),
-                                 not_before=start))
-                continue
-            decision = place(job.spec, self.federation, loads, now)
-            if self._act_on(job, decision, now, loads):
-                placed += 1
-            else:
-                waiting += 1
+            with self._isolated(job):
+                start = job.spec.earliest_start
+                if start is not None and start > now:
+                    self._save(apply(job, Event(EventKind.DEFER, now, "waits for its earliest "
+                                                f"start {start.isoformat()}"), not_before=start))
+                elif self._act_on(job, place(job.spec, self.federation, loads, now), now, loads):
+                    placed += 1
+                else:
+                    waiting += 1
         return placed, waiting
 
     def _act_on(
@@ -205,30 +216,34 @@ class Broker:
         count = 0
         jobs = self.store.list_jobs([JobState.PLACED], limit=BATCH)
         for job in sorted(jobs, key=lambda j: (j.submitted_at, j.id)):
-            assert job.placement is not None
-            backend = self.backends.get(job.placement.site)
-            now = self.clock.now()
-            try:
-                if backend is None:
-                    raise Unavailable(f"no backend for site {job.placement.site}")
-                result = backend.submit(job)
-            except Busy as exc:
-                self._note_once(job, f"waiting for capacity: {exc}", now)
-                continue
-            except Unavailable as exc:
-                loads[(job.placement.site, job.placement.pool)] = PoolLoad(
-                    0, available=False, note=str(exc))
-                self._save(apply(job, Event(EventKind.REQUEUE, now,
-                                            f"site {job.placement.site} unavailable: {exc}"),
-                                 placement=None))
-                continue
-            verb = "adopted the submission found at" if result.adopted else "dispatched to"
-            event = Event(EventKind.DISPATCH, now, f"{verb} {job.placement.site}",
-                          (("backend_ref", result.backend_ref),))
-            self._save(apply(job, event, backend_ref=result.backend_ref,
-                             gpu_indices=result.gpu_indices))
-            count += 1
+            with self._isolated(job):
+                count += self._dispatch_one(job, loads)
         return count
+
+    def _dispatch_one(self, job: Job, loads: dict[tuple[str, str], PoolLoad]) -> int:
+        assert job.placement is not None
+        backend = self.backends.get(job.placement.site)
+        now = self.clock.now()
+        try:
+            if backend is None:
+                raise Unavailable(f"no backend for site {job.placement.site}")
+            result = backend.submit(job)
+        except Busy as exc:
+            self._note_once(job, f"waiting for capacity: {exc}", now)
+            return 0
+        except Unavailable as exc:
+            loads[(job.placement.site, job.placement.pool)] = PoolLoad(
+                0, available=False, note=str(exc))
+            self._save(apply(job, Event(EventKind.REQUEUE, now,
+                                        f"site {job.placement.site} unavailable: {exc}"),
+                             placement=None))
+            return 0
+        verb = "adopted the submission found at" if result.adopted else "dispatched to"
+        event = Event(EventKind.DISPATCH, now, f"{verb} {job.placement.site}",
+                      (("backend_ref", result.backend_ref),))
+        self._save(apply(job, event, backend_ref=result.backend_ref,
+                         gpu_indices=result.gpu_indices))
+        return 1
 
     def _poll_sites(self) -> int:
         by_site: dict[str, list[Job]] = {}
@@ -249,8 +264,9 @@ class Broker:
                 continue
             for job in jobs:
                 status = statuses.get(job.backend_ref or "")
-                if status is not None and self._track(job, status):
-                    finished += 1
+                with self._isolated(job):
+                    if status is not None and self._track(job, status):
+                        finished += 1
         return finished
 
     def _track(self, job: Job, status: RemoteStatus) -> bool:
@@ -269,8 +285,27 @@ class Broker:
         reason = status.reason or status.state.value
         ended = status.outcome.ended_at if status.outcome and status.outcome.ended_at else now
         data = (("exit_code", str(status.outcome.exit_code)),) if status.outcome else ()
-        self._save(apply(job, Event(kind, ended, reason, data), outcome=status.outcome))
+        final = apply(job, Event(kind, ended, reason, data), outcome=status.outcome)
+        record = usage_from_job(final, self.federation)
+        if record is not None:
+            # Usage first: a crash before the job is saved re-polls it, and the
+            # record's id makes the second insert a no-op.
+            self.store.add_usage(record)
+        self._save(final)
         return True
+
+    @contextmanager
+    def _isolated(self, job: Job) -> Iterator[None]:
+        """Contain an unexpected failure to one job: log it, note it, let the pass go on."""
+        try:
+            yield
+        except Unavailable as exc:
+            log.warning("job %s: %s", job.id, exc)
+        except Exception as exc:  # one bad job must not stop the dispatcher for all
+            log.exception("job %s: unexpected error; will retry next pass", job.id)
+            with suppress(Exception):
+                self._note_once(job, f"internal error, retrying: {type(exc).__name__}: {exc}",
+                                self.clock.now())
 
     def _save(self, job: Job) -> Job:
         try:

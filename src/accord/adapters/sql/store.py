@@ -19,10 +19,11 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from accord.adapters.sql.schema import job_events, jobs
+from accord.adapters.sql.schema import job_events, jobs, usage_records
 from accord.domain import codec
-from accord.domain.errors import Conflict, NotFound, Unavailable
+from accord.domain.errors import AccordError, Conflict, NotFound, Unavailable
 from accord.domain.jobs import Job, JobState
+from accord.domain.usage import UsageRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_310_001
@@ -122,6 +123,29 @@ class SqlStore:
                 f"{existing.id} with a different spec; use a new key for a new job")
         return existing
 
+    def add_jobs(self, items: Sequence[tuple[Job, str]]) -> list[Job | AccordError]:
+        """Insert many new jobs in one transaction (group commit).
+
+        Returns, per item, the stored job (an earlier one for a reused key) or the
+        error that item alone met. A batch that meets any unique-key clash is
+        retried item by item, so one retried submission never fails the others.
+        """
+        try:
+            with self.transaction() as conn:
+                conn.execute(insert(jobs), [_job_row(j, h) for j, h in items])
+                conn.execute(insert(job_events),
+                             [_event_row(j.id, e) for j, _ in items for e in j.story])
+            return [j for j, _ in items]
+        except IntegrityError:
+            pass
+        out: list[Job | AccordError] = []
+        for job, spec_hash in items:
+            try:
+                out.append(self.add_job(job, spec_hash))
+            except AccordError as exc:
+                out.append(exc)
+        return out
+
     def _by_key(self, owner: str, key: str) -> tuple[Job, str]:
         with self.transaction() as conn:
             row = conn.execute(
@@ -179,6 +203,28 @@ class SqlStore:
         with self.transaction() as conn:
             rows = conn.execute(query).mappings().all()
             return self._load(conn, list(rows))
+
+    def add_usage(self, record: UsageRecord) -> bool:
+        """Store a usage record once; True if it is new, False if its id was already stored."""
+        row = {f: getattr(record, f) for f in UsageRecord.__dataclass_fields__}
+        row["recorded_at"] = datetime.now(UTC)
+        try:
+            with self.transaction() as conn:
+                conn.execute(insert(usage_records), [row])
+            return True
+        except IntegrityError:
+            return False
+
+    def usage(self, job_id: str | None = None, site: str | None = None) -> list[UsageRecord]:
+        """Usage records, oldest first, optionally for one job or site."""
+        query = select(usage_records).order_by(usage_records.c.start, usage_records.c.id)
+        if job_id is not None:
+            query = query.where(usage_records.c.job_id == job_id)
+        if site is not None:
+            query = query.where(usage_records.c.site == site)
+        fields = list(UsageRecord.__dataclass_fields__)
+        with self.transaction() as conn:
+            return [UsageRecord(**{f: r[f] for f in fields}) for r in conn.execute(query).mappings()]
 
     def count_by_state(self) -> dict[str, int]:
         """How many jobs are in each state."""

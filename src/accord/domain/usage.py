@@ -1,0 +1,118 @@
+"""Usage records: what a finished job really consumed, entered once.
+
+A record's id is ``<site>:<backend ref>``, so reading the same accounting data
+twice yields the same id and the store keeps one record. GPU counts are what
+the site *allocated* (Slurm's AllocTRES), not what was requested.
+
+Period rule: a job that runs across a UTC month boundary is attributed to each
+month in proportion to the time it ran in it (:func:`split_by_month`); the
+shares add up to the record's GPU-seconds exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from accord.domain.errors import InvalidInput, Problem
+from accord.domain.federation import Federation
+from accord.domain.jobs import Job
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One finished job's consumption at one site."""
+
+    id: str
+    job_id: str
+    site: str
+    pool: str
+    gpu_model: str
+    host_partner: str
+    requester_partner: str | None
+    agreement: str | None
+    project: str
+    start: datetime
+    end: datetime
+    gpus: int
+    gpu_seconds: float
+    state: str
+    exit_code: int | None
+    energy_j: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MonthShare:
+    """The part of a record that falls in one UTC month (``period`` is ``YYYY-MM``)."""
+
+    period: str
+    seconds: float
+    gpu_seconds: float
+
+
+def usage_from_job(job: Job, federation: Federation) -> UsageRecord | None:
+    """The usage record of a finished job, or None if it never ran (no start or end).
+
+    Raises:
+        InvalidInput: the job is not placed or not finished.
+    """
+    if job.placement is None or job.backend_ref is None or not job.state.is_final:
+        raise InvalidInput([Problem("job", "only a finished, dispatched job has usage", job.id)])
+    o = job.outcome
+    if o is None or o.started_at is None or o.ended_at is None:
+        return None
+    site = federation.site(job.placement.site)
+    pool = site.pool(job.placement.pool)
+    return UsageRecord(
+        id=f"{site.id}:{job.backend_ref}",
+        job_id=job.id,
+        site=site.id,
+        pool=pool.id,
+        gpu_model=pool.gpu_model,
+        host_partner=site.partner,
+        requester_partner=job.spec.partner,
+        agreement=job.placement.agreement,
+        project=job.spec.project,
+        start=o.started_at,
+        end=o.ended_at,
+        gpus=o.gpus or job.spec.gpus,
+        gpu_seconds=o.gpu_seconds,
+        state=job.state.value,
+        exit_code=o.exit_code,
+        energy_j=o.energy_j,
+    )
+
+
+def split_by_month(record: UsageRecord) -> tuple[MonthShare, ...]:
+    """Attribute a record to UTC months in proportion to run time.
+
+    >>> from datetime import datetime, UTC
+    >>> r = UsageRecord("s:1", "j", "s", "p", "H100", "uk", None, None, "p",
+    ...     datetime(2026, 10, 31, 23, tzinfo=UTC), datetime(2026, 11, 1, 1, tzinfo=UTC),
+    ...     2, 14400.0, "completed", 0)
+    >>> [(m.period, m.gpu_seconds) for m in split_by_month(r)]
+    [('2026-10', 7200.0), ('2026-11', 7200.0)]
+    """
+    start, end = record.start.astimezone(UTC), record.end.astimezone(UTC)
+    total = (end - start).total_seconds()
+    if total <= 0:
+        return (MonthShare(start.strftime("%Y-%m"), 0.0, record.gpu_seconds),)
+    shares: list[MonthShare] = []
+    cursor = start
+    while cursor < end:
+        boundary = _next_month(cursor)
+        piece_end = min(boundary, end)
+        seconds = (piece_end - cursor).total_seconds()
+        shares.append(MonthShare(cursor.strftime("%Y-%m"), seconds,
+                                 record.gpu_seconds * seconds / total))
+        cursor = piece_end
+    drift = record.gpu_seconds - sum(s.gpu_seconds for s in shares)
+    last = shares[-1]
+    shares[-1] = MonthShare(last.period, last.seconds, last.gpu_seconds + drift)
+    return tuple(shares)
+
+
+def _next_month(t: datetime) -> datetime:
+    if t.month == 12:
+        return datetime(t.year + 1, 1, 1, tzinfo=UTC)
+    return datetime(t.year, t.month + 1, 1, tzinfo=UTC)
