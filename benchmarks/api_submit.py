@@ -25,8 +25,8 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.conftest import fresh_pg_schema  # noqa: E402
-from tests.integration.server import AccordProcess  # noqa: E402
+from tests.conftest import fresh_pg_schema
+from tests.integration.server import AccordProcess
 
 HERE = Path(__file__).resolve().parent
 PG_ADMIN = os.environ.get("ACCORD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -84,11 +84,13 @@ class SiteBackend(Protocol):
         """Current load per pool id."""
         ...
 
-    def submit(self, job: Job) -> Dispatched:
+    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
         """Start ``job`` (placed at this site), or adopt it if it already runs here.
 
         Must be idempotent per job id: a second call for the same job returns the
-        first submission (``adopted=True``) and never starts it twice.
+        first submission (``adopted=True``) and never starts it twice. The broker
+        passes ``maybe_submitted=False`` when its write-ahead record shows no earlier
+        attempt, so a backend whose look-up is costly may skip it.
         """
         ...
 

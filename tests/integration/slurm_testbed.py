@@ -25,7 +25,7 @@ class Cluster:
     jobs_dir: str
 
 
-def testbed_cluster(name: str) -> Cluster:
+def cluster_settings(name: str) -> Cluster:
     """The settings of one testbed cluster; skips (which fails CI) if the testbed is down."""
     if os.geteuid() != 0:
         pytest.skip("the Slurm testbed needs root")
@@ -46,10 +46,15 @@ def ctld(action: str, cluster: str) -> None:
 
 def slurm_federation(partner_of: dict[str, str] | None = None) -> Federation:
     """A federation whose sites are the testbed's clusters (isambard: uk, jeanzay: fr)."""
+    return parse_federation_text(slurm_federation_text(partner_of), "slurm-testbed.toml")
+
+
+def slurm_federation_text(partner_of: dict[str, str] | None = None) -> str:
+    """The TOML of :func:`slurm_federation`."""
     partner_of = partner_of or {"isambard": "uk", "jeanzay": "fr"}
     sites = ""
     for name in CLUSTERS:
-        c = testbed_cluster(name)
+        c = cluster_settings(name)
         sites += f"""
 [[sites]]
 id = "{name}"
@@ -70,7 +75,7 @@ gpu_model = "H100"
 gpus = 8
 power_w = 700
 """
-    return parse_federation_text(f"""
+    return f"""
 [federation]
 name = "slurm testbed federation"
 reference_unit = "H100-hour"
@@ -103,4 +108,4 @@ units = 100000
 requester = "fr"
 host = "uk"
 units = 100000
-""", "slurm-testbed.toml")
+"""

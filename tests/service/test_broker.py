@@ -27,13 +27,15 @@ class ScriptedBackend:
         self.broken = broken
         self.down = False
         self.submitted: list[str] = []
+        self.lookups = 0
 
     def loads(self) -> Mapping[str, PoolLoad]:
         if self.down:
             raise Unavailable("slurmctld not answering")
         return {}
 
-    def submit(self, job: Job) -> Dispatched:
+    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
+        self.lookups += int(maybe_submitted)
         if self.down:
             raise Unavailable("slurmctld not answering")
         if job.spec.name in self.broken:
@@ -115,3 +117,27 @@ def test_usage_is_recorded_once_even_if_polled_again(small_federation: Federatio
     assert again is not None
     assert store.add_usage(again) is False
     assert len(store.usage()) == 1
+
+
+def test_write_ahead_intent_means_look_up_before_resubmitting(
+    small_federation: Federation, store: SqlStore
+) -> None:
+    uk = ScriptedBackend("bristol", 4)
+    broker = _broker(small_federation, store, bristol=uk, paris=ScriptedBackend("paris", 8))
+    job, _ = broker.submit({"command": ["x"], "site": "bristol"}, "u")
+    broker.step()
+    assert uk.lookups == 0, "a first dispatch must not pay for a look-up"
+    kinds = [(e.event.kind.value, e.event.reason) for e in store.get_job(job.id).story]
+    assert kinds[2] == ("note", "dispatching to bristol")
+    # A job whose intent was recorded but whose dispatch was not (a crash in between):
+    from accord.domain.jobs import Event, EventKind, Placement, apply
+    from accord.service.broker import INTENT, dispatch_attempted
+
+    crashed, _ = broker.submit({"command": ["x"], "site": "bristol", "name": "c"}, "u")
+    crashed = store.save_job(apply(crashed, Event(EventKind.PLACE, T0, "p"),
+                                   placement=Placement("bristol", "h100")))
+    crashed = store.save_job(apply(crashed, Event(EventKind.NOTE, T0, "dispatching to bristol",
+                                                  ((INTENT, "dispatch"),))))
+    assert dispatch_attempted(crashed)
+    broker.step()
+    assert uk.lookups == 1

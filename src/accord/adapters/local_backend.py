@@ -75,8 +75,10 @@ class LocalBackend:
             used[pool] = used.get(pool, 0) + len(indices)
         return {p.id: PoolLoad(free_gpus=p.gpus - used.get(p.id, 0)) for p in self.site.pools}
 
-    def submit(self, job: Job) -> Dispatched:
+    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
         """Start the job's runner, or adopt the one already started for this job.
+
+        ``maybe_submitted`` is ignored: creating the job directory is the check.
 
         Raises:
             Conflict: the job is not placed at one of this site's pools.

@@ -18,11 +18,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 GRACE_S = 5.0
+WAIT_STEP_S = 0.2
 
 
 def process_start_ticks(pid: int) -> str | None:
@@ -54,10 +57,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class _Stop(Exception):
-    pass
-
-
 def run(job_dir: Path) -> int:
     """Run the job described in ``job_dir/job.json``; return the runner's exit status.
 
@@ -73,41 +72,46 @@ def run(job_dir: Path) -> int:
     if (job_dir / "child.pid").exists() or (job_dir / "result.json").exists():
         return 0
     spec: dict[str, Any] = json.loads((job_dir / "job.json").read_text())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
     ticks = process_start_ticks(os.getpid()) or "0"
-    write_atomic(job_dir / "runner.pid", f"{os.getpid()} {ticks}\n")
-
-    def on_term(_sig: int, _frame: Any) -> None:
-        raise _Stop
-
+    write_atomic(job_dir / "runner.pid", f"{os.getpid()} {ticks}\n")  # cancel may come now
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
     env.update(spec["env"])
     started = _now()
-    state, exit_code, reason = "failed", None, ""
     with open(job_dir / "stdout", "ab") as out, open(job_dir / "stderr", "ab") as err:
         try:
             child = subprocess.Popen(
                 spec["argv"], cwd=job_dir, env=env, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True)
         except OSError as exc:
-            reason = f"cannot start command {spec['argv'][0]!r}: {exc.strerror}"
-            _finish(job_dir, "failed", 127, started, reason)
+            _finish(job_dir, "failed", 127, started,
+                    f"cannot start command {spec['argv'][0]!r}: {exc.strerror}")
             return 0
         write_atomic(job_dir / "child.pid", f"{child.pid}\n")
         write_atomic(job_dir / "started", started + "\n")
-        signal.signal(signal.SIGTERM, on_term)
-        try:
-            exit_code = child.wait(timeout=spec["time_limit_s"])
-            state = "completed" if exit_code == 0 else "failed"
-            reason = _exit_reason(exit_code)
-        except subprocess.TimeoutExpired:
-            _kill_group(child)
-            state, exit_code = "timeout", child.returncode
-            reason = f"killed after its time limit of {spec['time_limit_s']} s"
-        except _Stop:
-            _kill_group(child)
-            state, exit_code, reason = "cancelled", child.returncode, "cancelled on request"
+        state, exit_code, reason = _supervise(child, spec["time_limit_s"], stop)
     _finish(job_dir, state, exit_code, started, reason)
     return 0
+
+
+def _supervise(
+    child: subprocess.Popen[bytes], limit_s: float, stop: threading.Event
+) -> tuple[str, int | None, str]:
+    """Wait for the job; kill it at its time limit or when asked to stop."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            code = child.wait(timeout=WAIT_STEP_S)
+            return ("completed" if code == 0 else "failed"), code, _exit_reason(code)
+        except subprocess.TimeoutExpired:
+            pass
+        if stop.is_set():
+            _kill_group(child)
+            return "cancelled", child.returncode, "cancelled on request"
+        if time.monotonic() >= deadline:
+            _kill_group(child)
+            return "timeout", child.returncode, f"killed after its time limit of {limit_s:g} s"
 
 
 def _exit_reason(code: int) -> str:
@@ -120,7 +124,6 @@ def _exit_reason(code: int) -> str:
 
 
 def _kill_group(child: subprocess.Popen[bytes]) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 30.0)):
         try:
             os.killpg(child.pid, sig)

@@ -227,7 +227,13 @@ class Broker:
         try:
             if backend is None:
                 raise Unavailable(f"no backend for site {job.placement.site}")
-            result = backend.submit(job)
+            attempted = dispatch_attempted(job)
+            if not attempted:
+                # Write-ahead: after a crash from here on, the next try looks the job up.
+                job = self.store.save_job(apply(job, Event(
+                    EventKind.NOTE, now, f"dispatching to {job.placement.site}",
+                    ((INTENT, "dispatch"),))))
+            result = backend.submit(job, maybe_submitted=attempted)
         except Busy as exc:
             self._note_once(job, f"waiting for capacity: {exc}", now)
             return 0
@@ -316,6 +322,22 @@ class Broker:
         except NotFound:
             log.warning("job %s vanished from the store", job.id)
             return job
+
+
+INTENT = "intent"
+
+
+def dispatch_attempted(job: Job) -> bool:
+    """Whether a dispatch of the job's current placement may have reached its site.
+
+    True when the story has a write-ahead "dispatch" note after the latest PLACE.
+    """
+    for entry in reversed(job.story):
+        if entry.event.kind is EventKind.PLACE:
+            return False
+        if entry.event.kind is EventKind.NOTE and entry.event.get(INTENT) == "dispatch":
+            return True
+    return False
 
 
 _FINAL_EVENT = {

@@ -1,8 +1,9 @@
 """The Slurm site backend: drives a real Slurm cluster with its own commands.
 
 * submit: ``sbatch --parsable`` with the job tagged twice, as job name
-  ``accord-<id>`` and in ``--comment``; before submitting, the tag is looked up
-  (``squeue``, then ``sacct``) so a crash between ``sbatch`` and recording its
+  ``accord-<id>`` and in ``--comment``. When the broker's write-ahead record
+  says an earlier attempt may have reached Slurm, the tag is looked up first
+  (``squeue``, then ``sacct``), so a crash between ``sbatch`` and recording its
   id never leads to a second submission: the job is adopted instead.
 * poll: one ``squeue`` and at most one ``sacct`` call per site per poll, for
   every tracked job at once. A job is final only when ``sacct`` has its end
@@ -119,8 +120,10 @@ class SlurmBackend:
     def _partition_args(self) -> list[str]:
         return ["-p", self.settings.partition] if self.settings.partition else []
 
-    def submit(self, job: Job) -> Dispatched:
+    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
         """Submit with ``sbatch``, or adopt the submission that already carries the job's tag.
+
+        The tag is looked up (``squeue``, then ``sacct``) only if ``maybe_submitted``.
 
         Raises:
             Conflict: the job is not placed at this site.
@@ -128,7 +131,7 @@ class SlurmBackend:
         """
         if job.placement is None or job.placement.site != self.site_id:
             raise Conflict(f"job {job.id} is not placed at site {self.site_id}")
-        found = self._find(job.id)
+        found = self._find(job.id) if maybe_submitted else None
         if found is not None:
             return Dispatched(backend_ref=found, adopted=True)
         job_dir = self.root / job.id
@@ -152,13 +155,14 @@ class SlurmBackend:
     def _find(self, job_id: str) -> str | None:
         """The Slurm id of a job already submitted with this tag, if any."""
         name = job_tag(job_id)
-        queued = parse_squeue_format(self._run("squeue", "-h", "-t", "all", "--name", name,
-                                               "-O", SQUEUE_FORMAT_LONG), SQUEUE_FORMAT_LONG)
+        queued = [e for e in parse_squeue_format(
+            self._run("squeue", "-h", "-t", "all", "--name", name, "-O", SQUEUE_FORMAT_LONG),
+            SQUEUE_FORMAT_LONG) if e.name == name]
         if queued:
             return min(queued, key=lambda e: int(e.job_id)).job_id
-        records = parse_sacct_parsable(self._run(
+        records = [r for r in parse_sacct_parsable(self._run(
             "sacct", *self._cluster_args(), "-P", "-X", "-n", "-S", SACCT_LOOKBACK, "--name", name,
-            "-o", ",".join(SACCT_FIELDS)))
+            "-o", ",".join(SACCT_FIELDS))) if r.name == name]
         if records:
             return min(records, key=lambda r: int(r.job_id)).job_id
         return None
