@@ -141,3 +141,28 @@ def test_write_ahead_intent_means_look_up_before_resubmitting(
     assert dispatch_attempted(crashed)
     broker.step()
     assert uk.lookups == 1
+
+
+def test_a_dispatch_in_doubt_stays_at_its_site_and_is_looked_up(
+    small_federation: Federation, store: SqlStore
+) -> None:
+    from accord.domain.errors import InDoubt
+
+    class TimesOut(ScriptedBackend):
+        def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
+            if not self.submitted and not maybe_submitted:
+                self.submitted.append("timed-out")
+                raise InDoubt("sbatch did not answer within 30 s")
+            return super().submit(job, maybe_submitted)
+
+    uk = TimesOut("bristol", 4)
+    broker = _broker(small_federation, store, bristol=uk, paris=ScriptedBackend("paris", 8))
+    job, _ = broker.submit({"command": ["x"], "partner": "uk"}, "u")
+    broker.step()
+    doubtful = store.get_job(job.id)
+    assert doubtful.state is JobState.PLACED
+    assert doubtful.placement is not None
+    assert doubtful.placement.site == "bristol"
+    assert "in doubt" in doubtful.reason
+    broker.step()
+    assert uk.lookups == 1, "the retry must look the job up first"

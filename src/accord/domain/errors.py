@@ -12,7 +12,8 @@ edge, with ``raise ... from exc``; shells (API, CLI) map them to status codes.
     ├── Conflict              the request contradicts stored state
     │   └── InvalidTransition a job event that its current state does not allow
     ├── Unavailable           a dependency (site, database) cannot be reached now
-    │   └── Busy              it answers, but has no room now (e.g. no free GPUs)
+    │   ├── Busy              it answers, but has no room now (e.g. no free GPUs)
+    │   └── InDoubt           no answer in time: the request may or may not have taken effect
     └── Forbidden             the caller may not do this
 """
 
@@ -110,6 +111,12 @@ class Busy(Unavailable):
     """The dependency answers but has no capacity now; the same request may succeed later."""
 
     title = "Busy"
+
+
+class InDoubt(Unavailable):
+    """A request timed out: it may have taken effect. Check before doing it again."""
+
+    title = "In doubt"
 
 
 class Forbidden(AccordError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from accord.domain import codec
-from accord.domain.errors import Busy, Conflict, NotFound, Unavailable
+from accord.domain.errors import Busy, Conflict, InDoubt, NotFound, Unavailable
 from accord.domain.federation import Federation
 from accord.domain.jobs import Event, EventKind, Job, JobState, Placement, apply, new_job
 from accord.domain.jobspec import parse_job_spec
@@ -222,30 +222,32 @@ class Broker:
 
     def _dispatch_one(self, job: Job, loads: dict[tuple[str, str], PoolLoad]) -> int:
         assert job.placement is not None
-        backend = self.backends.get(job.placement.site)
+        site, pool = job.placement.site, job.placement.pool
+        backend = self.backends.get(site)
         now = self.clock.now()
         try:
             if backend is None:
-                raise Unavailable(f"no backend for site {job.placement.site}")
+                raise Unavailable(f"no backend for site {site}")
             attempted = dispatch_attempted(job)
             if not attempted:
                 # Write-ahead: after a crash from here on, the next try looks the job up.
                 job = self.store.save_job(apply(job, Event(
-                    EventKind.NOTE, now, f"dispatching to {job.placement.site}",
-                    ((INTENT, "dispatch"),))))
+                    EventKind.NOTE, now, f"dispatching to {site}", ((INTENT, "dispatch"),))))
             result = backend.submit(job, maybe_submitted=attempted)
         except Busy as exc:
             self._note_once(job, f"waiting for capacity: {exc}", now)
             return 0
+        except InDoubt as exc:
+            # The site may have taken it: stay placed there; the next try looks it up.
+            self._note_once(job, f"dispatch to {site} in doubt, will check: {exc}", now)
+            return 0
         except Unavailable as exc:
-            loads[(job.placement.site, job.placement.pool)] = PoolLoad(
-                0, available=False, note=str(exc))
-            self._save(apply(job, Event(EventKind.REQUEUE, now,
-                                        f"site {job.placement.site} unavailable: {exc}"),
+            loads[(site, pool)] = PoolLoad(0, available=False, note=str(exc))
+            self._save(apply(job, Event(EventKind.REQUEUE, now, f"site {site} unavailable: {exc}"),
                              placement=None))
             return 0
         verb = "adopted the submission found at" if result.adopted else "dispatched to"
-        event = Event(EventKind.DISPATCH, now, f"{verb} {job.placement.site}",
+        event = Event(EventKind.DISPATCH, now, f"{verb} {site}",
                       (("backend_ref", result.backend_ref),))
         self._save(apply(job, event, backend_ref=result.backend_ref,
                          gpu_indices=result.gpu_indices))

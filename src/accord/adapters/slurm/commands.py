@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from accord.domain.errors import Unavailable
+from accord.domain.errors import InDoubt, Unavailable
 
 COMMAND_TIMEOUT_S = 30.0
 
@@ -41,7 +41,8 @@ class CommandRunner(Protocol):
         """Run ``argv`` with ``env`` added to the environment.
 
         Raises:
-            Unavailable: the command cannot be started or timed out.
+            Unavailable: the command cannot be started.
+            InDoubt: it timed out (it may have acted).
         """
         ...
 
@@ -62,7 +63,8 @@ class SubprocessRunner:
             raise Unavailable(f"{argv[0]} is not installed on this machine (is Slurm's client "
                               "installed? scripts/slurm-testbed.sh start installs it)") from None
         except subprocess.TimeoutExpired:
-            raise Unavailable(f"{argv[0]} did not answer within {self.timeout_s:.0f} s") from None
+            raise InDoubt(f"{argv[0]} did not answer within {self.timeout_s:.0f} s; what it "
+                          "was asked to do may or may not have happened") from None
         except OSError as exc:
             raise Unavailable(f"cannot run {argv[0]}: {exc}") from exc
         return Completed(tuple(argv), done.returncode, done.stdout, done.stderr)
