@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from accord.domain.carbon import IntensitySeries
 from accord.domain.errors import AccordError
 from accord.domain.jobs import Job, JobState, Outcome
 from accord.domain.placement import PoolLoad
@@ -146,10 +147,27 @@ class JobStore(Protocol):
         """Jobs, newest first, optionally filtered."""
         ...
 
+    def tracked(self) -> list[tuple[str, str, str, JobState]]:
+        """(job id, site, backend ref, state) of every dispatched or running job."""
+        ...
+
     def add_usage(self, record: UsageRecord) -> bool:
         """Store a usage record once; True if new, False if its id is already stored."""
         ...
 
     def usage(self, job_id: str | None = None, site: str | None = None) -> list[UsageRecord]:
         """Usage records, oldest first."""
+        ...
+
+
+class CarbonSource(Protocol):
+    """Grid carbon intensity (gCO2eq/kWh) for a zone over a time span.
+
+    Implementations live in ``accord.adapters.carbon`` (files in the common
+    formats, live APIs, built-in typical profiles) and raise
+    :class:`accord.domain.errors.Unavailable` when they cannot answer.
+    """
+
+    def intensity(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
+        """The zone's intensity covering [start, end)."""
         ...

@@ -65,6 +65,7 @@ class Broker:
         self.clock = clock
         self.ids = ids
         self._lock = threading.Lock()
+        self._outages: set[str] = set()  # sites whose tracked jobs were told of the outage
 
     # ------------------------------------------------------------ user actions
     def submit(
@@ -254,28 +255,39 @@ class Broker:
         return 1
 
     def _poll_sites(self) -> int:
-        by_site: dict[str, list[Job]] = {}
-        for job in self.store.list_jobs([JobState.DISPATCHED, JobState.RUNNING], limit=10 * BATCH):
-            if job.placement is not None and job.backend_ref is not None:
-                by_site.setdefault(job.placement.site, []).append(job)
+        """One batched poll per site over every tracked job; only changed jobs are loaded."""
+        by_site: dict[str, list[tuple[str, str, JobState]]] = {}
+        for job_id, site, ref, state in self.store.tracked():
+            by_site.setdefault(site, []).append((job_id, ref, state))
         finished = 0
-        for site_id, jobs in by_site.items():
+        for site_id, tracked in by_site.items():
             backend = self.backends.get(site_id)
             if backend is None:
                 continue
             try:
-                statuses = backend.poll([j.backend_ref or "" for j in jobs])
+                statuses = backend.poll([ref for _, ref, _ in tracked])
             except Unavailable as exc:
-                now = self.clock.now()
-                for job in jobs:
-                    self._note_once(job, f"cannot reach site {site_id}: {exc}", now)
+                if site_id not in self._outages:
+                    self._outages.add(site_id)
+                    self._note_unreachable(site_id, tracked, exc)
                 continue
-            for job in jobs:
-                status = statuses.get(job.backend_ref or "")
+            self._outages.discard(site_id)
+            for job_id, ref, state in tracked:
+                status = statuses.get(ref)
+                if status is None or not _changed(state, status.state):
+                    continue
+                job = self.store.get_job(job_id)
                 with self._isolated(job):
-                    if status is not None and self._track(job, status):
-                        finished += 1
+                    finished += int(self._track(job, status))
         return finished
+
+    def _note_unreachable(
+        self, site_id: str, tracked: list[tuple[str, str, JobState]], exc: Exception
+    ) -> None:
+        now = self.clock.now()
+        for job_id, _, _ in tracked:
+            job = self.store.get_job(job_id)
+            self._note_once(job, f"cannot reach site {site_id}: {exc}", now)
 
     def _track(self, job: Job, status: RemoteStatus) -> bool:
         now = self.clock.now()
@@ -327,6 +339,13 @@ class Broker:
 
 
 INTENT = "intent"
+
+
+def _changed(state: JobState, remote: RemoteState) -> bool:
+    """Whether a remote status means something new for a job in ``state``."""
+    if remote is RemoteState.PENDING:
+        return False
+    return not (remote is RemoteState.RUNNING and state is JobState.RUNNING)
 
 
 def dispatch_attempted(job: Job) -> bool:

@@ -226,6 +226,14 @@ class SqlStore:
         with self.transaction() as conn:
             return [UsageRecord(**{f: r[f] for f in fields}) for r in conn.execute(query).mappings()]
 
+    def tracked(self) -> list[tuple[str, str, str, JobState]]:
+        """(job id, site, backend ref, state) of every job at a site: light, no stories."""
+        query = select(jobs.c.id, jobs.c.site, jobs.c.backend_ref, jobs.c.state).where(
+            jobs.c.state.in_([JobState.DISPATCHED.value, JobState.RUNNING.value]),
+            jobs.c.backend_ref.is_not(None))
+        with self.transaction() as conn:
+            return [(r[0], r[1], r[2], JobState(r[3])) for r in conn.execute(query)]
+
     def count_by_state(self) -> dict[str, int]:
         """How many jobs are in each state."""
         with self.transaction() as conn:
