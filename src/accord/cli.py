@@ -62,6 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--idempotency-key")
     s.add_argument("--wait", action="store_true", help="wait until the job ends")
 
+    led = sub.add_parser("ledger", parents=[common], help="the reciprocity ledger")
+    led.add_argument("action", choices=["verify", "balances", "entries", "close", "correct", "key"])
+    led.add_argument("entry", nargs="?", help="entry id (correct)")
+    led.add_argument("--agreement")
+    led.add_argument("--period", help="YYYY-MM")
+    led.add_argument("--job")
+    led.add_argument("--kind", choices=["refund", "reversal", "manual_credit"])
+    led.add_argument("--units")
+    led.add_argument("--reason")
+    led.add_argument("--author")
+
+    st = sub.add_parser("statement", parents=[common],
+                        help="a signed statement: --agreement A --period P, or verify FILE --key K")
+    st.add_argument("verify_args", nargs="*", metavar="verify FILE")
+    st.add_argument("--agreement")
+    st.add_argument("--period", help="YYYY-MM")
+    st.add_argument("--format", choices=["json", "html", "csv"], default="json")
+    st.add_argument("--out", type=Path, help="write to this file instead of stdout")
+    st.add_argument("--key", type=Path, help="the operator's public key (PEM) to verify with")
+    st.add_argument("--previous", type=Path, help="an earlier statement this one must extend")
+
     j = sub.add_parser("jobs", parents=[common], help="list jobs")
     j.add_argument("--state", action="append")
     j.add_argument("--limit", type=int, default=50)
@@ -105,6 +126,10 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         return 0
     if args.cmd == "validate":
         return _validate(args)
+    if args.cmd == "ledger" and args.action == "verify":
+        return _ledger_verify(args)
+    if args.cmd == "statement" and args.verify_args:
+        return _statement_verify(args)
     from accord.client import Client, discover
 
     url, token = discover(args.server, args.data_dir)
@@ -145,6 +170,10 @@ def _remote(args: argparse.Namespace, command: list[str], client: Any) -> int:
         else:
             sys.stdout.write(out["stdout"])
             sys.stderr.write(out["stderr"])
+    elif args.cmd == "ledger":
+        _ledger(args, client)
+    elif args.cmd == "statement":
+        _statement(args, client)
     elif args.cmd == "cancel":
         _print(args, client.cancel(args.job), lambda j: f"{j['id']}: {j['state']} — {j['reason']}")
     return 0
@@ -221,3 +250,114 @@ def _show_text(j: dict[str, Any]) -> str:
         move = f"{e['before'] or '·'} → {e['after']}"
         lines.append(f"    {e['at'][:23]}  {e['kind']:<9} {move:<24} {e['reason']}")
     return "\n".join(lines)
+
+
+def _ledger_verify(args: argparse.Namespace) -> int:
+    """Verify the ledger straight from the store (no server needed)."""
+    from accord.adapters.federation_file import load_federation
+    from accord.adapters.sql.store import SqlStore
+    from accord.runtime import Settings, build_ledger
+
+    settings = Settings.resolve(args.data_dir)
+    if not (settings.data_dir / "ledger-signing.key").exists():
+        raise InvalidInput([Problem("--data-dir", "no Accord data directory here",
+                                    str(settings.data_dir), "the --data-dir of 'accord up'")])
+    store = SqlStore(settings.database_url)
+    try:
+        report = build_ledger(load_federation(settings.federation_path), store,
+                              settings.data_dir).verify()
+    finally:
+        store.close()
+    out = {"ok": report.ok, "entries": report.entries, "closures": report.closures,
+           "first_bad_seq": report.first_bad_seq, "problem": report.problem}
+    if args.json:
+        print(json.dumps(out))
+    elif report.ok:
+        print(f"ledger verified: {report.entries} entries, chain intact, balances zero, "
+              f"{report.closures} closed period(s) match their signed roots")
+    else:
+        print(f"LEDGER VERIFICATION FAILED at entry {report.first_bad_seq}: {report.problem}",
+              file=sys.stderr)
+    return 0 if report.ok else EXIT_INPUT
+
+
+def _statement_verify(args: argparse.Namespace) -> int:
+    """Verify a statement offline with only the file and the operator's public key."""
+    from accord.adapters.keys import read_public_key
+    from accord.domain.statement import verify_statement
+
+    if args.verify_args[0] != "verify" or len(args.verify_args) != 2:
+        raise InvalidInput([Problem("statement", "unknown form", " ".join(args.verify_args),
+                                    "accord statement verify FILE --key PUBKEY")])
+    if args.key is None:
+        raise InvalidInput([Problem("--key", "is required to verify", allowed="a PEM file")])
+    doc = _read_json(Path(args.verify_args[1]))
+    previous = _read_json(args.previous) if args.previous else None
+    errors = verify_statement(doc, read_public_key(args.key), previous)
+    if errors:
+        for e in errors:
+            print(f"{args.verify_args[1]}: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    print(f"{args.verify_args[1]}: verified — {doc['agreement']['id']} {doc['period']} "
+          f"({doc['status']}), {len(doc['entries'])} entries included in the signed tree of "
+          f"{doc['tree_head']['tree_size']} entries")
+    return 0
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput([Problem(str(path), f"cannot read a statement: {exc}")]) from None
+
+
+def _ledger(args: argparse.Namespace, client: Any) -> None:
+    params = {k: v for k, v in (("agreement", args.agreement), ("period", args.period),
+                                ("job", args.job)) if v}
+    if args.action == "balances":
+        _print(args, client.request("GET", "/api/v1/ledger/balances", params=params), _balances)
+    elif args.action == "entries":
+        data = client.request("GET", "/api/v1/ledger/entries", params=params)["entries"]
+        _print(args, data, lambda es: "\n".join(
+            f"{e['seq']:>6} {e['kind']:<13} {e['requester']}->{e['host']:<4} {e['site']:<14} "
+            f"{e['units']:>14} {e['id']}" for e in es) or "no entries")
+    elif args.action == "close":
+        if not args.period:
+            raise InvalidInput([Problem("--period", "is required", allowed="YYYY-MM")])
+        head = client.request("POST", f"/api/v1/ledger/periods/{args.period}/close")
+        _print(args, head, lambda h: f"closed {h['period']}: {h['tree_size']} entries, "
+                                     f"root {h['root']}")
+    elif args.action == "correct":
+        body = {"kind": args.kind, "units": args.units, "reason": args.reason,
+                "author": args.author}
+        e = client.request("POST", f"/api/v1/ledger/entries/{args.entry}/corrections", json=body)
+        _print(args, e, lambda x: f"{x['seq']}: {x['kind']} {x['units']} ({x['id']})")
+    elif args.action == "key":
+        print(client.http.get("/api/v1/ledger/public-key").text, end="")
+
+
+def _balances(b: dict[str, Any]) -> str:
+    lines = [f"{b['entries']} entries; sum of all legs: {b['total']} {b['unit']}"]
+    for group in ("net_by_partner", "by_direction", "by_site", "by_project"):
+        lines.append(f"{group}:")
+        lines += [f"  {k:<30} {v:>16}" for k, v in b[group].items()]
+    return "\n".join(lines)
+
+
+def _statement(args: argparse.Namespace, client: Any) -> None:
+    if not args.agreement or not args.period:
+        raise InvalidInput([Problem("--agreement/--period", "are required",
+                                    allowed="accord statement --agreement ID --period YYYY-MM")])
+    path = f"/api/v1/statements/{args.agreement}/{args.period}"
+    if args.format == "json":
+        text = json.dumps(client.request("GET", path), indent=2) + "\n"
+    else:
+        resp = client.http.get(path, params={"format": args.format})
+        if resp.status_code >= 400:
+            client.request("GET", path)  # raises the matching error
+        text = resp.text
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)

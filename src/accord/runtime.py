@@ -13,15 +13,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from accord.adapters import keys
 from accord.adapters.clock import SystemClock
 from accord.adapters.federation_file import load_federation
 from accord.adapters.local_backend import LocalBackend
 from accord.adapters.slurm.backend import SlurmBackend
+from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
+from accord.domain import signing
 from accord.domain.errors import Conflict, InvalidInput, Problem
 from accord.domain.federation import BackendKind, Federation
+from accord.domain.statement import key_id
 from accord.ports import SiteBackend
 from accord.service.broker import Broker
+from accord.service.ledger import LedgerService
 
 log = logging.getLogger("accord")
 DEFAULT_PORT = 8642
@@ -95,7 +100,15 @@ class Runtime:
     federation: Federation
     store: SqlStore
     broker: Broker
+    ledger: LedgerService
     token: str
+
+
+def build_ledger(federation: Federation, store: SqlStore, data_dir: Path) -> LedgerService:
+    """The ledger service over the store, signing with the operator key in ``data_dir``."""
+    private = keys.load_or_create(data_dir)
+    log_id = key_id(signing.public_key(private))[:16]
+    return LedgerService(federation, SqlLedger(store), SystemClock(), private, log_id, Closure)
 
 
 def build(settings: Settings) -> Runtime:
@@ -110,7 +123,8 @@ def build(settings: Settings) -> Runtime:
     store = SqlStore(settings.database_url)
     backends = build_backends(federation, settings.data_dir)
     broker = Broker(federation, store, backends, SystemClock())
-    return Runtime(settings, federation, store, broker, ensure_token(settings.data_dir))
+    ledger = build_ledger(federation, store, settings.data_dir)
+    return Runtime(settings, federation, store, broker, ledger, ensure_token(settings.data_dir))
 
 
 @contextmanager
@@ -141,20 +155,23 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 
 
 class Dispatcher(threading.Thread):
-    """Runs the broker's step every ``interval`` seconds until stopped."""
+    """Runs the broker's step, then the ledger's posting sweep, every ``interval`` seconds."""
 
-    def __init__(self, broker: Broker, interval: float) -> None:
+    def __init__(self, broker: Broker, ledger: LedgerService, interval: float) -> None:
         super().__init__(name="accord-dispatcher", daemon=True)
         self.broker = broker
+        self.ledger = ledger
         self.interval = interval
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            try:
-                self.broker.step()
-            except Exception:  # the loop must outlive any one failure; it is logged
-                log.exception("dispatcher pass failed; retrying")
+            for name, work in (("dispatcher", self.broker.step),
+                               ("ledger posting", self.ledger.post_pending)):
+                try:
+                    work()
+                except Exception:  # the loop must outlive any one failure; it is logged
+                    log.exception("%s pass failed; retrying", name)
             self.stopping.wait(self.interval)
 
 
@@ -173,10 +190,11 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with exclusive(settings.data_dir):
         rt = build(settings)
-        app = create_app(rt.broker, rt.token, title=f"Accord — {rt.federation.name}")
+        app = create_app(rt.broker, rt.token, title=f"Accord — {rt.federation.name}",
+                         ledger=rt.ledger)
         url = f"http://{settings.host}:{settings.port}"
         (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
-        dispatcher = Dispatcher(rt.broker, settings.poll_interval_s)
+        dispatcher = Dispatcher(rt.broker, rt.ledger, settings.poll_interval_s)
         if settings.dispatch:
             dispatcher.start()
         print(f"Accord is up at {url} (federation: {rt.federation.name}; "

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,8 +32,11 @@ from accord.domain.errors import (
     Unavailable,
 )
 from accord.domain.jobs import JobState
+from accord.domain.ledger import to_document
+from accord.domain.statement import head_to_json, public_pem_of, to_csv, to_html
 from accord.service.broker import Broker
 from accord.service.group_commit import GroupCommitter
+from accord.service.ledger import LedgerService
 from accord.web.status import render_status
 
 log = logging.getLogger("accord.api")
@@ -75,7 +78,19 @@ def problem(status: int, title: str, detail: str, problems: list[Problem] | None
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
-def create_app(broker: Broker, token: str, *, title: str = "Accord") -> FastAPI:
+class Correction(BaseModel):
+    """A correcting ledger entry: refund, reversal or manual credit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(..., pattern="^(refund|reversal|manual_credit)$")
+    units: str = Field(..., max_length=40, description="positive decimal, normalised units")
+    reason: str = Field(..., min_length=1, max_length=2000)
+    author: str = Field(..., min_length=1, max_length=200)
+
+
+def create_app(broker: Broker, token: str, *, title: str = "Accord",
+               ledger: LedgerService | None = None) -> FastAPI:
     """The FastAPI application for ``broker``, guarded by ``token``."""
     committer = GroupCommitter(broker.store)
 
@@ -149,7 +164,60 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord") -> FastAPI:
         out = broker.logs(job_id)
         return {"stdout": out.stdout, "stderr": out.stderr}
 
+    if ledger is not None:
+        _ledger_routes(app, ledger, auth)
     return app
+
+
+def _ledger_routes(app: FastAPI, ledger: LedgerService, auth: Callable[..., None]) -> None:
+    guard = [Depends(auth)]
+    period_q = Query(None, pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")
+
+    @app.get("/api/v1/ledger/balances", tags=["ledger"], dependencies=guard)
+    def ledger_balances(agreement: Annotated[str | None, Query(max_length=64)] = None,
+                        period: Annotated[str | None, period_q] = None) -> dict[str, Any]:
+        if agreement is not None:
+            ledger.federation.agreement(agreement)
+        return ledger.balances(agreement, period)
+
+    @app.get("/api/v1/ledger/entries", tags=["ledger"], dependencies=guard)
+    def ledger_entries(agreement: Annotated[str | None, Query(max_length=64)] = None,
+                       period: Annotated[str | None, period_q] = None,
+                       job: Annotated[str | None, Query(max_length=40)] = None) -> dict[str, Any]:
+        found = ledger.ledger.entries(agreement=agreement, period=period, job_id=job)
+        return {"entries": [{**to_document(e), "hash": e.hash} for e in found[-1000:]]}
+
+    @app.post("/api/v1/ledger/entries/{entry_id}/corrections", status_code=201, tags=["ledger"],
+              dependencies=guard)
+    def correct(entry_id: str, body: Correction) -> dict[str, Any]:
+        e = ledger.correct(entry_id, body.kind, body.units, body.reason, body.author)
+        return {**to_document(e), "hash": e.hash}
+
+    @app.post("/api/v1/ledger/periods/{period}/close", tags=["ledger"], dependencies=guard)
+    def close(period: str) -> dict[str, Any]:
+        return head_to_json(ledger.close_period(period))
+
+    @app.get("/api/v1/ledger/verify", tags=["ledger"], dependencies=guard)
+    def verify() -> dict[str, Any]:
+        r = ledger.verify()
+        return {"ok": r.ok, "entries": r.entries, "closures": r.closures,
+                "first_bad_seq": r.first_bad_seq, "problem": r.problem}
+
+    @app.get("/api/v1/ledger/public-key", tags=["ledger"], response_class=PlainTextResponse)
+    def public_key() -> str:
+        return public_pem_of(ledger.public_key)
+
+    @app.get("/api/v1/statements/{agreement}/{period}", tags=["ledger"], dependencies=guard,
+             response_model=None)
+    def statement(agreement: str, period: str,
+                  format: Annotated[str, Query(pattern="^(json|html|csv)$")] = "json",
+                  ) -> dict[str, Any] | HTMLResponse | PlainTextResponse:
+        doc = ledger.statement(agreement, period)
+        if format == "html":
+            return HTMLResponse(to_html(doc))
+        if format == "csv":
+            return PlainTextResponse(to_csv(doc), media_type="text/csv")
+        return doc
 
 
 def _bearer(token: str) -> Callable[..., None]:

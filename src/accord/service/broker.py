@@ -66,6 +66,7 @@ class Broker:
         self.ids = ids
         self._lock = threading.Lock()
         self._outages: set[str] = set()  # sites whose tracked jobs were told of the outage
+        self._fresh_intents: set[str] = set()  # intents written by this process, not yet tried
 
     # ------------------------------------------------------------ user actions
     def submit(
@@ -194,7 +195,12 @@ class Broker:
             c = d.chosen
             event = Event(EventKind.PLACE, now, d.explain(),
                           (("pool", c.pool), ("site", c.site), ("score", f"{c.score:.4f}")))
-            self._save(apply(job, event, placement=Placement(c.site, c.pool, c.agreement)))
+            placed = apply(job, event, placement=Placement(c.site, c.pool, c.agreement))
+            # The dispatch intent goes in the same write; this process remembers it wrote it,
+            # so its own first attempt skips the look-up (after a crash, the next one does not).
+            intent = Event(EventKind.NOTE, now, f"dispatching to {c.site}", ((INTENT, "dispatch"),))
+            if self._save(apply(placed, intent)).version != job.version:
+                self._fresh_intents.add(job.id)
             old = loads.get((c.site, c.pool), PoolLoad(0))
             loads[(c.site, c.pool)] = PoolLoad(old.free_gpus - job.spec.gpus,
                                                old.queued_gpus + max(0, job.spec.gpus - old.free_gpus),
@@ -229,12 +235,14 @@ class Broker:
         try:
             if backend is None:
                 raise Unavailable(f"no backend for site {site}")
-            attempted = dispatch_attempted(job)
-            if not attempted:
+            if not dispatch_attempted(job):
                 # Write-ahead: after a crash from here on, the next try looks the job up.
                 job = self.store.save_job(apply(job, Event(
                     EventKind.NOTE, now, f"dispatching to {site}", ((INTENT, "dispatch"),))))
-            result = backend.submit(job, maybe_submitted=attempted)
+                self._fresh_intents.add(job.id)
+            fresh = job.id in self._fresh_intents
+            self._fresh_intents.discard(job.id)
+            result = backend.submit(job, maybe_submitted=not fresh)
         except Busy as exc:
             self._note_once(job, f"waiting for capacity: {exc}", now)
             return 0

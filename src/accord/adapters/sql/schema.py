@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Dialect,
@@ -103,4 +104,42 @@ usage_records = Table(
     Column("exit_code", Integer, nullable=True),
     Column("energy_j", Float, nullable=True),
     Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", String(300), nullable=False, unique=True),
+    Column("agreement", String(64), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("job_id", String(40), nullable=True),
+    Column("usage_id", String(250), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+ledger_posted = Table(
+    "ledger_posted",
+    metadata,
+    Column("usage_id", String(250), primary_key=True),
+    Column("entries", Integer, nullable=False),
+)
+
+ledger_closures = Table(
+    "ledger_closures",
+    metadata,
+    Column("period", String(7), primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("root", String(64), nullable=False),
+    Column("signed_head", Text, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=False),
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from accord.adapters.sql.schema import job_events, jobs, usage_records
@@ -164,23 +164,22 @@ class SqlStore:
     def save_job(self, job: Job) -> Job:
         """See :meth:`accord.ports.JobStore.save_job`."""
         with self.transaction() as conn:
-            stored = conn.execute(
-                select(jobs.c.version).where(jobs.c.id == job.id)
-            ).scalar_one_or_none()
-            if stored is None:
-                raise NotFound(f"no job {job.id!r}")
             result = conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job.id, jobs.c.version == job.version)
                 .values(**_mutable_row(job), version=job.version + 1)
             )
             if result.rowcount != 1:
+                stored = conn.execute(
+                    select(jobs.c.version).where(jobs.c.id == job.id)).scalar_one_or_none()
+                if stored is None:
+                    raise NotFound(f"no job {job.id!r}")
                 raise Conflict(f"job {job.id} was changed by someone else (version {stored}, "
                                f"read at {job.version}); reload and retry")
             known = conn.execute(
-                select(job_events.c.seq).where(job_events.c.job_id == job.id)
-            ).scalars().all()
-            fresh = [_event_row(job.id, e) for e in job.story if e.seq >= len(known)]
+                select(func.count()).select_from(job_events).where(job_events.c.job_id == job.id)
+            ).scalar_one()
+            fresh = [_event_row(job.id, e) for e in job.story if e.seq >= known]
             if fresh:
                 conn.execute(insert(job_events), fresh)
         return _with_version(job, job.version + 1)

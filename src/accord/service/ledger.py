@@ -1,0 +1,280 @@
+"""The ledger service: posts usage, corrects, closes periods, issues and verifies statements.
+
+Posting is a sweep: every pass takes the usage records not yet posted and posts
+them, each with its "posted" mark in the same transaction, so a crash anywhere
+leaves a record either fully posted or not at all, and it is never posted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from accord.domain import merkle, signing
+from accord.domain.errors import Conflict, InvalidInput, NotFound, Problem
+from accord.domain.federation import Federation
+from accord.domain.ledger import (
+    Entry,
+    EntryKind,
+    balances,
+    canonical,
+    chain_hash,
+    correction,
+    from_document,
+    next_period,
+    parse_period,
+    usage_entries,
+)
+from accord.domain.statement import build_statement, head_from_json, head_to_json
+from accord.domain.usage import UsageRecord
+from accord.ports import Clock
+
+GENESIS_HEX = "0" * 64
+
+
+class LedgerStore(Protocol):
+    """What the service needs of ledger storage (see ``adapters/sql/ledger_store.py``)."""
+
+    def append(self, entries: Any, usage_id: str | None = None) -> list[Entry]: ...
+    def unposted_usage(self, limit: int = 500) -> list[UsageRecord]: ...
+    def entries(self, agreement: str | None = None, period: str | None = None,
+                job_id: str | None = None, upto: int | None = None) -> list[Entry]: ...
+    def entry(self, entry_id: str) -> Entry | None: ...
+    def raw(self, batch: int = 20_000) -> Any: ...
+    def leaf_bodies(self, upto: int) -> list[bytes]: ...
+    def head(self) -> tuple[int, str]: ...
+    def size(self) -> int: ...
+    def close(self, closure: Any) -> None: ...
+    def closures(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of :meth:`LedgerService.verify`."""
+
+    ok: bool
+    entries: int
+    closures: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+
+class LedgerService:
+    """Drives the ledger domain through its store and the operator's signing key."""
+
+    def __init__(self, federation: Federation, ledger: LedgerStore, clock: Clock,
+                 private_key: bytes, log_id: str, closure_factory: Callable[..., Any]) -> None:
+        self.federation = federation
+        self.ledger = ledger
+        self.clock = clock
+        self.private_key = private_key
+        self.public_key = signing.public_key(private_key)
+        self.log_id = log_id
+        self._closure = closure_factory
+
+    # ------------------------------------------------------------ posting
+    def post_pending(self, limit: int = 500) -> int:
+        """Post usage records not yet posted; returns how many entries were appended."""
+        appended = 0
+        closed = {c.period for c in self.ledger.closures()}
+        for record in self.ledger.unposted_usage(limit):
+            entries = usage_entries(record, self.federation, self.clock.now())
+            entries = tuple(self._into_open_period(e, closed) for e in entries)
+            appended += len(self.ledger.append(entries, usage_id=record.id))
+        return appended
+
+    def _into_open_period(self, e: Entry, closed: set[str]) -> Entry:
+        period = e.period
+        while period in closed:
+            period = next_period(period)
+        if period == e.period:
+            return e
+        from dataclasses import replace
+
+        return replace(e, period=period, memo=(*e.memo, ("ran_in", e.period)))
+
+    def correct(self, entry_id: str, kind: str, units: str, reason: str, author: str) -> Entry:
+        """Append a correction of an entry (refund, reversal, manual credit).
+
+        Raises:
+            NotFound: no such entry.
+            InvalidInput: a bad kind, amount, reason or author.
+        """
+        original = self.ledger.entry(entry_id)
+        if original is None:
+            raise NotFound(f"no ledger entry {entry_id!r}")
+        try:
+            entry_kind = EntryKind(kind)
+            amount = Decimal(units)
+        except (ValueError, ArithmeticError):
+            raise InvalidInput([Problem("kind/units", "not a correction", f"{kind} {units}",
+                                        "kind refund|reversal|manual_credit, units a number")]
+                               ) from None
+        closed = {c.period for c in self.ledger.closures()}
+        period = original.period
+        while period in closed:
+            period = next_period(period)
+        now = self.clock.now()
+        fix = correction(original, entry_kind, amount, reason, author, period, now,
+                         f"{entry_kind.value}:{secrets.token_hex(8)}")
+        return self.ledger.append([fix])[0]
+
+    # ------------------------------------------------------------ heads and closing
+    def signed_head(self, period: str) -> signing.SignedHead:
+        """A freshly signed head of the whole ledger as it stands."""
+        size, _ = self.ledger.head()
+        leaves = [merkle.leaf_hash(b) for b in self.ledger.leaf_bodies(size)]
+        head = signing.TreeHead(tree_size=size, root=merkle.root(leaves),
+                                timestamp_ms=int(self.clock.now().timestamp() * 1000),
+                                period=period, log_id=self.log_id)
+        return signing.sign_head(head, self.private_key)
+
+    def close_period(self, period: str) -> signing.SignedHead:
+        """Lock a period: sign the ledger's head; later corrections go to the next period.
+
+        Raises:
+            InvalidInput: not a YYYY-MM period.
+            Conflict: already closed, or an earlier period with entries is still open.
+        """
+        period = parse_period(period)
+        closures = self.ledger.closures()
+        if any(c.period == period for c in closures):
+            raise Conflict(f"period {period} is already closed")
+        signed = self.signed_head(period)
+        self.ledger.close(self._closure(period=period, tree_size=signed.head.tree_size,
+                                        root=signed.head.root.hex(),
+                                        signed_head=json.dumps(head_to_json(signed)),
+                                        closed_at=self.clock.now()))
+        return signed
+
+    # ------------------------------------------------------------ statements
+    def statement(self, agreement_id: str, period: str) -> dict[str, Any]:
+        """The signed statement of one agreement for one period.
+
+        For a closed period it is proven against the closing head; for an open one,
+        against a freshly signed provisional head.
+
+        Raises:
+            NotFound: no such agreement.
+            InvalidInput: not a YYYY-MM period.
+        """
+        agreement = self.federation.agreement(agreement_id)
+        period = parse_period(period)
+        closures = self.ledger.closures()
+        closure = next((c for c in closures if c.period == period), None)
+        if closure is not None:
+            signed = head_from_json(json.loads(closure.signed_head))
+            status = "closed"
+        else:
+            signed = self.signed_head(period)
+            status = "provisional"
+        size = signed.head.tree_size
+        leaves = [merkle.leaf_hash(b) for b in self.ledger.leaf_bodies(size)]
+        tree = merkle.MerkleTree.build(leaves)
+        mine = list(self.ledger.entries(agreement=agreement_id, period=period, upto=size))
+        previous = [c for c in closures if c.tree_size <= size and c.period < period]
+        prev_doc = None
+        if previous:
+            p = previous[-1]
+            prev_doc = {"signed_head": json.loads(p.signed_head),
+                        "consistency_proof": [h.hex() for h in
+                                              tree.consistency_proof(p.tree_size, size)]}
+        return build_statement(
+            agreement=agreement, period=period, status=status,
+            reference_unit=self.federation.reference_unit, entries=mine,
+            proofs={e.seq: tree.inclusion_proof(e.seq) for e in mine},
+            signed_head=head_to_json(signed), previous=prev_doc,
+            public_key=self.public_key)
+
+    # ------------------------------------------------------------ verification
+    def verify(self) -> VerifyReport:
+        """Re-derive the chain, the columns, the balances and every closure from the store.
+
+        Names the first bad entry: a broken hash, a gap or duplicate in sequence, a
+        body that disagrees with its indexed columns or does not balance, a head
+        that does not match, or a closure whose root or signature does not hold.
+        """
+        prev, count, leaves = GENESIS_HEX, 0, []
+        total = Decimal(0)
+        for row in self.ledger.raw():
+            bad = _check_row(row, count, prev)
+            if bad:
+                return VerifyReport(False, count, 0, row.seq, bad)
+            doc = json.loads(row.body)
+            total += sum((Decimal(x) for _, x in doc["legs"]), Decimal(0))
+            leaves.append(merkle.leaf_hash(row.body))
+            prev, count = row.hash, count + 1
+        size, head_hash = self.ledger.head()
+        if size != count or (count and head_hash != prev):
+            return VerifyReport(False, count, 0, count,
+                                f"the chain head says {size} entries ending {head_hash[:12]}…, "
+                                f"the table has {count} ending {prev[:12]}… (entries removed "
+                                "or appended behind Accord's back)")
+        if total != 0:
+            return VerifyReport(False, count, 0, None, f"the ledger does not balance: {total}")
+        return self._verify_closures(leaves, count)
+
+    def _verify_closures(self, leaves: list[bytes], count: int) -> VerifyReport:
+        closures = self.ledger.closures()
+        tree = merkle.MerkleTree.build(leaves) if leaves else None
+        for c in closures:
+            signed = head_from_json(json.loads(c.signed_head))
+            if not signing.verify_head(signed, self.public_key):
+                return VerifyReport(False, count, len(closures), None,
+                                    f"closure of {c.period}: the signature does not verify")
+            if c.tree_size > count:
+                return VerifyReport(False, count, len(closures), count,
+                                    f"closure of {c.period} covers {c.tree_size} entries; only "
+                                    f"{count} remain (entries removed behind Accord's back)")
+            root = tree.root(c.tree_size) if tree and c.tree_size else merkle.root([])
+            if root.hex() != c.root or signed.head.root != root:
+                return VerifyReport(False, count, len(closures), min(c.tree_size, count),
+                                    f"closure of {c.period}: the entries no longer hash to "
+                                    f"the signed root")
+        return VerifyReport(True, count, len(closures))
+
+    def balances(self, agreement: str | None = None, period: str | None = None) -> dict[str, Any]:
+        """Balances as plain data."""
+        b = balances(self.ledger.entries(agreement=agreement, period=period))
+        return {
+            "entries": b.entries, "total": str(b.total),
+            "by_direction": {k: str(v) for k, v in sorted(b.by_direction.items())},
+            "by_site": {k: str(v) for k, v in sorted(b.by_site.items())},
+            "by_project": {k: str(v) for k, v in sorted(b.by_project.items())},
+            "net_by_partner": {k: str(v) for k, v in sorted(b.net_by_partner.items())},
+            "unit": self.federation.reference_unit,
+        }
+
+
+def _check_row(row: Any, expected_seq: int, prev: str) -> str:
+    """Why a stored row is bad, or '' if it is good."""
+    if row.seq != expected_seq:
+        what = "missing" if row.seq > expected_seq else "duplicated or reordered"
+        return f"entry at position {expected_seq} is {what} (found seq {row.seq})"
+    try:
+        doc = json.loads(row.body)
+        entry = from_document(doc, row.hash)
+    except (ValueError, InvalidInput) as exc:
+        return f"entry {row.seq}: the body is not a valid entry ({exc})"
+    if chain_hash(prev, row.body) != row.hash or doc["prev_hash"] != prev:
+        return f"entry {row.seq} ({row.id}): its hash does not match its content and " \
+               "predecessor (edited, inserted or reordered)"
+    if canonical(entry) != row.body:
+        return f"entry {row.seq}: the body is not in canonical form"
+    columns = (row.id, row.agreement, row.period, row.job_id, row.usage_id)
+    if columns != (entry.id, entry.agreement, entry.period, entry.job_id, entry.usage_id) \
+            or entry.seq != row.seq:
+        return f"entry {row.seq}: its indexed columns disagree with its signed body (edited)"
+    if sum((leg.amount for leg in entry.legs), Decimal(0)) != 0:
+        return f"entry {row.seq}: its legs do not balance"
+    return ""
+
+
+def now_ms(t: datetime) -> int:
+    """Milliseconds since the epoch."""
+    return int(t.timestamp() * 1000)
