@@ -244,3 +244,17 @@ def test_a_signature_covers_exactly_its_head(a: TreeHead, b: TreeHead) -> None:
     signed = sign_head(a, SEED)
     assert verify_head(signed, PUBLIC)
     assert verify_head(SignedHead(b, signed.signature), PUBLIC) is (a == b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4), st.integers(0, 90))
+def test_whatever_decodes_re_encodes_to_the_same_bytes(edits: list[tuple[int, int]], cut: int) -> None:
+    data = bytearray(GOLDEN_HEAD + bytes(10))[: 69 + cut]
+    for pos, value in edits:
+        if pos < len(data):
+            data[pos] = value
+    try:
+        head = decode_head(bytes(data))
+    except InvalidInput:
+        return
+    assert encode_head(head) == bytes(data)

@@ -81,8 +81,9 @@ class IntensitySeries:
     values: tuple[float, ...]
     step_s: int
     source: str
-    # Seconds since the epoch of each start plus the end, and the running integral at each
-    # (g/kWh·s): every integral is then two look-ups, however long the series.
+    # Seconds from the first start to each start and to the end, and the running integral at
+    # each (g/kWh·s): every integral is then two look-ups, however long the series. Offsets
+    # from the series' own start (not the epoch) keep float rounding well under a microsecond.
     _secs: tuple[float, ...] = field(init=False, repr=False, compare=False)
     _cum: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
@@ -90,7 +91,7 @@ class IntensitySeries:
         problems = _series_problems(self)
         if problems:
             raise InvalidInput(problems)
-        secs = [(t - EPOCH).total_seconds() for t in self.starts]
+        secs = [(t - self.starts[0]).total_seconds() for t in self.starts]
         secs.append(secs[-1] + self.step_s)
         cum = [0.0]
         for i, v in enumerate(self.values):
@@ -128,7 +129,7 @@ class IntensitySeries:
         Raises:
             InvalidInput: ``t`` is naive or outside the series.
         """
-        x = _seconds(t, "t")
+        x = _offset(t, self.starts[0], "t")
         if not self._secs[0] <= x < self._secs[-1]:
             raise _not_covered(self, t, t)
         return self.values[bisect_right(self._secs, x) - 1]
@@ -216,13 +217,14 @@ def resample(s: IntensitySeries, step_s: int) -> IntensitySeries:
     """
     if step_s <= 0:
         raise InvalidInput([Problem("step_s", "must be positive", str(step_s), "seconds > 0")])
-    first = math.ceil(s._secs[0] / step_s) * step_s
+    origin = (s.start - EPOCH).total_seconds()
+    first = math.ceil(origin / step_s) * step_s - origin  # offset of the first aligned bucket
     count = int((s._secs[-1] - first) // step_s)
     if count < 1:
         raise InvalidInput([Problem("step_s", "the series is shorter than one bucket", str(step_s),
                                     f"at most {int(s._secs[-1] - s._secs[0])} s for this series")])
     values = [s._integral_s(first + k * step_s, first + (k + 1) * step_s) / step_s for k in range(count)]
-    start = EPOCH + timedelta(seconds=first)
+    start = s.start + timedelta(seconds=first)
     return series(s.zone, start, step_s, values, s.source)
 
 
@@ -341,15 +343,15 @@ def best_start(s: IntensitySeries, earliest: datetime, deadline: datetime, durat
                 for n, v in (("duration_s", duration_s), ("step_s", step_s)) if v <= 0]
     if problems:
         raise InvalidInput(problems)
-    a, b = _seconds(earliest, "earliest"), _seconds(deadline, "deadline")
+    a, b = _offset(earliest, s.start, "earliest"), _offset(deadline, s.start, "deadline")
     if b - a < duration_s:
         raise InvalidInput([Problem("deadline", "the window is shorter than the run",
                                     f"{b - a:.0f} s", f">= duration_s ({duration_s} s)")])
     last = a + (b - a - duration_s) // step_s * step_s
-    _span_seconds(s, earliest, EPOCH + timedelta(seconds=last + duration_s))
-    candidates = [a + c * step_s for c in range(int((last - a) // step_s) + 1)]
-    costs = [s._integral_s(x, x + duration_s) for x in candidates]
-    return EPOCH + timedelta(seconds=candidates[_argmin_earliest(costs)])
+    count = int((last - a) // step_s) + 1
+    _span_seconds(s, earliest, earliest + timedelta(seconds=(count - 1) * step_s + duration_s))
+    costs = [s._integral_s(a + c * step_s, a + c * step_s + duration_s) for c in range(count)]
+    return earliest + timedelta(seconds=_argmin_earliest(costs) * step_s)
 
 
 def forecast_from_history(s: IntensitySeries, at: datetime, horizon_s: int, days: int = 7) -> IntensitySeries:
@@ -368,7 +370,7 @@ def forecast_from_history(s: IntensitySeries, at: datetime, horizon_s: int, days
     if horizon_s <= 0 or days <= 0:
         raise InvalidInput([Problem("horizon_s/days", "must be positive", f"{horizon_s}/{days}",
                                     "integers > 0")])
-    at_s, step = _seconds(at, "at"), s.step_s
+    at_s, step = _offset(at, s.start, "at"), s.step_s
     slots = math.ceil(horizon_s / step)
     values = []
     for k in range(slots):
@@ -376,7 +378,7 @@ def forecast_from_history(s: IntensitySeries, at: datetime, horizon_s: int, days
         first_day = max(1, math.ceil((slot + step - at_s) / DAY_S))
         starts = [slot - d * DAY_S for d in range(first_day, first_day + days)]
         if starts[-1] < s._secs[0] or starts[0] + step > s._secs[-1]:
-            need = EPOCH + timedelta(seconds=starts[-1])
+            need = s.start + timedelta(seconds=starts[-1])
             raise InvalidInput([Problem("history", f"a {days}-day forecast needs data from "
                                         f"{need.isoformat()}", s.start.isoformat(),
                                         f"a series starting by {need.isoformat()}")])
@@ -466,10 +468,11 @@ def spatial_shifting(home: IntensitySeries, away: IntensitySeries, duration_s: i
         InvalidInput: as :func:`oracle_saving`, or series on different grids.
     """
     g = _Grid.of(home, duration_s, 0, submit_from, submit_until)
+    shift = (home.start - away.start).total_seconds()  # home offsets -> away offsets
     rel = paid_total = now_total = 0.0
     count = 0
     for i in g.decisions:
-        a = g.secs[i]
+        a = g.secs[i] + shift
         b = a + duration_s
         if not (away._secs[0] <= a and b <= away._secs[-1]):
             continue
@@ -491,6 +494,7 @@ class _Grid:
     """A regular series prepared for evaluating many decisions: job costs per start slot,
     ``k`` slots per job, ``w`` slots of window, and the decision slots."""
 
+    origin: datetime
     secs: tuple[float, ...]
     values: tuple[float, ...]
     step: int
@@ -507,20 +511,21 @@ class _Grid:
         k, w = duration_s // step, window_s // step
         cum = s._cum
         cost = tuple((cum[i + k] - cum[i]) / HOUR_S for i in range(n - k + 1))
-        lo = 0 if submit_from is None else bisect_right(s._secs, _seconds(submit_from, "submit_from") - 1e-6)
+        lo = 0 if submit_from is None else bisect_right(
+            s._secs, _offset(submit_from, s.start, "submit_from") - 1e-6)
         hi = n - k - w + 1
         if submit_until is not None:
-            hi = min(hi, bisect_right(s._secs, _seconds(submit_until, "submit_until") - 1e-6))
+            hi = min(hi, bisect_right(s._secs, _offset(submit_until, s.start, "submit_until") - 1e-6))
         if hi <= lo:
             raise InvalidInput([Problem("submit_from/submit_until", "no submit time has its whole "
                                         "window inside the series", f"{n} slots",
                                         f"a series of at least {k + w} slots after submit_from")])
-        return _Grid(s._secs, s.values, step, k, w, cost, range(lo, hi))
+        return _Grid(s.start, s._secs, s.values, step, k, w, cost, range(lo, hi))
 
     def require_history(self, days: int) -> None:
         need = days * DAY_S // self.step
         if self.decisions.start < need:
-            at = EPOCH + timedelta(seconds=self.secs[self.decisions.start])
+            at = self.origin + timedelta(seconds=self.secs[self.decisions.start])
             raise InvalidInput([Problem("submit_from", f"a {days}-day history forecast needs "
                                         f"{need} slots before the first decision", at.isoformat(),
                                         f"a submit time at least {days} days into the series")])
@@ -620,15 +625,15 @@ def _pue_problems(pue: float) -> list[Problem]:
     return [Problem("pue", "must be at least 1", str(pue), "a number >= 1.0 (1.1 is a good data centre)")]
 
 
-def _seconds(t: datetime, where: str) -> float:
+def _offset(t: datetime, origin: datetime, where: str) -> float:
     if t.utcoffset() is None:
         raise InvalidInput([Problem(where, "must be timezone-aware", t.isoformat(),
                                     "a UTC time, e.g. 2020-01-01T00:00:00+00:00")])
-    return (t - EPOCH).total_seconds()
+    return (t - origin).total_seconds()
 
 
 def _span_seconds(s: IntensitySeries, start: datetime, end: datetime) -> tuple[float, float]:
-    a, b = _seconds(start, "start"), _seconds(end, "end")
+    a, b = _offset(start, s.start, "start"), _offset(end, s.start, "end")
     if b < a:
         raise InvalidInput([Problem("end", "must not be before start", end.isoformat(),
                                     f">= {start.isoformat()}")])

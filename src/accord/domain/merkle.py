@@ -10,7 +10,7 @@ Certificate Transparency (RFC 9162 §2.1, the same hashing as RFC 6962 §2.1):
 
 :class:`MerkleTree` is built once in O(n) and keeps every *complete* subtree
 hash, so the root of any prefix, an inclusion proof or a consistency proof costs
-O(log n) hashes of lookup and at most O(log n) hashes of work. The module-level
+O(log n) lookups and O(log n) hashes. The module-level
 functions (:func:`root`, :func:`inclusion_proof`, :func:`consistency_proof`)
 build a tree and ask it; call them once per tree, or keep the tree.
 
@@ -78,6 +78,9 @@ class MerkleTree:
     Storing each level as one ``bytes`` keeps the record truly immutable and
     compact: 64 bytes a leaf for a whole tree (1,000,000 leaves: 64 MB).
     Build it with :meth:`build`; the constructor only checks the level lengths.
+
+    Raises:
+        InvalidInput: the level lengths do not fit one tree.
     """
 
     levels: tuple[bytes, ...]

@@ -22,10 +22,7 @@ from accord.domain.ledger import (
     Entry,
     EntryKind,
     balances,
-    canonical,
-    chain_hash,
     correction,
-    from_document,
     next_period,
     parse_period,
     usage_entries,
@@ -33,6 +30,7 @@ from accord.domain.ledger import (
 from accord.domain.statement import build_statement, head_from_json, head_to_json
 from accord.domain.usage import UsageRecord
 from accord.ports import Clock
+from accord.service.ledger_check import check_store
 
 GENESIS_HEX = "0" * 64
 
@@ -41,11 +39,13 @@ class LedgerStore(Protocol):
     """What the service needs of ledger storage (see ``adapters/sql/ledger_store.py``)."""
 
     def append(self, entries: Any, usage_id: str | None = None) -> list[Entry]: ...
+    def append_many(self, groups: Any) -> list[Entry]: ...
     def unposted_usage(self, limit: int = 500) -> list[UsageRecord]: ...
     def entries(self, agreement: str | None = None, period: str | None = None,
                 job_id: str | None = None, upto: int | None = None) -> list[Entry]: ...
     def entry(self, entry_id: str) -> Entry | None: ...
     def raw(self, batch: int = 20_000) -> Any: ...
+    store: Any
     def leaf_bodies(self, upto: int) -> list[bytes]: ...
     def head(self) -> tuple[int, str]: ...
     def size(self) -> int: ...
@@ -80,13 +80,14 @@ class LedgerService:
     # ------------------------------------------------------------ posting
     def post_pending(self, limit: int = 500) -> int:
         """Post usage records not yet posted; returns how many entries were appended."""
-        appended = 0
+        records = self.ledger.unposted_usage(limit)
+        if not records:
+            return 0
         closed = {c.period for c in self.ledger.closures()}
-        for record in self.ledger.unposted_usage(limit):
-            entries = usage_entries(record, self.federation, self.clock.now())
-            entries = tuple(self._into_open_period(e, closed) for e in entries)
-            appended += len(self.ledger.append(entries, usage_id=record.id))
-        return appended
+        now = self.clock.now()
+        groups = [(r.id, tuple(self._into_open_period(e, closed)
+                               for e in usage_entries(r, self.federation, now))) for r in records]
+        return len(self.ledger.append_many(groups))
 
     def _into_open_period(self, e: Entry, closed: set[str]) -> Entry:
         period = e.period
@@ -199,25 +200,17 @@ class LedgerService:
         body that disagrees with its indexed columns or does not balance, a head
         that does not match, or a closure whose root or signature does not hold.
         """
-        prev, count, leaves = GENESIS_HEX, 0, []
-        total = Decimal(0)
-        for row in self.ledger.raw():
-            bad = _check_row(row, count, prev)
-            if bad:
-                return VerifyReport(False, count, 0, row.seq, bad)
-            doc = json.loads(row.body)
-            total += sum((Decimal(x) for _, x in doc["legs"]), Decimal(0))
-            leaves.append(merkle.leaf_hash(row.body))
-            prev, count = row.hash, count + 1
         size, head_hash = self.ledger.head()
+        check = check_store(self.ledger.store.url, max(size, self.ledger.size()))
+        if not check.ok:
+            return VerifyReport(False, check.count, 0, check.bad_seq, check.problem)
+        count, prev = check.count, check.last_hash
         if size != count or (count and head_hash != prev):
             return VerifyReport(False, count, 0, count,
                                 f"the chain head says {size} entries ending {head_hash[:12]}…, "
                                 f"the table has {count} ending {prev[:12]}… (entries removed "
                                 "or appended behind Accord's back)")
-        if total != 0:
-            return VerifyReport(False, count, 0, None, f"the ledger does not balance: {total}")
-        return self._verify_closures(leaves, count)
+        return self._verify_closures(check.leaves, count)
 
     def _verify_closures(self, leaves: list[bytes], count: int) -> VerifyReport:
         closures = self.ledger.closures()
@@ -249,30 +242,6 @@ class LedgerService:
             "net_by_partner": {k: str(v) for k, v in sorted(b.net_by_partner.items())},
             "unit": self.federation.reference_unit,
         }
-
-
-def _check_row(row: Any, expected_seq: int, prev: str) -> str:
-    """Why a stored row is bad, or '' if it is good."""
-    if row.seq != expected_seq:
-        what = "missing" if row.seq > expected_seq else "duplicated or reordered"
-        return f"entry at position {expected_seq} is {what} (found seq {row.seq})"
-    try:
-        doc = json.loads(row.body)
-        entry = from_document(doc, row.hash)
-    except (ValueError, InvalidInput) as exc:
-        return f"entry {row.seq}: the body is not a valid entry ({exc})"
-    if chain_hash(prev, row.body) != row.hash or doc["prev_hash"] != prev:
-        return f"entry {row.seq} ({row.id}): its hash does not match its content and " \
-               "predecessor (edited, inserted or reordered)"
-    if canonical(entry) != row.body:
-        return f"entry {row.seq}: the body is not in canonical form"
-    columns = (row.id, row.agreement, row.period, row.job_id, row.usage_id)
-    if columns != (entry.id, entry.agreement, entry.period, entry.job_id, entry.usage_id) \
-            or entry.seq != row.seq:
-        return f"entry {row.seq}: its indexed columns disagree with its signed body (edited)"
-    if sum((leg.amount for leg in entry.legs), Decimal(0)) != 0:
-        return f"entry {row.seq}: its legs do not balance"
-    return ""
 
 
 def now_ms(t: datetime) -> int:

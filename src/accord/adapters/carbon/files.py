@@ -191,8 +191,11 @@ class FileSource:
 
         Raises:
             Unavailable: no file for the zone, the file is missing, or it does not cover the span.
-            InvalidInput: the file exists but is malformed (with file and line).
+            InvalidInput: naive or reversed times, or the file is malformed (with file and line).
         """
+        if start.tzinfo is None or end.tzinfo is None or end <= start:
+            raise InvalidInput([Problem("span", "need UTC-aware times with start < end",
+                                        f"[{start.isoformat()}, {end.isoformat()})", "start < end")])
         zf = self._files.get(zone)
         if zf is None:
             raise Unavailable(f"no carbon file for zone {zone!r}; files cover: {', '.join(self._files)}")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 import httpx
 
@@ -113,7 +113,7 @@ class _LiveSource:
         """Release the HTTP connections."""
         self._service.close()
 
-    def __enter__(self) -> _LiveSource:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,

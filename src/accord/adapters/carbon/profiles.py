@@ -109,14 +109,14 @@ class ProfileSource:
 
         Raises:
             Unavailable: no profile for the zone.
-            InvalidInput: naive times, or ``end`` before ``start``.
+            InvalidInput: naive times, or ``end`` not after ``start``.
         """
         p = self.profile(zone)
-        if start.tzinfo is None or end.tzinfo is None or end < start:
-            raise InvalidInput([Problem("span", "need UTC-aware times with start <= end",
-                                        f"[{start.isoformat()}, {end.isoformat()})", "start <= end")])
+        if start.tzinfo is None or end.tzinfo is None or end <= start:
+            raise InvalidInput([Problem("span", "need UTC-aware times with start < end",
+                                        f"[{start.isoformat()}, {end.isoformat()})", "start < end")])
         first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        hours = max(1, math.ceil((end - first).total_seconds() / 3600))
+        hours = math.ceil((end - first).total_seconds() / 3600)
         values = [p.value(first + timedelta(hours=h)) for h in range(hours)]
         return series(zone, first, 3600, values, f"profile:{zone} {p.description}")
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -73,34 +74,46 @@ class SqlLedger:
         Raises:
             Unavailable: the chain head kept moving (heavy contention) or the DB is down.
         """
+        return self.append_many([(usage_id, entries)])
+
+    def append_many(self, groups: Sequence[tuple[str | None, Sequence[Entry]]]) -> list[Entry]:
+        """Append several groups (a usage record's entries each) in ONE transaction.
+
+        A group whose usage record is already posted is skipped whole; entries whose
+        id exists are not appended again. Returns the entries appended or found.
+
+        Raises:
+            Unavailable: the chain head kept moving (heavy contention) or the DB is down.
+        """
         for _ in range(MAX_RETRIES):
             try:
                 with self.store.transaction() as conn:
-                    return self._append(conn, entries, usage_id)
+                    return self._append(conn, groups)
             except _HeadMoved:
                 continue
             except IntegrityError:
                 continue  # another writer appended one of these ids first: re-read and skip it
         raise Unavailable("the ledger head kept moving; too many concurrent writers")
 
-    def _append(self, conn: Connection, entries: Sequence[Entry], usage_id: str | None
+    def _append(self, conn: Connection, groups: Sequence[tuple[str | None, Sequence[Entry]]]
                 ) -> list[Entry]:
         # Take the write lock before reading the head: a row lock on PostgreSQL, the
         # database's write lock on SQLite (waits out the busy timeout instead of failing).
         conn.execute(update(ledger_head).where(ledger_head.c.id == 1)
                      .values(seq=ledger_head.c.seq))
-        if usage_id is not None and conn.execute(select(ledger_posted.c.usage_id).where(
-                ledger_posted.c.usage_id == usage_id)).first() is not None:
-            return []  # another writer posted this usage record first
+        usage_ids = [u for u, _ in groups if u is not None]
+        posted = set(conn.execute(select(ledger_posted.c.usage_id).where(
+            ledger_posted.c.usage_id.in_(usage_ids))).scalars()) if usage_ids else set()
+        todo = [(u, es) for u, es in groups if u is None or u not in posted]
         head = conn.execute(select(ledger_head.c.seq, ledger_head.c.hash)
                             .where(ledger_head.c.id == 1)).one()
         seq, prev = int(head[0]), str(head[1])
-        ids = [e.id for e in entries]
+        ids = [e.id for _, es in todo for e in es]
         existing = {r[0]: r for r in conn.execute(
             select(ledger_entries.c.id, ledger_entries.c.body, ledger_entries.c.hash)
             .where(ledger_entries.c.id.in_(ids)))} if ids else {}
         out, rows = [], []
-        for e in entries:
+        for e in (e for _, es in todo for e in es):
             if e.id in existing:
                 _, body, h = existing[e.id]
                 out.append(from_document(json.loads(body), h))
@@ -119,8 +132,9 @@ class SqlLedger:
             if moved.rowcount != 1:
                 raise _HeadMoved
             conn.execute(insert(ledger_entries), rows)
-        if usage_id is not None:
-            conn.execute(insert(ledger_posted), [{"usage_id": usage_id, "entries": len(entries)}])
+        marks = [{"usage_id": u, "entries": len(es)} for u, es in todo if u is not None]
+        if marks:
+            conn.execute(insert(ledger_posted), marks)
         return out
 
     def unposted_usage(self, limit: int = 500) -> list[UsageRecord]:
@@ -159,6 +173,33 @@ class SqlLedger:
             row = conn.execute(select(ledger_entries.c.body, ledger_entries.c.hash)
                                .where(ledger_entries.c.id == entry_id)).first()
         return None if row is None else from_document(json.loads(row[0]), row[1])
+
+    def rows(self, start: int = 0, stop: int | None = None, batch: int = 50_000
+             ) -> Iterator[list[tuple[Any, ...]]]:
+        """Stored rows with start <= seq < stop as (seq, id, agreement, period, job_id,
+        usage_id, body bytes, hash), in sequence order, in batches (raw driver cursor)."""
+        sqlite = self.store.engine.dialect.name == "sqlite"
+        body = "CAST(body AS BLOB)" if sqlite else "convert_to(body, 'UTF8')"
+        mark = "?" if sqlite else "%s"
+        sql = (f"SELECT seq, id, agreement, period, job_id, usage_id, {body}, hash "
+               f"FROM ledger_entries WHERE seq >= {mark} AND seq < {mark} ORDER BY seq")
+        raw = self.store.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(sql, (start, stop if stop is not None else 2**62))
+            while True:
+                chunk = cur.fetchmany(batch)
+                if not chunk:
+                    return
+                yield [(*r[:6], bytes(r[6]), r[7]) for r in chunk]
+        finally:
+            raw.close()
+
+    def hash_at(self, seq: int) -> str | None:
+        """The stored hash of entry ``seq``, if there is one."""
+        with self.store.transaction() as conn:
+            return conn.execute(select(ledger_entries.c.hash).where(
+                ledger_entries.c.seq == seq)).scalar_one_or_none()
 
     def raw(self, batch: int = 20_000) -> Iterator[StoredEntry]:
         """Every stored row in sequence order, streamed."""

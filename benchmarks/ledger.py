@@ -1,0 +1,147 @@
+"""Ledger speed: postings per second, verify over a large ledger, proof size and time.
+
+1. Postings/s: usage records posted one per transaction (as the dispatcher does), on
+   SQLite and PostgreSQL. Baseline in the same run: inserting the same usage records.
+2. ``verify`` over N entries (default 1,000,000) on SQLite, after closing a period
+   (so the Merkle root is recomputed and the signature checked too). Baseline:
+   reading the same rows and hashing their bodies once (the floor any verifier pays).
+3. Inclusion proof for the N-entry tree: size and mean time to build + verify.
+
+    uv run python benchmarks/ledger.py [--entries 1000000] [--postings 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import SMALL_FEDERATION, fresh_pg_schema
+
+from accord.adapters.clock import FakeClock
+from accord.adapters.federation_file import parse_federation_text
+from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.store import SqlStore
+from accord.domain import merkle, signing
+from accord.domain.ledger import usage_entries
+from accord.domain.usage import UsageRecord
+from accord.service.ledger import LedgerService
+
+PG_ADMIN = os.environ.get("ACCORD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+FED = parse_federation_text(SMALL_FEDERATION)
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def usage(i: int) -> UsageRecord:
+    start = START + timedelta(seconds=i * 7)
+    return UsageRecord(f"paris:{i}", f"j{i}", "paris", "a100", "A100", "fr", "uk", "uk-fr",
+                       f"p{i % 50}", start, start + timedelta(hours=1), 2, 7200.0,
+                       "completed", 0)
+
+
+def service(url: str) -> LedgerService:
+    store = SqlStore(url)
+    return LedgerService(FED, SqlLedger(store), FakeClock(START + timedelta(days=45)),
+                         signing.generate_private_key(), "bench", Closure)
+
+
+def postings(url: str, n: int, label: str) -> None:
+    svc = service(url)
+    store = svc.ledger.store
+    t = time.perf_counter()
+    for i in range(n):
+        store.add_usage(usage(i))
+    base = time.perf_counter() - t
+    t = time.perf_counter()
+    while svc.post_pending(limit=500):
+        pass
+    elapsed = time.perf_counter() - t
+    assert svc.ledger.size() == n
+    print(f"  {label:<11} {n / elapsed:8.0f} postings/s  (baseline: usage inserts "
+          f"{n / base:6.0f}/s; one transaction per record in both)")
+    store.close()
+
+
+def build_large(url: str, n: int) -> LedgerService:
+    svc = service(url)
+    batch = 20_000
+    now = START + timedelta(days=45)
+    for first in range(0, n, batch):
+        entries = [e for i in range(first, min(n, first + batch))
+                   for e in usage_entries(usage(i), FED, now)]
+        svc.ledger.append(entries)
+    return svc
+
+
+def baseline_read_hash(svc: LedgerService) -> float:
+    t = time.perf_counter()
+    for row in svc.ledger.raw():
+        hashlib.sha256(row.body).digest()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--postings", type=int, default=2000)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        print("postings (one usage record per transaction):")
+        postings(f"sqlite:///{tmp}/p.db", args.postings, "SQLite")
+        name = f"accord_ledger_bench_{os.getpid()}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            postings(fresh_pg_schema(PG_ADMIN.rsplit("/", 1)[0] + "/" + name), args.postings,
+                     "PostgreSQL")
+        finally:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        t = time.perf_counter()
+        svc = build_large(f"sqlite:///{tmp}/big.db", args.entries)
+        print(f"built a {args.entries:,}-entry ledger on SQLite in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        svc.close_period("2026-10")
+        print(f"closed a period (Merkle root over {args.entries:,} entries + signature): "
+              f"{time.perf_counter() - t:.1f} s")
+        base = baseline_read_hash(svc)
+        t = time.perf_counter()
+        report = svc.verify()
+        elapsed = time.perf_counter() - t
+        assert report.ok, report
+        print(f"verify: {elapsed:.1f} s for {report.entries:,} entries and {report.closures} "
+              f"closure ({elapsed / base:.1f} x the floor of reading + hashing them once: "
+              f"{base:.1f} s); target <= 10 s: {'met' if elapsed <= 10 else 'NOT met'}")
+        leaves = [merkle.leaf_hash(b) for b in svc.ledger.leaf_bodies(args.entries)]
+        t = time.perf_counter()
+        tree = merkle.MerkleTree.build(leaves)
+        built = time.perf_counter() - t
+        rng = random.Random(1)
+        root = tree.root()
+        t = time.perf_counter()
+        sizes = []
+        for _ in range(1000):
+            i = rng.randrange(args.entries)
+            proof = tree.inclusion_proof(i)
+            assert merkle.verify_inclusion(leaves[i], i, args.entries, proof, root)
+            sizes.append(len(proof) * 32)
+        per = (time.perf_counter() - t) / 1000 * 1e6
+        print(f"inclusion proofs in a {args.entries:,}-entry tree: {max(sizes)} bytes "
+              f"({max(sizes) // 32} hashes); build tree {built:.1f} s once, then "
+              f"{per:.0f} us per proof built and verified")
+
+
+if __name__ == "__main__":
+    main()
