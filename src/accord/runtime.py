@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accord.adapters import keys
+from accord.adapters.carbon.chain import standard_chain
 from accord.adapters.clock import SystemClock
 from accord.adapters.federation_file import load_federation
 from accord.adapters.local_backend import LocalBackend
@@ -24,7 +25,7 @@ from accord.domain import signing
 from accord.domain.errors import Conflict, InvalidInput, Problem
 from accord.domain.federation import BackendKind, Federation
 from accord.domain.statement import key_id
-from accord.ports import SiteBackend
+from accord.ports import CarbonSource, SiteBackend
 from accord.service.broker import Broker
 from accord.service.ledger import LedgerService
 
@@ -104,6 +105,19 @@ class Runtime:
     token: str
 
 
+def build_carbon() -> CarbonSource:
+    """Grid intensity: live APIs when configured, then data files, then built-in profiles.
+
+    ``ACCORD_GB_CI_API`` (GB Carbon Intensity API base URL), ``ACCORD_EM_TOKEN``
+    (Electricity Maps), ``ACCORD_CARBON_DATA`` (a folder of intensity files); with
+    none set, the built-in typical profiles answer, offline.
+    """
+    data = os.environ.get("ACCORD_CARBON_DATA")
+    return standard_chain(shared_data=Path(data) if data else None,
+                          em_token=os.environ.get("ACCORD_EM_TOKEN"),
+                          gb_api_url=os.environ.get("ACCORD_GB_CI_API"))
+
+
 def build_ledger(federation: Federation, store: SqlStore, data_dir: Path) -> LedgerService:
     """The ledger service over the store, signing with the operator key in ``data_dir``."""
     private = keys.load_or_create(data_dir)
@@ -122,7 +136,7 @@ def build(settings: Settings) -> Runtime:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SqlStore(settings.database_url)
     backends = build_backends(federation, settings.data_dir)
-    broker = Broker(federation, store, backends, SystemClock())
+    broker = Broker(federation, store, backends, SystemClock(), carbon=build_carbon())
     ledger = build_ledger(federation, store, settings.data_dir)
     return Runtime(settings, federation, store, broker, ledger, ensure_token(settings.data_dir))
 

@@ -24,7 +24,15 @@ from accord.domain.jobs import Event, EventKind, Job, JobState, Placement, apply
 from accord.domain.jobspec import parse_job_spec
 from accord.domain.placement import Decision, PoolLoad, Verdict, place
 from accord.domain.usage import usage_from_job
-from accord.ports import Clock, JobLogs, JobStore, RemoteState, RemoteStatus, SiteBackend
+from accord.ports import (
+    CarbonSource,
+    Clock,
+    JobLogs,
+    JobStore,
+    RemoteState,
+    RemoteStatus,
+    SiteBackend,
+)
 
 log = logging.getLogger("accord.broker")
 
@@ -58,8 +66,10 @@ class Broker:
         backends: Mapping[str, SiteBackend],
         clock: Clock,
         ids: Callable[[datetime], str] = new_job_id,
+        carbon: CarbonSource | None = None,
     ) -> None:
         self.federation = federation
+        self.carbon = carbon
         self.store = store
         self.backends = dict(backends)
         self.clock = clock
