@@ -16,6 +16,7 @@ from accord.domain.carbon import IntensitySeries
 from accord.domain.errors import AccordError
 from accord.domain.jobs import Job, JobState, Outcome
 from accord.domain.placement import PoolLoad
+from accord.domain.reconcile import SiteUsage
 from accord.domain.usage import UsageRecord
 
 
@@ -170,4 +171,12 @@ class CarbonSource(Protocol):
 
     def intensity(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         """The zone's intensity covering [start, end)."""
+        ...
+
+
+class AccountingSource(Protocol):
+    """A site's own record of what ran (for reconciliation with Accord's books)."""
+
+    def accounting(self, start: datetime, end: datetime) -> list[SiteUsage]:
+        """Accord's jobs that ran within [start, end), their GPU-seconds clipped to it."""
         ...

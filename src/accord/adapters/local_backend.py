@@ -33,6 +33,7 @@ from accord.domain.errors import Busy, Conflict, Unavailable
 from accord.domain.federation import Site
 from accord.domain.jobs import Job, Outcome
 from accord.domain.placement import PoolLoad
+from accord.domain.reconcile import SiteUsage
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 
 LOG_TAIL_BYTES = 1_000_000
@@ -213,6 +214,23 @@ class LocalBackend:
                 pass
             return
         self._kill_orphan(job_dir)
+
+    def accounting(self, start: datetime, end: datetime) -> list[SiteUsage]:
+        """Finished jobs' GPU-seconds within [start, end), from their result files."""
+        usage = []
+        for job_dir in sorted(self.root.iterdir()):
+            result = _read_json(job_dir / "result.json")
+            spec = _read_json(job_dir / "job.json")
+            if result is None or spec is None:
+                continue
+            run_start = max(datetime.fromisoformat(result["started_at"]), start)
+            run_end = min(datetime.fromisoformat(result["ended_at"]), end)
+            if run_end <= run_start:
+                continue
+            gpus = len(spec["gpu_indices"])
+            seconds = (run_end - run_start).total_seconds()
+            usage.append(SiteUsage(job_dir.name, job_dir.name, gpus, gpus * seconds))
+        return usage
 
     def logs(self, ref: str, job: Job) -> JobLogs:
         """The tails of the job's stdout and stderr files."""

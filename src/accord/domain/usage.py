@@ -7,6 +7,9 @@ the site *allocated* (Slurm's AllocTRES), not what was requested.
 Period rule: a job that runs across a UTC month boundary is attributed to each
 month in proportion to the time it ran in it (:func:`split_by_month`); the
 shares add up to the record's GPU-seconds exactly.
+
+A record also carries the job's energy and emissions, worked out once when the job
+ends (:mod:`accord.domain.footprint`, ``docs/design/carbon-accounting.md``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from accord.domain.jobs import Job
 
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
-    """One finished job's consumption at one site."""
+    """One finished job's consumption at one site.
+
+    ``energy_j`` is the scheduler's measured energy (Slurm ``ConsumedEnergyRaw``) when
+    reported. ``energy_kwh`` (facility energy, PUE included), ``emissions_g`` (gCO2eq
+    over the actual run) and ``intensity_source`` (which data gave the emissions, or
+    ``"unavailable: <reason>"`` when none could) are set when the job ends; None on
+    records made before that, and ``emissions_g`` is None when no intensity was had.
+    """
 
     id: str
     job_id: str
@@ -39,6 +49,9 @@ class UsageRecord:
     state: str
     exit_code: int | None
     energy_j: float | None = None
+    energy_kwh: float | None = None
+    emissions_g: float | None = None
+    intensity_source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

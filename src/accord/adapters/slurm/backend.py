@@ -22,6 +22,7 @@ import math
 import shlex
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from accord.adapters.slurm.commands import CommandRunner, SubprocessRunner
@@ -38,6 +39,7 @@ from accord.domain.errors import Conflict, Unavailable
 from accord.domain.federation import Site, SlurmSettings
 from accord.domain.jobs import Job, Outcome
 from accord.domain.placement import PoolLoad
+from accord.domain.reconcile import SiteUsage
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 
 TAG_PREFIX = "accord-"
@@ -192,6 +194,22 @@ class SlurmBackend:
         """The job's output files (the job directory is on a filesystem Accord can read)."""
         job_dir = self.root / job.id
         return JobLogs(_tail(job_dir / "stdout"), _tail(job_dir / "stderr"))
+
+    def accounting(self, start: datetime, end: datetime) -> list[SiteUsage]:
+        """Accord's jobs in Slurm's accounting over [start, end), clipped to it (--truncate)."""
+        fmt = "%Y-%m-%dT%H:%M:%S"
+        out = self._run("sacct", *self._cluster_args(), "-P", "-X", "-n", "--truncate",
+                        "-S", start.astimezone(UTC).strftime(fmt),
+                        "-E", end.astimezone(UTC).strftime(fmt), "-o", ",".join(SACCT_FIELDS))
+        usage = []
+        for r in parse_sacct_parsable(out):
+            if not r.name.startswith(TAG_PREFIX) or r.start is None:
+                continue
+            stop = min(r.end or end, end)
+            seconds = max(0.0, (stop - max(r.start, start)).total_seconds())
+            usage.append(SiteUsage(r.job_id, r.name[len(TAG_PREFIX):], r.alloc_gpus,
+                                   r.alloc_gpus * seconds))
+        return usage
 
     def record(self, ref: str) -> SlurmRecord | None:
         """Slurm's accounting record of one job (for reconciliation and tests)."""
