@@ -170,3 +170,38 @@ def _tamper(conn: object, how: str, where: int) -> None:
         run(text("UPDATE ledger_entries SET seq = :b WHERE seq = -1"), {"b": other})
     elif how == "edit_head":
         run(text("UPDATE ledger_head SET seq = seq - 1"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_any_edit_of_a_statements_bytes_is_detected(signed_statement: tuple[str, bytes],
+                                                   data: st.DataObject) -> None:
+    text, public_key = signed_statement
+    pos = data.draw(st.integers(0, len(text) - 1))
+    new = data.draw(st.characters(min_codepoint=32, max_codepoint=126))
+    if text[pos] == new:
+        return
+    edited = text[:pos] + new + text[pos + 1:]
+    try:
+        doc = json.loads(edited)
+    except ValueError:
+        return  # not even JSON any more: the verifier refuses to read it (tested in the CLI)
+    if not isinstance(doc, dict) or doc == json.loads(text):
+        return  # e.g. whitespace between tokens: the same document
+    assert verify_statement(doc, public_key), f"undetected edit at byte {pos}: {new!r}"
+
+
+@pytest.fixture(scope="module")
+def signed_statement(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, bytes]:
+    from accord.adapters.federation_file import parse_federation_text
+    from tests.conftest import SMALL_FEDERATION
+
+    fed = parse_federation_text(SMALL_FEDERATION)
+    store = SqlStore(f"sqlite:///{tmp_path_factory.mktemp('stmt') / 's.db'}")
+    svc = LedgerService(fed, SqlLedger(store), FakeClock(START + timedelta(days=40)),
+                        signing.generate_private_key(), "t", Closure)
+    post(svc, usage(0), usage(1, requester="fr"))
+    svc.close_period("2026-10")
+    text = json.dumps(svc.statement("uk-fr", "2026-10"), indent=1)
+    store.close()
+    return text, svc.public_key

@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from accord.domain.footprint import energy_basis
 from accord.domain.jobs import (
     Event,
     EventKind,
@@ -22,6 +23,7 @@ from accord.domain.jobs import (
     Placement,
     StoryEntry,
 )
+from accord.domain.usage import UsageRecord
 
 
 def iso(t: datetime | None) -> str | None:
@@ -159,3 +161,26 @@ def decode_placement(site: str | None, pool: str | None, agreement: str | None) 
     if site is None or pool is None:
         return None
     return Placement(site, pool, agreement)
+
+
+def encode_usage(r: UsageRecord) -> dict[str, Any]:
+    """A usage record with its energy and emissions as JSON-ready data.
+
+    ``energy_basis`` is ``measured`` (the scheduler's energy x PUE), ``model`` (GPUs x
+    power x host share x PUE) or None; ``emissions_kg`` and ``mean_intensity_g_per_kwh``
+    are derived from ``emissions_g`` and are None when it is.
+    """
+    basis = energy_basis(r)
+    mean = r.emissions_g / r.energy_kwh if r.emissions_g is not None and r.energy_kwh else None
+    return {
+        "id": r.id, "job_id": r.job_id, "site": r.site, "pool": r.pool, "gpu_model": r.gpu_model,
+        "host_partner": r.host_partner, "requester_partner": r.requester_partner,
+        "agreement": r.agreement, "project": r.project, "start": iso(r.start), "end": iso(r.end),
+        "gpus": r.gpus, "gpu_seconds": r.gpu_seconds, "gpu_hours": r.gpu_seconds / 3600,
+        "state": r.state, "exit_code": r.exit_code, "energy_j": r.energy_j,
+        "energy_kwh": r.energy_kwh, "energy_basis": basis.value if basis else None,
+        "emissions_g": r.emissions_g,
+        "emissions_kg": None if r.emissions_g is None else r.emissions_g / 1000,
+        "mean_intensity_g_per_kwh": mean,
+        "intensity_source": r.intensity_source,
+    }

@@ -25,6 +25,7 @@ from typing import Any
 
 from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation import Federation
+from accord.domain.footprint import month_memos
 from accord.domain.usage import UsageRecord, split_by_month
 
 UNIT_QUANTUM = Decimal("0.000001")
@@ -107,6 +108,10 @@ def usage_entries(record: UsageRecord, federation: Federation, recorded_at: date
                   ) -> tuple[Entry, ...]:
     """The entries a usage record posts: none if it crossed no border, else one per month.
 
+    When the record's energy or emissions are known, each entry carries them as memo
+    lines ``energy_kwh`` and ``emissions_kg`` (decimal strings, 6 places), split by month
+    in proportion to run time as the units are (:func:`~accord.domain.footprint.month_memos`).
+
     Raises:
         InvalidInput: the record names an agreement the federation lacks, or no
             exchange rate covers its GPU model at its start.
@@ -121,8 +126,9 @@ def usage_entries(record: UsageRecord, federation: Federation, recorded_at: date
         raise InvalidInput([Problem("usage", str(exc), record.id)]) from exc
     units_per_hour = Decimal(repr(rate.units_per_gpu_hour))
     shares = split_by_month(record)
+    memos = month_memos(record, shares)
     out = []
-    for share in shares:
+    for share, memo in zip(shares, memos, strict=True):
         gpu_seconds = Decimal(repr(round(share.gpu_seconds, 6)))
         units = quantize(gpu_seconds / Decimal(3600) * units_per_hour)
         suffix = f"#{share.period}" if len(shares) > 1 else ""
@@ -133,7 +139,8 @@ def usage_entries(record: UsageRecord, federation: Federation, recorded_at: date
             legs=_legs(record.host_partner, record.site, requester, record.project, units),
             job_id=record.job_id, usage_id=record.id, gpu_model=record.gpu_model,
             gpu_seconds=gpu_seconds, rate=units_per_hour,
-            rate_valid_from=rate.valid_from.isoformat(), recorded_at=_stamp(recorded_at)))
+            rate_valid_from=rate.valid_from.isoformat(), memo=memo,
+            recorded_at=_stamp(recorded_at)))
     return tuple(out)
 
 

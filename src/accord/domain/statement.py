@@ -17,12 +17,16 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from accord.domain import merkle, signing
 from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation import Agreement
 from accord.domain.ledger import Entry, balances, canonical, chain_hash, from_document
 
 FORMAT = "accord-statement/1"
+DOC_CONTEXT = b"accord-statement/1\x00"
 
 
 def head_to_json(signed: signing.SignedHead) -> dict[str, Any]:
@@ -109,6 +113,26 @@ def _memo(entries: Sequence[Entry]) -> dict[str, str]:
     return {k: str(v) for k, v in sorted(sums.items())}
 
 
+def _document_bytes(doc: Mapping[str, Any]) -> bytes:
+    body = {k: v for k, v in doc.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign_statement(doc: Mapping[str, Any], private_key: bytes) -> dict[str, Any]:
+    """The statement with ``signature``: Ed25519 over its canonical JSON (all other fields)."""
+    key = Ed25519PrivateKey.from_private_bytes(private_key)
+    return {**doc, "signature": key.sign(DOC_CONTEXT + _document_bytes(doc)).hex()}
+
+
+def _document_signature_ok(doc: Mapping[str, Any], public_key: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            bytes.fromhex(doc["signature"]), DOC_CONTEXT + _document_bytes(doc))
+    except (InvalidSignature, KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
 def verify_statement(doc: Mapping[str, Any], public_key: bytes,
                      previous: Mapping[str, Any] | None = None) -> list[str]:
     """Every reason the statement cannot be trusted; an empty list means it verifies.
@@ -130,6 +154,9 @@ def _verify(doc: Mapping[str, Any], public_key: bytes,
     errors: list[str] = []
     if doc.get("format") != FORMAT:
         return [f"unknown format {doc.get('format')!r} (expected {FORMAT})"]
+    if not _document_signature_ok(doc, public_key):
+        errors.append("the statement's signature does not verify: its bytes were changed "
+                      "after signing, or another key signed it (the checks below locate it)")
     if doc["key_id"] != key_id(public_key):
         errors.append("the statement was signed with another key than the one given")
     signed = head_from_json(doc["tree_head"])

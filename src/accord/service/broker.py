@@ -20,6 +20,7 @@ from datetime import datetime
 from accord.domain import codec
 from accord.domain.errors import Busy, Conflict, InDoubt, NotFound, Unavailable
 from accord.domain.federation import Federation
+from accord.domain.footprint import run_span, with_footprint
 from accord.domain.jobs import Event, EventKind, Job, JobState, Placement, apply, new_job
 from accord.domain.jobspec import parse_job_spec
 from accord.domain.placement import Decision, PoolLoad, Verdict, place
@@ -326,6 +327,15 @@ class Broker:
         final = apply(job, Event(kind, ended, reason, data), outcome=status.outcome)
         record = usage_from_job(final, self.federation)
         if record is not None:
+            site = self.federation.site(record.site)
+            series, why = None, "the broker has no carbon source"
+            if self.carbon is not None:
+                try:
+                    series = self.carbon.intensity(site.grid_zone, *run_span(record))
+                except Exception as exc:  # carbon data must never fail or hold back a job's end
+                    why = str(exc) or type(exc).__name__
+                    log.warning("job %s: emissions unknown: %r", job.id, exc)
+            record = with_footprint(record, site, series, why)
             # Usage first: a crash before the job is saved re-polls it, and the
             # record's id makes the second insert a no-op.
             self.store.add_usage(record)

@@ -27,7 +27,7 @@ from accord.domain.ledger import (
     parse_period,
     usage_entries,
 )
-from accord.domain.statement import build_statement, head_from_json, head_to_json
+from accord.domain.statement import build_statement, head_from_json, head_to_json, sign_statement
 from accord.domain.usage import UsageRecord
 from accord.ports import Clock
 from accord.service.ledger_check import check_store
@@ -185,12 +185,12 @@ class LedgerService:
             prev_doc = {"signed_head": json.loads(p.signed_head),
                         "consistency_proof": [h.hex() for h in
                                               tree.consistency_proof(p.tree_size, size)]}
-        return build_statement(
+        return sign_statement(build_statement(
             agreement=agreement, period=period, status=status,
             reference_unit=self.federation.reference_unit, entries=mine,
             proofs={e.seq: tree.inclusion_proof(e.seq) for e in mine},
             signed_head=head_to_json(signed), previous=prev_doc,
-            public_key=self.public_key)
+            public_key=self.public_key), self.private_key)
 
     # ------------------------------------------------------------ verification
     def verify(self) -> VerifyReport:

@@ -104,6 +104,10 @@ usage_records = Table(
     Column("exit_code", Integer, nullable=True),
     Column("energy_j", Float, nullable=True),
     Column("recorded_at", UTCDateTime, nullable=False),
+    # Set when the job ends (0004); emissions_g is NULL when no intensity was had.
+    Column("energy_kwh", Float, nullable=True),
+    Column("emissions_g", Float, nullable=True),
+    Column("intensity_source", Text, nullable=True),
 )
 
 ledger_entries = Table(

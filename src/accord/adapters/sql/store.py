@@ -221,6 +221,16 @@ class SqlStore:
             query = query.where(usage_records.c.job_id == job_id)
         if site is not None:
             query = query.where(usage_records.c.site == site)
+        return self._usage_rows(query)
+
+    def usage_started(self, start: datetime, end: datetime) -> list[UsageRecord]:
+        """Usage records whose run started in [start, end), oldest first (e.g. one month's)."""
+        query = (select(usage_records)
+                 .where(usage_records.c.start >= start, usage_records.c.start < end)
+                 .order_by(usage_records.c.start, usage_records.c.id))
+        return self._usage_rows(query)
+
+    def _usage_rows(self, query: Any) -> list[UsageRecord]:
         fields = list(UsageRecord.__dataclass_fields__)
         with self.transaction() as conn:
             return [UsageRecord(**{f: r[f] for f in fields}) for r in conn.execute(query).mappings()]
