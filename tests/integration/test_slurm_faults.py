@@ -107,3 +107,38 @@ def test_a_job_slurm_kills_at_its_time_limit_ends_timed_out(tmp_path: Path) -> N
     assert status.outcome is not None
     assert "TIMEOUT" in status.reason
     assert status.outcome.gpu_seconds >= 60
+
+
+def test_a_node_failure_ends_the_job_failed_with_slurms_reason(tmp_path: Path) -> None:
+    site = slurm_federation().site("jeanzay")
+    h = BackendHarness(SlurmBackend(site, tmp_path), "h100", 8, timeout_s=120)
+    job = make_job(h, f"nodefail-{secrets.token_hex(3)}", ["sleep", "300"], gpus=1)
+    ref = h.backend.submit(job).backend_ref
+    running = wait_final(h, ref, lambda s: s.state is RemoteState.RUNNING)
+    assert running.state is RemoteState.RUNNING
+    conf = cluster_settings("jeanzay").slurm_conf
+    env = {"SLURM_CONF": conf, "PATH": "/usr/bin:/bin"}
+    node = subprocess.run(["squeue", "-h", "-j", ref, "-o", "%N"], capture_output=True, text=True,
+                          check=True, env=env).stdout.strip()
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=down",
+                    "reason=accord-test"], check=True, env=env)
+    try:
+        status = wait_final(h, ref)
+    finally:
+        # ReturnToService=2 may already have brought it back; then "resume" is refused.
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=False,
+                       env=env, capture_output=True)
+        _wait_node_usable(node, env)
+    assert status.state in (RemoteState.NODE_FAIL, RemoteState.FAILED), status
+    assert "NODE_FAIL" in status.reason
+
+
+def _wait_node_usable(node: str, env: dict[str, str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = subprocess.run(["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True,
+                               text=True, env=env, check=False).stdout.strip()
+        if state in ("idle", "mixed", "allocated"):
+            return
+        time.sleep(1)
+    raise AssertionError(f"node {node} did not come back: {state}")

@@ -148,6 +148,7 @@ class SlurmBackend:
         args = ["-J", job_tag(job.id), f"--comment=accord:{job.id}", f"--chdir={job_dir}",
                 f"--output={job_dir / 'stdout'}", f"--error={job_dir / 'stderr'}",
                 f"--gpus={job.spec.gpus}", f"--time={slurm_time(job.spec.time_limit_s)}",
+                "--no-requeue",
                 f"--export=ALL,ACCORD_JOB_ID={job.id},ACCORD_SITE={self.site_id}"]
         args += self._partition_args()
         if self.settings.account:
