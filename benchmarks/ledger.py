@@ -58,6 +58,7 @@ def service(url: str) -> LedgerService:
 
 def postings(url: str, n: int, label: str) -> None:
     svc = service(url)
+    assert isinstance(svc.ledger, SqlLedger)
     store = svc.ledger.store
     t = time.perf_counter()
     for i in range(n):

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", action="store_true", help="wait until the job ends")
 
     led = sub.add_parser("ledger", parents=[common], help="the reciprocity ledger")
-    led.add_argument("action", choices=["verify", "balances", "entries", "close", "correct", "key"])
+    led.add_argument("action", choices=["verify", "balances", "entries", "close", "correct", "key",
+                                        "reconcile"])
     led.add_argument("entry", nargs="?", help="entry id (correct)")
     led.add_argument("--agreement")
     led.add_argument("--period", help="YYYY-MM")
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", type=Path, help="write to this file instead of stdout")
     st.add_argument("--key", type=Path, help="the operator's public key (PEM) to verify with")
     st.add_argument("--previous", type=Path, help="an earlier statement this one must extend")
+
+    em = sub.add_parser("emissions", parents=[common],
+                        help="energy and emissions totals of finished jobs")
+    em.add_argument("--group", default="project",
+                    choices=["project", "site", "partner", "host_partner", "requester_partner",
+                             "agreement"], help="what to total by (partner: the host partner)")
+    em.add_argument("--period", help="YYYY-MM: jobs whose run started that month (UTC)")
 
     j = sub.add_parser("jobs", parents=[common], help="list jobs")
     j.add_argument("--state", action="append")
@@ -162,7 +170,12 @@ def _remote(args: argparse.Namespace, command: list[str], client: Any) -> int:
         jobs = client.jobs(args.state, args.limit)
         _print(args, jobs, _jobs_table)
     elif args.cmd == "show":
-        _print(args, client.job(args.job), _show_text)
+        job = client.job(args.job)
+        job["footprint"] = _footprint(client, job)
+        _print(args, job, _show_text)
+    elif args.cmd == "emissions":
+        params = {"group": args.group, **({"period": args.period} if args.period else {})}
+        _print(args, client.request("GET", "/api/v1/emissions", params=params), _emissions_table)
     elif args.cmd == "logs":
         out = client.logs(args.job)
         if args.json:
@@ -245,11 +258,53 @@ def _show_text(j: dict[str, Any]) -> str:
         o = j["outcome"]
         lines.append(f"  outcome:  exit {o['exit_code']}, {o['gpu_seconds']:.1f} GPU-seconds, "
                      f"{o['started_at']} → {o['ended_at']}")
+    lines += _footprint_lines(j.get("footprint"))
     lines.append("  story:")
     for e in j["story"]:
         move = f"{e['before'] or '·'} → {e['after']}"
         lines.append(f"    {e['at'][:23]}  {e['kind']:<9} {move:<24} {e['reason']}")
     return "\n".join(lines)
+
+
+def _footprint(client: Any, job: dict[str, Any]) -> Any:
+    """The job's energy and emissions once it has ended (None before, or from a server
+    that does not have the route)."""
+    from accord.domain.errors import NotFound
+
+    if job["state"] not in FINAL:
+        return None
+    try:
+        return client.request("GET", f"/api/v1/jobs/{job['id']}/footprint")
+    except NotFound:
+        return None
+
+
+def _footprint_lines(f: dict[str, Any] | None) -> list[str]:
+    if not f or f.get("energy_kwh") is None:
+        return []
+    kwh = f["energy_kwh"]
+    energy = f"{kwh:,.3f} kWh" if kwh >= 1 else f"{kwh * 1000:.3g} Wh"
+    lines = [f"  energy:   {energy} ({f['energy_basis']}, PUE included)"]
+    grams = f.get("emissions_g")
+    if grams is None:
+        lines.append(f"  emissions: unknown — {f['intensity_source']}")
+    else:
+        amount = f"{grams / 1000:,.3f} kg" if grams >= 1000 else f"{grams:.3g} g"
+        lines.append(f"  emissions: {amount} CO2eq (mean {f['mean_intensity_g_per_kwh']:.1f} g/kWh; "
+                     f"{f['intensity_source']})")
+    return lines
+
+
+def _emissions_table(doc: dict[str, Any]) -> str:
+    rows = [*doc["totals"], {"key": "TOTAL", **doc["total"]}]
+    head = (f"{doc['group'].upper():<24} {'JOBS':>6} {'GPU-HOURS':>12} {'ENERGY KWH':>12} "
+            f"{'EMISSIONS KG':>13}  CO2 UNKNOWN")
+    lines = [head] + [
+        f"{r['key'][:24]:<24} {r['jobs']:>6} {r['gpu_hours']:>12.2f} {r['energy_kwh']:>12.3f} "
+        f"{r['emissions_kg']:>13.3f}  {r['emissions_unknown'] or ''}" for r in rows]
+    period = doc["period"] or "all periods"
+    return "\n".join([f"emissions by {doc['group']}, {period} (a job counts in the month it "
+                      "started):", *lines]) if doc["totals"] else f"no finished jobs ({period})"
 
 
 def _ledger_verify(args: argparse.Namespace) -> int:
@@ -334,6 +389,26 @@ def _ledger(args: argparse.Namespace, client: Any) -> None:
         _print(args, e, lambda x: f"{x['seq']}: {x['kind']} {x['units']} ({x['id']})")
     elif args.action == "key":
         print(client.http.get("/api/v1/ledger/public-key").text, end="")
+    elif args.action == "reconcile":
+        if not args.period:
+            raise InvalidInput([Problem("--period", "is required", allowed="YYYY-MM")])
+        report = client.request("GET", "/api/v1/ledger/reconcile", params={"period": args.period})
+        _print(args, report, _reconcile_text)
+
+
+def _reconcile_text(r: dict[str, Any]) -> str:
+    lines = [f"period {r['period']}: {'books agree' if r['ok'] else 'DIFFERENCES'}",
+             f"  {'site':<16} {'site GPU-s':>14} {'usage GPU-s':>14} {'x-border':>12} "
+             f"{'ledger':>12}"]
+    for site, s in r["sites"].items():
+        if "error" in s:
+            lines.append(f"  {site:<16} cannot read the site's accounting: {s['error']}")
+            continue
+        lines.append(f"  {site:<16} {s['site_gpu_seconds']:>14.1f} {s['usage_gpu_seconds']:>14.1f}"
+                     f" {s['cross_border_gpu_seconds']:>12.1f} {s['ledger_gpu_seconds']:>12.1f}")
+        lines += [f"    {d['ref']} (job {d['job']}): {d['note']} (site {d['site_gpu_seconds']}, "
+                  f"Accord {d['accord_gpu_seconds']})" for d in s["differences"]]
+    return "\n".join(lines)
 
 
 def _balances(b: dict[str, Any]) -> str:

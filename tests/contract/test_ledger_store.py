@@ -45,6 +45,7 @@ def svc(db_url: str, small_federation: Federation) -> Iterator[LedgerService]:
 
 
 def post(svc: LedgerService, *records: UsageRecord) -> None:
+    assert isinstance(svc.ledger, SqlLedger)
     store = svc.ledger.store
     for r in records:
         store.add_usage(r)
@@ -65,6 +66,7 @@ def test_posting_is_idempotent_and_balanced(svc: LedgerService) -> None:
 
 
 def test_concurrent_writers_build_one_chain(svc: LedgerService) -> None:
+    assert isinstance(svc.ledger, SqlLedger)
     store = svc.ledger.store
     records = [usage(i, hours=1) for i in range(60)]
     for r in records:

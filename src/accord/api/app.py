@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from accord.api.footprint import add_footprint_routes
 from accord.domain import codec
 from accord.domain.errors import (
     AccordError,
@@ -37,6 +38,7 @@ from accord.domain.statement import head_to_json, public_pem_of, to_csv, to_html
 from accord.service.broker import Broker
 from accord.service.group_commit import GroupCommitter
 from accord.service.ledger import LedgerService
+from accord.service.reconcile import reconcile_period
 from accord.web.status import render_status
 
 log = logging.getLogger("accord.api")
@@ -164,12 +166,14 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord",
         out = broker.logs(job_id)
         return {"stdout": out.stdout, "stderr": out.stderr}
 
+    add_footprint_routes(app, broker.store, auth)
     if ledger is not None:
-        _ledger_routes(app, ledger, auth)
+        _ledger_routes(app, ledger, auth, broker)
     return app
 
 
-def _ledger_routes(app: FastAPI, ledger: LedgerService, auth: Callable[..., None]) -> None:
+def _ledger_routes(app: FastAPI, ledger: LedgerService, auth: Callable[..., None],
+                   broker: Broker) -> None:
     guard = [Depends(auth)]
     period_q = Query(None, pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")
 
@@ -202,6 +206,11 @@ def _ledger_routes(app: FastAPI, ledger: LedgerService, auth: Callable[..., None
         r = ledger.verify()
         return {"ok": r.ok, "entries": r.entries, "closures": r.closures,
                 "first_bad_seq": r.first_bad_seq, "problem": r.problem}
+
+    @app.get("/api/v1/ledger/reconcile", tags=["ledger"], dependencies=guard)
+    def reconcile(period: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")]) -> dict[str, Any]:
+        return reconcile_period(period, ledger.federation, broker.store, ledger,
+                                dict(broker.backends))  # type: ignore[arg-type]
 
     @app.get("/api/v1/ledger/public-key", tags=["ledger"], response_class=PlainTextResponse)
     def public_key() -> str:

@@ -177,6 +177,23 @@ class Agreement:
 
 
 @dataclass(frozen=True, slots=True)
+class PlacementWeights:
+    """How placement weighs its score terms, per federation (``[federation.placement]``).
+
+    Each term is on a comparable, dimensionless scale (``docs/design/placement.md``) and
+    is multiplied by its weight; a weight of 0 turns the term off. ``slot_s`` is the
+    spacing of the start times placement considers (at most 48 of them per job).
+    """
+
+    wait: float = 1.0          # per pool-full of GPUs queued ahead of the job
+    emissions: float = 1.0     # per 100 % of the emissions of running now at home
+    reciprocity: float = 0.25  # +1 when a move adds fully to an agreement's imbalance, -1 when it cuts it
+    cost: float = 0.1          # per reference unit per GPU-hour (the pool's exchange rate)
+    border: float = 0.5        # for leaving the job's home partner
+    slot_s: int = 1800
+
+
+@dataclass(frozen=True, slots=True)
 class Federation:
     """Everything Accord knows about the partnership, as loaded from one file."""
 
@@ -189,6 +206,7 @@ class Federation:
     exchange_rates: tuple[ExchangeRate, ...]
     agreements: tuple[Agreement, ...]
     themes: tuple[str, ...] = field(default=())
+    placement: PlacementWeights = field(default_factory=PlacementWeights)
 
     def site(self, site_id: str) -> Site:
         """The site with this id.

@@ -22,6 +22,7 @@ from accord.domain.federation import (
     Institution,
     LocalSettings,
     Partner,
+    PlacementWeights,
     Quota,
     QuotaPeriod,
     Sector,
@@ -46,7 +47,8 @@ def parse_federation(doc: Doc) -> Federation:
     r = FieldReader()
     r.unknown_keys(doc, "", TOP_KEYS)
     head = r.table(doc, "federation", "")
-    r.unknown_keys(head, "federation", ("name", "reference_unit", "themes"))
+    r.unknown_keys(head, "federation", ("name", "reference_unit", "themes", "placement"))
+    placement = _placement(r, r.table(head, "placement", "federation"), "federation.placement")
     models = tuple(
         _gpu_model(r, t, f"gpu_models[{i}]") for i, t in enumerate(r.tables(doc, "gpu_models", ""))
     )
@@ -94,7 +96,33 @@ def parse_federation(doc: Doc) -> Federation:
         exchange_rates=rates,
         agreements=agreements,
         themes=themes,
+        placement=placement,
     )
+
+
+PLACEMENT_WEIGHTS = ("wait", "emissions", "reciprocity", "cost", "border")
+MAX_WEIGHT = 100.0
+MINUTES_PER_DAY = 1440
+
+
+def _placement(r: FieldReader, t: Doc, path: str) -> PlacementWeights:
+    """``[federation.placement]``: term weights (numbers 0..100) and ``slot_minutes`` (a
+    whole number of minutes from 5 to 240 that divides a day); defaults when absent."""
+    r.unknown_keys(t, path, (*PLACEMENT_WEIGHTS, "slot_minutes"))
+    defaults = PlacementWeights()
+    weights = {}
+    for key in PLACEMENT_WEIGHTS:
+        value = r.number(t, key, path, minimum=0.0, maximum=MAX_WEIGHT, required=False)
+        weights[key] = float(getattr(defaults, key)) if value is None else value
+    slot_s = defaults.slot_s
+    if "slot_minutes" in t:
+        minutes = r.integer(t, "slot_minutes", path, minimum=5)
+        if minutes is not None and (minutes > 240 or MINUTES_PER_DAY % minutes):
+            r.add(f"{path}.slot_minutes", "must divide a day and be at most 240", minutes,
+                  "e.g. 15, 30, 60 (a divisor of 1440 from 5 to 240)")
+        elif minutes is not None:
+            slot_s = minutes * 60
+    return PlacementWeights(slot_s=slot_s, **weights)
 
 
 def _gpu_model(r: FieldReader, t: Doc, path: str) -> GpuModel:

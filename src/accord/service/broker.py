@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from accord.domain import codec
 from accord.domain.errors import Busy, Conflict, InDoubt, NotFound, Unavailable
@@ -23,7 +23,14 @@ from accord.domain.federation import Federation
 from accord.domain.footprint import run_span, with_footprint
 from accord.domain.jobs import Event, EventKind, Job, JobState, Placement, apply, new_job
 from accord.domain.jobspec import parse_job_spec
-from accord.domain.placement import Decision, PoolLoad, Verdict, place
+from accord.domain.placement import (
+    Decision,
+    PlacementContext,
+    PoolLoad,
+    Verdict,
+    forecast_zones,
+    place,
+)
 from accord.domain.usage import usage_from_job
 from accord.ports import (
     CarbonSource,
@@ -34,6 +41,7 @@ from accord.ports import (
     RemoteStatus,
     SiteBackend,
 )
+from accord.service.placement_context import build_context
 
 log = logging.getLogger("accord.broker")
 
@@ -187,21 +195,54 @@ class Broker:
     ) -> tuple[int, int]:
         placed = waiting = 0
         jobs = self.store.list_jobs([JobState.SUBMITTED], limit=BATCH)
+        context = self._placement_context(now, jobs) if jobs else None  # one per pass
         for job in sorted(jobs, key=lambda j: (j.submitted_at, j.id)):
             with self._isolated(job):
                 start = job.spec.earliest_start
                 if start is not None and start > now:
                     self._save(apply(job, Event(EventKind.DEFER, now, "waits for its earliest "
                                                 f"start {start.isoformat()}"), not_before=start))
-                elif self._act_on(job, place(job.spec, self.federation, loads, now), now, loads):
+                    continue
+                d = place(job.spec, self.federation, loads, now, context=context)
+                if self._act_on(job, d, now, loads):
                     placed += 1
-                else:
+                elif d.verdict is not Verdict.DEFER:
                     waiting += 1
         return placed, waiting
+
+    def _placement_context(self, now: datetime, jobs: list[Job]) -> PlacementContext | None:
+        """Placement's inputs for this pass, with forecasts for the zones these jobs could
+        use; None (placement without carbon, quota and reciprocity terms) if building them
+        fails unexpectedly: placing must go on."""
+        try:
+            zones = {z for job in jobs for z in forecast_zones(job.spec, self.federation)}
+            return build_context(self.federation, self.carbon, now, zones=zones)
+        except Exception:
+            log.exception("building the placement context failed; placing without it this pass")
+            return None
+
+    def _placement_defer(self, job: Job, d: Decision, now: datetime) -> Decision | None:
+        """Defer the job to the decision's start; or, when releasing it then would leave
+        less than its run time before its deadline, the decision to place it now instead."""
+        c, start, deadline = d.chosen, d.start, job.spec.deadline
+        assert c is not None and start is not None
+        run = timedelta(seconds=job.spec.time_limit_s)
+        if deadline is not None and start + run > deadline:
+            return d.placed_now(f"Placed at once: starting at {start.isoformat()} would finish "
+                                f"after the deadline {deadline.isoformat()}")
+        data = (("pool", c.pool), ("site", c.site), ("start", start.isoformat()),
+                ("score", f"{c.score:.4f}"))
+        self._save(apply(job, Event(EventKind.DEFER, now, d.explain(), data), not_before=start))
+        return None
 
     def _act_on(
         self, job: Job, d: Decision, now: datetime, loads: dict[tuple[str, str], PoolLoad]
     ) -> bool:
+        if d.verdict is Verdict.DEFER and d.chosen is not None and d.start is not None:
+            instead = self._placement_defer(job, d, now)
+            if instead is None:
+                return False
+            d = instead
         if d.verdict is Verdict.PLACE and d.chosen is not None:
             c = d.chosen
             event = Event(EventKind.PLACE, now, d.explain(),
@@ -327,14 +368,13 @@ class Broker:
         final = apply(job, Event(kind, ended, reason, data), outcome=status.outcome)
         record = usage_from_job(final, self.federation)
         if record is not None:
-            site = self.federation.site(record.site)
-            series, why = None, "the broker has no carbon source"
-            if self.carbon is not None:
-                try:
-                    series = self.carbon.intensity(site.grid_zone, *run_span(record))
-                except Exception as exc:  # carbon data must never fail or hold back a job's end
-                    why = str(exc) or type(exc).__name__
-                    log.warning("job %s: emissions unknown: %r", job.id, exc)
+            site, why = self.federation.site(record.site), "the broker has no carbon source"
+            try:
+                series = (self.carbon.intensity(site.grid_zone, *run_span(record))
+                          if self.carbon is not None else None)
+            except Exception as exc:  # carbon data must never fail or hold back a job's end
+                series, why = None, str(exc) or type(exc).__name__
+                log.warning("job %s: emissions unknown: %r", job.id, exc)
             record = with_footprint(record, site, series, why)
             # Usage first: a crash before the job is saved re-polls it, and the
             # record's id makes the second insert a no-op.

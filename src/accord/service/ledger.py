@@ -27,10 +27,10 @@ from accord.domain.ledger import (
     parse_period,
     usage_entries,
 )
+from accord.domain.ledger_verify import ChainCheck
 from accord.domain.statement import build_statement, head_from_json, head_to_json, sign_statement
 from accord.domain.usage import UsageRecord
 from accord.ports import Clock
-from accord.service.ledger_check import check_store
 
 GENESIS_HEX = "0" * 64
 
@@ -45,7 +45,7 @@ class LedgerStore(Protocol):
                 job_id: str | None = None, upto: int | None = None) -> list[Entry]: ...
     def entry(self, entry_id: str) -> Entry | None: ...
     def raw(self, batch: int = 20_000) -> Any: ...
-    store: Any
+    def check_chain(self, size: int) -> ChainCheck: ...
     def leaf_bodies(self, upto: int) -> list[bytes]: ...
     def head(self) -> tuple[int, str]: ...
     def size(self) -> int: ...
@@ -201,7 +201,7 @@ class LedgerService:
         that does not match, or a closure whose root or signature does not hold.
         """
         size, head_hash = self.ledger.head()
-        check = check_store(self.ledger.store.url, max(size, self.ledger.size()))
+        check = self.ledger.check_chain(max(size, self.ledger.size()))
         if not check.ok:
             return VerifyReport(False, check.count, 0, check.bad_seq, check.problem)
         count, prev = check.count, check.last_hash

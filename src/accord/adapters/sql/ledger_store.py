@@ -29,6 +29,7 @@ from accord.adapters.sql.schema import (
 from accord.adapters.sql.store import SqlStore
 from accord.domain.errors import Conflict, Unavailable
 from accord.domain.ledger import Entry, from_document, seal
+from accord.domain.ledger_verify import ChainCheck
 from accord.domain.usage import UsageRecord
 
 MAX_RETRIES = 50
@@ -194,6 +195,12 @@ class SqlLedger:
                 yield [(*r[:6], bytes(r[6]), r[7]) for r in chunk]
         finally:
             raw.close()
+
+    def check_chain(self, size: int) -> ChainCheck:
+        """Check every stored entry (in parallel for a large ledger); see ledger_check.py."""
+        from accord.adapters.sql.ledger_check import check_store
+
+        return check_store(self.store.url, size)
 
     def hash_at(self, seq: int) -> str | None:
         """The stored hash of entry ``seq``, if there is one."""

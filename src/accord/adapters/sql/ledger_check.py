@@ -1,4 +1,4 @@
-"""Run the ledger check over the store, on every core for a large ledger.
+"""Run the ledger check over a SQL store, on every core for a large ledger.
 
 The sequence range is split into one contiguous slice per worker; each worker reads
 its slice over its own connection and checks it with
