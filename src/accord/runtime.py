@@ -136,8 +136,9 @@ def build(settings: Settings) -> Runtime:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SqlStore(settings.database_url)
     backends = build_backends(federation, settings.data_dir)
-    broker = Broker(federation, store, backends, SystemClock(), carbon=build_carbon())
     ledger = build_ledger(federation, store, settings.data_dir)
+    broker = Broker(federation, store, backends, SystemClock(), carbon=build_carbon(),
+                    quota_used=ledger.quota_used, balance=ledger.net_balance)
     return Runtime(settings, federation, store, broker, ledger, ensure_token(settings.data_dir))
 
 

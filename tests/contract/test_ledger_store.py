@@ -207,3 +207,15 @@ def signed_statement(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, byt
     text = json.dumps(svc.statement("uk-fr", "2026-10"), indent=1)
     store.close()
     return text, svc.public_key
+
+
+def test_quota_used_and_balances_feed_placement(svc: LedgerService) -> None:
+    post(svc, usage(0), usage(1), usage(2, requester="fr"))  # October 2026
+    assert svc.quota_used("uk-fr", "uk", "fr", "2026-10") == Decimal("4.000000")
+    assert svc.quota_used("uk-fr", "uk", "fr", "2026") == Decimal("4.000000")
+    assert svc.quota_used("uk-fr", "uk", "fr", "2026-11") == 0
+    assert svc.quota_used("uk-fr", "uk", "fr", "2025-01-01/2027-12-31") == Decimal("4.000000")
+    assert svc.net_balance("uk-fr") == {"fr": Decimal("0.000000"), "uk": Decimal("0.000000")}
+    post(svc, usage(3))  # one more uk->fr job: 2 units, picked up incrementally
+    assert svc.quota_used("uk-fr", "uk", "fr", "2026") == Decimal("6.000000")
+    assert svc.net_balance("uk-fr")["fr"] == Decimal("2.000000")

@@ -130,7 +130,7 @@ def test_a_late_release_never_defers_past_the_deadline(small_federation: Federat
     assert placed.state is JobState.DISPATCHED
     place_event = next(e.event for e in placed.story if e.event.kind is EventKind.PLACE)
     assert place_event.at == T0 + 2 * HOUR + 10 * timedelta(minutes=1)
-    assert "can no longer be met by waiting" in place_event.reason
+    assert "too little time is left before its deadline" in place_event.reason
     assert [e.event.kind for e in placed.story].count(EventKind.DEFER) == 1
 
 

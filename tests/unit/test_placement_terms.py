@@ -50,6 +50,7 @@ def test_a_job_with_a_window_is_deferred_to_the_cleanest_start() -> None:
     d = place(spec, FED, {}, T0, context=ctx())
     assert d.verdict is Verdict.DEFER and d.start == T0 + 2 * HOUR
     assert d.chosen is not None and d.chosen_now is not None and d.chosen_now.start == T0
+    assert d.chosen.emissions_g is not None and d.chosen_now.emissions_g is not None
     assert d.chosen.emissions_g == pytest.approx(d.chosen_now.emissions_g / 3)   # 100 vs 300 g/kWh
     assert d.chosen.term("emissions") == pytest.approx(-2 / 3)
     text = d.explain()
@@ -68,7 +69,8 @@ def test_the_run_must_end_by_the_deadline() -> None:
 def test_a_deadline_that_can_no_longer_be_met_means_now() -> None:
     d = place(replace(JOB, gpu_model="H100", deadline=T0 + 0.5 * HOUR), FED, {}, T0, context=ctx())
     assert d.verdict is Verdict.PLACE and d.start == T0
-    assert "Starts at once: the deadline 2026-11-02 09:30 UTC can no longer be met" in d.explain()
+    assert ("Starts at once: too little time is left before its deadline 2026-11-02 09:30 UTC "
+            "to wait") in d.explain()
 
 
 def test_no_deadline_at_home_starts_now() -> None:

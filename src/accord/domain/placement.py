@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,8 +63,11 @@ class ZoneForecast:
 
     ``values[i]`` (g/kWh) holds on [origin + i × step, origin + (i+1) × step), origin in
     epoch seconds, aligned to a multiple of ``step_s``. Outside the grid the forecast's
-    mean stands in (a run longer than the forecast is not refused, and says so nowhere
-    else: the builder asks for a horizon that covers the usual case).
+    mean stands in, so a run that outlasts the forecast is still scored (the builder asks
+    for a horizon covering 48 starts and a day-long run).
+
+    Raises:
+        InvalidInput: no values, a step that is not positive, or an origin off the grid.
     """
 
     zone: str
@@ -213,18 +216,16 @@ class PlacementContext:
         return self.weights.slot_s
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A (site, pool, start) that passed every hard constraint, with its weighted score
-    terms. ``start`` is when it would start (``at`` for a placement without a context);
-    ``emissions_g`` is the forecast estimate, None without a forecast."""
+    terms. (An immutable record; a NamedTuple because a decision builds several.)"""
 
     site: str
     pool: str
-    agreement: str | None
-    terms: tuple[tuple[str, float], ...]
-    start: datetime | None = None
-    emissions_g: float | None = None
+    agreement: str | None                  # the agreement it runs under abroad; None at home
+    terms: tuple[tuple[str, float], ...]   # (name, weighted value), in a fixed order
+    start: datetime | None = None          # when it would start (``at`` without a context)
+    emissions_g: float | None = None       # estimated from the forecast; None without one
 
     @property
     def score(self) -> float:
@@ -386,6 +387,7 @@ class _Hosts:
     first: tuple[Agreement | None, ...]
     rate: Floats                        # units per GPU-hour of the pool's model that day (NaN: none)
     rate_or_1: Floats                   # the rate where positive, else 1 (a safe divisor)
+    rate_or_0: tuple[float, ...]        # the rate, 0 where there is none (the cost term)
     charged: Floats                     # 1.0 abroad at a positive rate (reciprocity counts), else 0.0
 
 
@@ -465,9 +467,10 @@ class _Index:
                                for p, at_home in zip(self.pools, home, strict=True))
             rates = {m: self.rate(m, day) for m in {p.model for p in self.pools}}
             rate = np.array([rates[p.model] for p in self.pools], np.float64)
-            positive = np.nan_to_num(rate) > 0
+            known = np.nan_to_num(rate)
+            positive = known > 0
             return _Hosts(np.array(home, np.bool_), np.array([a is not None for a in agreements], np.bool_),
-                          agreements, rate, np.where(positive, rate, 1.0),
+                          agreements, rate, np.where(positive, rate, 1.0), tuple(known.tolist()),
                           (positive & ~np.array(home, np.bool_)).astype(np.float64))
 
         return _remember(self.memo, ("hosts", requester, theme, day), make)
@@ -539,7 +542,7 @@ class _Placer:
         self.gpu_hours = spec.gpus * spec.time_limit_s / HOUR_S
         self.hosts = self.ix.hosts(spec.partner, spec.theme, self.day)
         self.agreements: Sequence[Agreement | None] = self.hosts.first   # a list once changed
-        self.gaps = True  # whether some zone may lack a forecast (set by _when)
+        self.gaps = True  # whether some zone may lack a forecast (set by _starts)
 
     def decide(self) -> Decision:
         ix, spec, w = self.ix, self.spec, self.w
@@ -558,7 +561,7 @@ class _Placer:
         if not ok.any():
             verdict = Verdict.WAIT if any(r.transient for r in rejected) else Verdict.REJECT
             return Decision(verdict, None, (), tuple(rejected), self.at)
-        return self._choose(ok, wait, recip, base, self._when(), tuple(rejected))
+        return self._choose(ok, wait, recip, base, self._starts(), tuple(rejected))
 
     # ── hard constraints abroad: agreements, quota; terms that depend on the host ──
     def _limits(self) -> _Limits:
@@ -597,8 +600,7 @@ class _Placer:
                 if not isinstance(self.agreements, list):
                     self.agreements = list(self.agreements)
                 self.agreements[k], recip[k] = found
-                base[k] = (wait[k] + w.reciprocity * recip[k] + w.border
-                           + w.cost * _finite(self.hosts.rate[k]))
+                base[k] = wait[k] + w.reciprocity * recip[k] + w.border + w.cost * self.hosts.rate_or_0[k]
             if not available[k]:
                 load = self.loads.get(p.key)
                 note = (load.note if load else "") or "backend not answering"
@@ -654,7 +656,7 @@ class _Placer:
         count = math.floor(latest / step) - math.floor(self.s0_s / step)
         return max(0, min(MAX_START_SLOTS - 1, count))
 
-    def _when(self) -> Floats:
+    def _starts(self) -> Floats:
         """Per pool (rows): ∫ intensity (g/kWh·s) of the run started at s0, the lowest ∫
         over its window, that start (epoch seconds), and kW per GPU × the lowest ∫; NaN
         integrals where there is no forecast."""
@@ -669,7 +671,7 @@ class _Placer:
         return np.array([slots[a][:, k] for k, a in enumerate(self.agreements)]).T
 
     def _pool_rows(self, slots: int) -> Floats:
-        """:meth:`_when`'s rows for one window (cached per context, as every job of a pass
+        """:meth:`_starts`'s rows for one window (cached per context, as every job of a pass
         has the same s0)."""
         def make() -> Floats:
             rows = self._zone_rows(slots)[self.ix.zone].T
@@ -752,15 +754,24 @@ class _Placer:
         emissions = w.emissions * (grams / ref_g - 1.0) if grams is not None and ref_g and w.emissions > 0 \
             else 0.0
         terms = (("wait", wait), ("emissions", emissions), ("reciprocity", w.reciprocity * recip),
-                 ("cost", w.cost * _finite(self.hosts.rate[k])), ("border", border))
-        return Candidate(p.site.id, p.pool.id, None if a is None else a.id, terms,
-                         datetime.fromtimestamp(start, UTC), grams)
+                 ("cost", w.cost * self.hosts.rate_or_0[k]), ("border", border))
+        return Candidate(p.site.id, p.pool.id, None if a is None else a.id, terms, self._time(start), grams)
+
+    def _time(self, epoch_s: float) -> datetime:
+        """The UTC time at ``epoch_s`` (cached per context, keyed by the bare number: the few
+        starts of a pass repeat)."""
+        assert self.ctx is not None
+        t: datetime | None = self.ctx.memo.get(epoch_s)
+        if t is None:
+            t = _remember(self.ctx.memo, epoch_s, lambda: datetime.fromtimestamp(epoch_s, UTC))
+        return t
 
     def _notes(self, k: int) -> tuple[str, ...]:
         notes: list[str] = []
         deadline = self.spec.deadline
         if deadline is not None and self.s0_s + self.spec.time_limit_s > deadline.timestamp():
-            notes.append(f"Starts at once: the deadline {_when(deadline)} can no longer be met by waiting")
+            notes.append(f"Starts at once: too little time is left before its deadline {_utc(deadline)} "
+                         "to wait")
         if self.ctx is not None:
             zone = self.ix.pools[k].zone
             f = self.ctx.forecasts.get(zone)
@@ -769,12 +780,6 @@ class _Placer:
             elif zone in self.ctx.notes:
                 notes.append(f"No intensity forecast for {zone}: {_short(self.ctx.notes[zone])}")
         return tuple(notes)
-
-
-def _finite(x: float | np.floating[Any]) -> float:
-    """``x`` as a float, 0 where it is NaN (a model without an exchange rate costs 0)."""
-    v = float(x)
-    return 0.0 if math.isnan(v) else v
 
 
 def _static_reason(spec: JobSpec, p: _Pool) -> str | None:
@@ -806,20 +811,21 @@ def _reciprocity(balance: Mapping[str, float], requester: str, host: str, units:
     return (abs(gap + 2 * units) - abs(gap)) / (2 * units)
 
 
-def _when(t: datetime) -> str:
+def _utc(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _label(c: Candidate, at: datetime | None) -> str:
-    later = c.start is not None and at is not None and c.start > at
-    return f"{c.site}/{c.pool} " + (f"at {_when(c.start)}" if later and c.start else "now")
+    if c.start is not None and at is not None and c.start > at:
+        return f"{c.site}/{c.pool} at {_utc(c.start)}"
+    return f"{c.site}/{c.pool} now"
 
 
 def _where(c: Candidate, at: datetime | None, verdict: Verdict) -> str:
     if verdict is Verdict.DEFER and c.start is not None and at is not None:
         wait = _duration(c.start - at)
-        return f"Deferred to start at {_when(c.start)} (in {wait}) at {c.site}/{c.pool}"
-    return f"Placed at {c.site}/{c.pool}" + (" to start now" if c.start is not None else "")
+        return f"Deferred to start at {_utc(c.start)} (in {wait}) at {c.site}/{c.pool}"
+    return f"Placed at {c.site}/{c.pool} to start now"
 
 
 def _score_text(c: Candidate) -> str:
@@ -834,7 +840,7 @@ def _saving_text(c: Candidate, ref: Candidate | None, at: datetime | None) -> st
     if ref is None or ref.emissions_g is None or ref.emissions_g <= 0:
         return text
     if (ref.site, ref.pool) == (c.site, c.pool) and c.start == ref.start:
-        return text + f", running now at its reference site {ref.site}"
+        return text + f" (running now at {ref.site}/{ref.pool}: the baseline, nothing saved)"
     delta = ref.emissions_g - c.emissions_g
     how = "less" if delta >= 0 else "more"
     return (text + f", {_grams(abs(delta))} ({abs(delta) / ref.emissions_g:.0%}) {how} than "

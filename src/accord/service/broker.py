@@ -41,7 +41,13 @@ from accord.ports import (
     RemoteStatus,
     SiteBackend,
 )
-from accord.service.placement_context import build_context
+from accord.service.placement_context import (
+    Balance,
+    QuotaUsed,
+    build_context,
+    no_balance,
+    no_quota_used,
+)
 
 log = logging.getLogger("accord.broker")
 
@@ -76,9 +82,13 @@ class Broker:
         clock: Clock,
         ids: Callable[[datetime], str] = new_job_id,
         carbon: CarbonSource | None = None,
+        quota_used: QuotaUsed = no_quota_used,
+        balance: Balance = no_balance,
     ) -> None:
         self.federation = federation
         self.carbon = carbon
+        self.quota_used = quota_used
+        self.balance = balance
         self.store = store
         self.backends = dict(backends)
         self.clock = clock
@@ -216,7 +226,8 @@ class Broker:
         fails unexpectedly: placing must go on."""
         try:
             zones = {z for job in jobs for z in forecast_zones(job.spec, self.federation)}
-            return build_context(self.federation, self.carbon, now, zones=zones)
+            return build_context(self.federation, self.carbon, now, zones=zones,
+                                 quota_used=self.quota_used, balance=self.balance)
         except Exception:
             log.exception("building the placement context failed; placing without it this pass")
             return None

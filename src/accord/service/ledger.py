@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -44,6 +45,7 @@ class LedgerStore(Protocol):
     def entries(self, agreement: str | None = None, period: str | None = None,
                 job_id: str | None = None, upto: int | None = None) -> list[Entry]: ...
     def entry(self, entry_id: str) -> Entry | None: ...
+    def entries_since(self, seq: int) -> list[Entry]: ...
     def raw(self, batch: int = 20_000) -> Any: ...
     def check_chain(self, size: int) -> ChainCheck: ...
     def leaf_bodies(self, upto: int) -> list[bytes]: ...
@@ -76,6 +78,41 @@ class LedgerService:
         self.public_key = signing.public_key(private_key)
         self.log_id = log_id
         self._closure = closure_factory
+        self._lock = threading.Lock()
+        self._seen = 0  # entries folded into the aggregates below
+        self._used: dict[tuple[str, str, str, str], Decimal] = {}  # (agr, req, host, YYYY-MM)
+        self._net: dict[str, dict[str, Decimal]] = {}  # agreement -> partner -> net units
+
+    # ------------------------------------------------------------ what placement needs
+    def _refresh(self) -> None:
+        size, _ = self.ledger.head()
+        if size == self._seen:
+            return
+        for e in self.ledger.entries_since(self._seen):
+            key = (e.agreement, e.requester, e.host, e.period)
+            self._used[key] = self._used.get(key, Decimal(0)) + e.units
+            net = self._net.setdefault(e.agreement, {})
+            net[e.host] = net.get(e.host, Decimal(0)) + e.units
+            net[e.requester] = net.get(e.requester, Decimal(0)) - e.units
+            self._seen = max(self._seen, e.seq + 1)
+
+    def quota_used(self, agreement: str, requester: str, host: str, period: str) -> Decimal:
+        """Units ``requester`` used at ``host`` under ``agreement`` in a quota period:
+        ``YYYY-MM`` (month), ``YYYY`` (year) or ``START/END`` (ISO dates, whole agreement)."""
+        with self._lock:
+            self._refresh()
+            first, last = (period.split("/", 1) if "/" in period else (period, period + "~"))
+            first, last = first[:7], last[:7] if "/" in period else last
+            return sum((u for (a, r, h, month), u in self._used.items()
+                        if a == agreement and r == requester and h == host
+                        and first <= month <= last),
+                       Decimal(0))
+
+    def net_balance(self, agreement: str) -> Mapping[str, Decimal]:
+        """Provided − used per partner under ``agreement`` so far."""
+        with self._lock:
+            self._refresh()
+            return dict(self._net.get(agreement, {}))
 
     # ------------------------------------------------------------ posting
     def post_pending(self, limit: int = 500) -> int:

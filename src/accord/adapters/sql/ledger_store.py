@@ -168,6 +168,13 @@ class SqlLedger:
         with self.store.transaction() as conn:
             return [from_document(json.loads(b), h) for b, h in conn.execute(query)]
 
+    def entries_since(self, seq: int) -> list[Entry]:
+        """Entries with sequence number >= ``seq``, in order."""
+        query = (select(ledger_entries.c.body, ledger_entries.c.hash)
+                 .where(ledger_entries.c.seq >= seq).order_by(ledger_entries.c.seq))
+        with self.store.transaction() as conn:
+            return [from_document(json.loads(b), h) for b, h in conn.execute(query)]
+
     def entry(self, entry_id: str) -> Entry | None:
         """One entry by id."""
         with self.store.transaction() as conn:
