@@ -212,3 +212,26 @@ def test_a_used_up_quota_keeps_the_job_home_or_waiting(small_federation: Federat
     d = place(spec, small_federation, {}, T0, context=ctx)
     assert d.verdict is Verdict.WAIT
     assert "agreement uk-fr has 0.00 H100-hour of uk's quota at fr left this year" in d.explain()
+
+
+def test_a_deferred_job_is_reconsidered_when_the_forecast_changes(
+    small_federation: Federation, store: SqlStore
+) -> None:
+    carbon = Pattern()
+    b, clock = broker(small_federation, store, carbon)
+    job, _ = b.submit(uk_job(T0 + 6 * HOUR), "u")
+    b.step()
+    assert store.get_job(job.id).not_before == T0 + 2 * HOUR
+    clock.advance(300)
+    b.step()
+    quiet = store.get_job(job.id)
+    assert len(quiet.story) == 2, "an unchanged decision leaves no trace"
+    carbon.gb[1] = 20.0  # the next hour turns out to be the cleanest
+    clock.advance(600)
+    b.step()
+    moved = store.get_job(job.id)
+    assert moved.state is JobState.DEFERRED
+    assert moved.not_before == T0 + HOUR
+    kinds = [e.event.kind for e in moved.story]
+    assert kinds == [EventKind.SUBMIT, EventKind.DEFER, EventKind.RELEASE, EventKind.DEFER]
+    assert "reconsidered: forecasts or queues changed" in moved.story[2].event.reason

@@ -96,6 +96,7 @@ class Broker:
         self._lock = threading.Lock()
         self._outages: set[str] = set()  # sites whose tracked jobs were told of the outage
         self._fresh_intents: set[str] = set()  # intents written by this process, not yet tried
+        self._checked: dict[str, datetime] = {}  # deferred job -> when it was last reconsidered
 
     # ------------------------------------------------------------ user actions
     def submit(
@@ -171,6 +172,7 @@ class Broker:
             now = self.clock.now()
             released = self._release_deferred(now)
             loads = self._loads()
+            released += self._reconsider_deferred(now, loads)
             placed, waiting = self._place_submitted(now, loads)
             dispatched = self._dispatch_placed(loads)
             finished = self._poll_sites()
@@ -185,6 +187,36 @@ class Broker:
                                  not_before=None))
                 count += 1
         return count
+
+    def _reconsider_deferred(self, now: datetime, loads: dict[tuple[str, str], PoolLoad]) -> int:
+        """Every REPLAN_S, place each deferred job again with fresh forecasts and queues; if
+        the best choice moved (another site, or a start at least a slot earlier), release it
+        so this pass places it anew. An unchanged decision leaves no trace in the story."""
+        due = [j for j in self.store.list_jobs([JobState.DEFERRED], limit=BATCH)
+               if j.not_before is not None and j.not_before > now
+               and (now - self._checked.get(j.id, j.story[-1].event.at)).total_seconds()
+               >= REPLAN_S]
+        if not due:
+            return 0
+        context = self._placement_context(now, due)
+        slot = timedelta(seconds=self.federation.placement.slot_s)
+        released = 0
+        for job in due:
+            with self._isolated(job):
+                self._checked[job.id] = now
+                d = place(job.spec, self.federation, loads, now, context=context)
+                if d.chosen is None or d.verdict not in (Verdict.PLACE, Verdict.DEFER):
+                    continue
+                before = job.story[-1].event.get("site")
+                start = d.start or now
+                if d.chosen.site != before or start + slot <= (job.not_before or now):
+                    why = (f"reconsidered: forecasts or queues changed; the best start is now "
+                           f"{start.isoformat()} at {d.chosen.site} (was {job.not_before} at "
+                           f"{before})")
+                    self._save(apply(job, Event(EventKind.RELEASE, now, why), not_before=None))
+                    self._checked.pop(job.id, None)
+                    released += 1
+        return released
 
     def _loads(self) -> dict[tuple[str, str], PoolLoad]:
         loads: dict[tuple[str, str], PoolLoad] = {}
@@ -418,6 +450,7 @@ class Broker:
 
 
 INTENT = "intent"
+REPLAN_S = 600
 
 
 def _changed(state: JobState, remote: RemoteState) -> bool:
