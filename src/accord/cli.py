@@ -287,12 +287,17 @@ def _footprint_lines(f: dict[str, Any] | None) -> list[str]:
     lines = [f"  energy:   {energy} ({f['energy_basis']}, PUE included)"]
     grams = f.get("emissions_g")
     if grams is None:
-        lines.append(f"  emissions: unknown — {f['intensity_source']}")
+        lines.append(f"  emissions: unknown — {_short(f['intensity_source'])}")
     else:
         amount = f"{grams / 1000:,.3f} kg" if grams >= 1000 else f"{grams:.3g} g"
         lines.append(f"  emissions: {amount} CO2eq (mean {f['mean_intensity_g_per_kwh']:.1f} g/kWh; "
-                     f"{f['intensity_source']})")
+                     f"{_short(f['intensity_source'])})")
     return lines
+
+
+def _short(text: str, limit: int = 90) -> str:
+    """A source citation cut for a terminal line (--json has it whole)."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _emissions_table(doc: dict[str, Any]) -> str:
