@@ -11,12 +11,9 @@ from fastapi.testclient import TestClient
 from accord.adapters.clock import SystemClock
 from accord.adapters.local_backend import LocalBackend
 from accord.adapters.sql.store import SqlStore
-from accord.api.app import create_app
 from accord.domain.federation import Federation
 from accord.service.broker import Broker
-
-TOKEN = "t0ken"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.api.conftest import AUTH
 
 
 @pytest.fixture
@@ -25,12 +22,6 @@ def broker(small_federation: Federation, tmp_path: Path) -> Iterator[Broker]:
     backends = {s.id: LocalBackend(s, tmp_path / "jobs") for s in small_federation.sites}
     yield Broker(small_federation, store, dict(backends), SystemClock())
     store.close()
-
-
-@pytest.fixture
-def api(broker: Broker) -> Iterator[TestClient]:
-    with TestClient(create_app(broker, TOKEN), raise_server_exceptions=False) as client:
-        yield client
 
 
 def test_routes_need_the_token(api: TestClient) -> None:

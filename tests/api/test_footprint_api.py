@@ -12,15 +12,12 @@ from fastapi.testclient import TestClient
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.store import SqlStore
-from accord.api.app import create_app
 from accord.domain.federation import Federation
 from accord.domain.usage import UsageRecord
 from accord.service.broker import Broker
+from tests.api.conftest import AUTH
 from tests.conftest import T0
 from tests.service.test_broker_footprint import EndingBackend, FlatCarbon, ran
-
-TOKEN = "t0ken"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -30,12 +27,6 @@ def broker(small_federation: Federation, tmp_path: Path) -> Iterator[Broker]:
     yield Broker(small_federation, store, backends, FakeClock(T0 + timedelta(hours=3)),
                  carbon=FlatCarbon(200.0))
     store.close()
-
-
-@pytest.fixture
-def api(broker: Broker) -> Iterator[TestClient]:
-    with TestClient(create_app(broker, TOKEN), raise_server_exceptions=False) as client:
-        yield client
 
 
 def test_routes_need_the_token(api: TestClient) -> None:
