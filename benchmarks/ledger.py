@@ -86,6 +86,7 @@ def build_large(url: str, n: int) -> LedgerService:
 
 
 def baseline_read_hash(svc: LedgerService) -> float:
+    assert isinstance(svc.ledger, SqlLedger)
     t = time.perf_counter()
     for row in svc.ledger.raw():
         hashlib.sha256(row.body).digest()

@@ -12,7 +12,6 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -46,7 +45,6 @@ class LedgerStore(Protocol):
                 job_id: str | None = None, upto: int | None = None) -> list[Entry]: ...
     def entry(self, entry_id: str) -> Entry | None: ...
     def entries_since(self, seq: int) -> list[Entry]: ...
-    def raw(self, batch: int = 20_000) -> Any: ...
     def check_chain(self, size: int) -> ChainCheck: ...
     def leaf_bodies(self, upto: int) -> list[bytes]: ...
     def head(self) -> tuple[int, str]: ...
@@ -280,7 +278,3 @@ class LedgerService:
             "unit": self.federation.reference_unit,
         }
 
-
-def now_ms(t: datetime) -> int:
-    """Milliseconds since the epoch."""
-    return int(t.timestamp() * 1000)

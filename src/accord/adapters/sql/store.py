@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -269,8 +270,6 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 def _with_version(job: Job, version: int) -> Job:
-    from dataclasses import replace
-
     return replace(job, version=version)
 
 
