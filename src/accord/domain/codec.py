@@ -52,6 +52,7 @@ def encode_spec(spec: JobSpec) -> dict[str, Any]:
         "deadline": iso(spec.deadline),
         "data_residency": list(spec.data_residency),
         "site": spec.site,
+        **({"sector": spec.sector} if spec.sector is not None else {}),
     }
 
 
@@ -71,6 +72,7 @@ def decode_spec(d: dict[str, Any]) -> JobSpec:
         deadline=parse_iso(d["deadline"]),
         data_residency=tuple(d["data_residency"]),
         site=d["site"],
+        sector=d.get("sector"),
     )
 
 

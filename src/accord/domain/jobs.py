@@ -119,6 +119,9 @@ class JobSpec:
     deadline: datetime | None = None
     data_residency: tuple[str, ...] = ()
     site: str | None = None
+    # Set by Accord from the submitter's institution (never by the submitter): the sector
+    # an agreement's ``sectors`` must admit. None: not known (the embedded admin).
+    sector: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

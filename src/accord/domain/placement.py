@@ -457,11 +457,12 @@ class _Index:
         return _remember(self.memo, ("shape", spec.site, spec.gpu_model, spec.gpus, spec.data_residency),
                          make)
 
-    def hosts(self, requester: str | None, theme: str | None, day: date) -> _Hosts:
+    def hosts(self, requester: str | None, theme: str | None, day: date,
+              sector: str | None = None) -> _Hosts:
         """Per pool: home or not, and the agreement that applies abroad (quota aside)."""
         def make() -> _Hosts:
             home = [requester in (None, p.partner) for p in self.pools]
-            first = {h: next(iter(self.agreements(requester, h, theme, day)[0]), None)
+            first = {h: next(iter(self.agreements(requester, h, theme, day, sector)[0]), None)
                      for h in {p.partner for p in self.pools}}
             agreements = tuple(None if at_home else first[p.partner]
                                for p, at_home in zip(self.pools, home, strict=True))
@@ -473,12 +474,13 @@ class _Index:
                           agreements, rate, np.where(positive, rate, 1.0), tuple(known.tolist()),
                           (positive & ~np.array(home, np.bool_)).astype(np.float64))
 
-        return _remember(self.memo, ("hosts", requester, theme, day), make)
+        return _remember(self.memo, ("hosts", requester, theme, day, sector), make)
 
-    def agreements(self, requester: str | None, host: str, theme: str | None,
-                   day: date) -> tuple[tuple[Agreement, ...], tuple[str, ...]]:
-        """The agreements (in file order) under which ``requester`` may use ``host`` for
-        ``theme`` on ``day``, quota left aside; and why each other one may not."""
+    def agreements(self, requester: str | None, host: str, theme: str | None, day: date,
+                   sector: str | None = None) -> tuple[tuple[Agreement, ...], tuple[str, ...]]:
+        """The agreements (in file order) under which ``requester`` (of ``sector``, when
+        known) may use ``host`` for ``theme`` on ``day``, quota left aside; and why each
+        other one may not."""
         ok: list[Agreement] = []
         reasons: list[str] = []
         for a in self.between.get((requester or "", host), ()):
@@ -489,6 +491,9 @@ class _Index:
             elif a.themes and theme not in a.themes:
                 reasons.append(f"agreement {a.id} covers themes {', '.join(a.themes)}, "
                                f"not {theme or '(no theme given)'}")
+            elif sector is not None and a.sectors and sector not in {x.value for x in a.sectors}:
+                reasons.append(f"agreement {a.id} is open to the {', '.join(x.value for x in a.sectors)} "
+                               f"sector(s), not {sector}")
             elif a.residency_countries and self.fed.partner(host).country not in a.residency_countries:
                 reasons.append(f"agreement {a.id} keeps work in {', '.join(a.residency_countries)}")
             else:
@@ -540,7 +545,7 @@ class _Placer:
         self.s0 = max(at, spec.earliest_start or at) if context else at
         self.s0_s = self.s0.timestamp()
         self.gpu_hours = spec.gpus * spec.time_limit_s / HOUR_S
-        self.hosts = self.ix.hosts(spec.partner, spec.theme, self.day)
+        self.hosts = self.ix.hosts(spec.partner, spec.theme, self.day, spec.sector)
         self.agreements: Sequence[Agreement | None] = self.hosts.first   # a list once changed
         self.gaps = True  # whether some zone may lack a forecast (set by _starts)
 
@@ -612,13 +617,13 @@ class _Placer:
         """The first agreement whose quota left covers the job at pool ``p`` abroad, with
         the reciprocity term under it; or why none does and whether that may change.
         Cached per context (or federation) and job size: a pass sees the same few often."""
-        key = ("abroad", self.ix, self.spec.partner, self.spec.theme, self.day, p.partner, p.model,
-               self.gpu_hours, self.spec.gpus)
+        key = ("abroad", self.ix, self.spec.partner, self.spec.theme, self.spec.sector, self.day, p.partner,
+               p.model, self.gpu_hours, self.spec.gpus)
         return _remember(self.ctx.memo if self.ctx else self.ix.memo, key, lambda: self._find_abroad(p))
 
     def _find_abroad(self, p: _Pool) -> tuple[Agreement, float] | tuple[str, bool]:
         requester, host = self.spec.partner or "", p.partner
-        ok, reasons = self.ix.agreements(requester, host, self.spec.theme, self.day)
+        ok, reasons = self.ix.agreements(requester, host, self.spec.theme, self.day, self.spec.sector)
         why, renewable = list(reasons), False
         rate = self.ix.rate(p.model, self.day) if self.ctx is not None else 0.0
         for a in ok:
