@@ -190,7 +190,9 @@ class PlacementContext:
     one gets no emissions term and no later starts (``notes`` may say why).
     ``quota_left``: normalised units left, per (agreement, requester, host); a missing
     key means no limit is known. ``balances``: per agreement, each partner's net units
-    (provided − used) so far; missing means 0.
+    (provided − used) so far; missing means 0. ``allocations``: per registered project,
+    the (agreement, host partner) pairs it holds an approved allocation for today; a
+    project in it may run abroad only under those; a project not in it is not limited.
 
     Raises:
         InvalidInput: a forecast on a grid other than ``weights.slot_s``.
@@ -201,6 +203,7 @@ class PlacementContext:
     quota_left: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
     balances: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     notes: Mapping[str, str] = field(default_factory=dict)
+    allocations: Mapping[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
     # Work shared by every decision made with this context (see the internals of place()).
     memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -555,6 +558,11 @@ class _Placer:
         limits = self._limits()
         free, queued, available = ix.loads(self.loads)
         ok = (self.gpu_hours <= limits.most) & elig & available
+        held = self._held()
+        if held is not None:   # the project's allocations decide abroad: the slow path checks
+            for k, (p, a) in enumerate(zip(ix.pools, self.hosts.first, strict=True)):
+                if a is not None and (a.id, p.partner) not in held:
+                    ok[k] = False
         # reciprocity abroad: (|gap + 2u| - |gap|) / 2u for u units = clip(1 + gap / u, -1, 1)
         recip = limits.gap_rate * (1.0 / self.gpu_hours) + 1.0
         recip = np.minimum(np.maximum(recip, -1.0, out=recip), 1.0, out=recip) * limits.charged
@@ -588,7 +596,8 @@ class _Placer:
                            w.cost * np.nan_to_num(h.rate) + np.where(h.home, 0.0, w.border))
 
         memo = ctx.memo if ctx is not None else self.ix.memo
-        return _remember(memo, ("limits", self.ix, requester, self.spec.theme, self.day, w), make)
+        return _remember(memo, ("limits", self.ix, requester, self.spec.theme, self.spec.sector, self.day, w),
+                         make)
 
     def _misfits(self, misfits: NDArray[np.intp], ok: Bools, recip: Floats, base: Floats, wait: Floats,
                  available: Bools, rejected: list[Rejection]) -> None:
@@ -618,13 +627,23 @@ class _Placer:
         the reciprocity term under it; or why none does and whether that may change.
         Cached per context (or federation) and job size: a pass sees the same few often."""
         key = ("abroad", self.ix, self.spec.partner, self.spec.theme, self.spec.sector, self.day, p.partner,
-               p.model, self.gpu_hours, self.spec.gpus)
+               p.model, self.gpu_hours, self.spec.gpus, self._held())
         return _remember(self.ctx.memo if self.ctx else self.ix.memo, key, lambda: self._find_abroad(p))
+
+    def _held(self) -> frozenset[tuple[str, str]] | None:
+        """The (agreement, host) pairs the job's project holds allocations for, or None
+        when its project is not limited."""
+        return self.ctx.allocations.get(self.spec.project) if self.ctx else None
 
     def _find_abroad(self, p: _Pool) -> tuple[Agreement, float] | tuple[str, bool]:
         requester, host = self.spec.partner or "", p.partner
         ok, reasons = self.ix.agreements(requester, host, self.spec.theme, self.day, self.spec.sector)
         why, renewable = list(reasons), False
+        held = self._held()
+        if held is not None:
+            why.extend(f"project {self.spec.project} holds no approved allocation under agreement {a.id} "
+                       f"at {host}" for a in ok if (a.id, host) not in held)
+            ok = tuple(a for a in ok if (a.id, host) in held)
         rate = self.ix.rate(p.model, self.day) if self.ctx is not None else 0.0
         for a in ok:
             quota = a.quota(requester, host)
