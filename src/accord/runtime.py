@@ -18,7 +18,9 @@ from accord.adapters.carbon.chain import standard_chain
 from accord.adapters.clock import SystemClock
 from accord.adapters.federation_file import load_federation
 from accord.adapters.local_backend import LocalBackend
+from accord.adapters.oidc import OidcSettings, OidcVerifier
 from accord.adapters.slurm.backend import SlurmBackend
+from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.domain import signing
@@ -26,7 +28,9 @@ from accord.domain.errors import Conflict, InvalidInput, Problem
 from accord.domain.federation import BackendKind, Federation
 from accord.domain.statement import key_id
 from accord.ports import CarbonSource, SiteBackend
+from accord.service.access import AccessService
 from accord.service.broker import Broker
+from accord.service.gate import Gate
 from accord.service.ledger import LedgerService
 
 log = logging.getLogger("accord")
@@ -103,6 +107,7 @@ class Runtime:
     broker: Broker
     ledger: LedgerService
     token: str
+    access: AccessService
 
 
 def build_carbon() -> CarbonSource:
@@ -137,9 +142,31 @@ def build(settings: Settings) -> Runtime:
     store = SqlStore(settings.database_url)
     backends = build_backends(federation, settings.data_dir)
     ledger = build_ledger(federation, store, settings.data_dir)
+    token = ensure_token(settings.data_dir)
+    access = build_access(federation, store, token)
     broker = Broker(federation, store, backends, SystemClock(), carbon=build_carbon(),
-                    quota_used=ledger.quota_used, balance=ledger.net_balance)
-    return Runtime(settings, federation, store, broker, ledger, ensure_token(settings.data_dir))
+                    quota_used=ledger.quota_used, balance=ledger.net_balance,
+                    gate=Gate(federation, access, ledger.project_used))
+    return Runtime(settings, federation, store, broker, ledger, token, access)
+
+
+def build_access(federation: Federation, store: SqlStore, token: str) -> AccessService:
+    """Identity and access over the store; OIDC when ``ACCORD_OIDC_ISSUER``,
+    ``ACCORD_OIDC_AUDIENCE`` and ``ACCORD_OIDC_JWKS`` (a file or URL) are set.
+
+    Raises:
+        InvalidInput: the OIDC settings are incomplete or wrong.
+    """
+    settings = OidcSettings.from_env(os.environ)
+    verifier = None
+    if settings is not None:
+        oidc = OidcVerifier(settings)
+
+        def verifier(token: str) -> tuple[str, str]:
+            claims = oidc.verify(token)
+            return claims.issuer, claims.subject
+
+    return AccessService(federation, SqlAccess(store), SystemClock(), token, verifier)
 
 
 @contextmanager
@@ -206,7 +233,7 @@ def serve(settings: Settings) -> None:
     with exclusive(settings.data_dir):
         rt = build(settings)
         app = create_app(rt.broker, rt.token, title=f"Accord — {rt.federation.name}",
-                         ledger=rt.ledger)
+                         ledger=rt.ledger, access=rt.access)
         url = f"http://{settings.host}:{settings.port}"
         (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
         dispatcher = Dispatcher(rt.broker, rt.ledger, settings.poll_interval_s)

@@ -1,27 +1,36 @@
-"""The REST API: a thin shell over the broker.
+"""The REST API: a thin shell over the broker, the ledger and access.
 
 Errors are RFC 9457 ``application/problem+json`` documents; validation problems
-list each field with the bad value and what is allowed. Every ``/api`` route
-needs ``Authorization: Bearer <token>``.
+list each field with the bad value and what is allowed. Every ``/api`` route but
+the ledger's public key needs ``Authorization: Bearer <token>`` (the local admin
+token, an Accord API token or an OIDC JWT) and checks what the caller may do
+(:mod:`accord.domain.access`). Every state-changing request is written to the
+audit log, whatever its outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from accord.adapters.sql.access_store import SqlAccess
+from accord.api.access_routes import add_access_routes
+from accord.api.common import ERRORS, hidden_job, job_facts, note_audit, problem
 from accord.api.footprint import add_footprint_routes
+from accord.api.ledger_routes import add_ledger_routes
 from accord.domain import codec
+from accord.domain.access import Access, JobFacts, Principal, can_change_job, can_read_job, can_read_logs
+from accord.domain.audit import AuditRecord, outcome_of
 from accord.domain.errors import (
     AccordError,
     Busy,
@@ -30,23 +39,26 @@ from accord.domain.errors import (
     InvalidInput,
     NotFound,
     Problem,
+    RateLimited,
+    Unauthenticated,
     Unavailable,
 )
-from accord.domain.jobs import JobState
-from accord.domain.ledger import to_document
-from accord.domain.statement import head_to_json, public_pem_of, to_csv, to_html
+from accord.domain.jobs import Job, JobState
+from accord.service.access import AccessService, RateLimiter
+from accord.service.audit import AuditWriter
 from accord.service.broker import Broker
+from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
 from accord.service.ledger import LedgerService
-from accord.service.reconcile import reconcile_period
 from accord.web.status import render_status
 
 log = logging.getLogger("accord.api")
-PROBLEM = "application/problem+json"
 _STATUS: list[tuple[type[AccordError], int]] = [
     (InvalidInput, 422), (NotFound, 404), (Conflict, 409), (Busy, 503), (Unavailable, 503),
-    (Forbidden, 403),
+    (Forbidden, 403), (Unauthenticated, 401), (RateLimited, 429),
 ]
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LIST_PAGES = 20   # a filtered job list reads at most this many pages of the store
 
 
 class JobSubmission(BaseModel):
@@ -69,42 +81,41 @@ class JobSubmission(BaseModel):
     site: str | None = Field(None, max_length=63)
 
 
-def problem(status: int, title: str, detail: str, problems: list[Problem] | None = None) -> JSONResponse:
-    """A problem+json response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    if problems:
-        body["problems"] = [
-            {"field": p.where, "message": p.message, "got": p.got, "allowed": p.allowed}
-            for p in problems
-        ]
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+def create_app(broker: Broker, token: str, *, title: str = "Accord", ledger: LedgerService | None = None,
+               access: AccessService | None = None) -> FastAPI:
+    """The FastAPI application for ``broker``; ``token`` is the local admin token.
 
-
-class Correction(BaseModel):
-    """A correcting ledger entry: refund, reversal or manual credit."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str = Field(..., pattern="^(refund|reversal|manual_credit)$")
-    units: str = Field(..., max_length=40, description="positive decimal, normalised units")
-    reason: str = Field(..., min_length=1, max_length=2000)
-    author: str = Field(..., min_length=1, max_length=200)
-
-
-def create_app(broker: Broker, token: str, *, title: str = "Accord",
-               ledger: LedgerService | None = None) -> FastAPI:
-    """The FastAPI application for ``broker``, guarded by ``token``."""
+    Without ``access``, one over the broker's SQL store is made (no OIDC issuer).
+    """
     committer = GroupCommitter(broker.store)
+    if access is None:
+        access = AccessService(broker.federation, SqlAccess(broker.store), broker.clock, token)  # type: ignore[arg-type]
+    gate = broker.gate or Gate(broker.federation, access,
+                               ledger.project_used if ledger else _nothing_used)
+    writer = AuditWriter(access.store.audit_many)
+    auth_failures = RateLimiter(60, 60.0)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         committer.close()
+        writer.close()
 
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, responses=ERRORS,
                   description="Broker for international reciprocal AI compute agreements.")
     _install_error_handlers(app)
-    auth = _bearer(token)
+
+    def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+        source = request.client.host if request.client else "?"
+        try:
+            p = access.authenticate(authorization)
+        except Unauthenticated:
+            auth_failures.take(source, "failed authentication")
+            raise
+        request.state.principal = p
+        return p
+
+    app.add_middleware(_AuditMiddleware, writer=writer)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
@@ -112,148 +123,175 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord",
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def status_page() -> str:
-        return render_status(broker.federation, broker.store.list_jobs(limit=50))
+        return render_status(broker.federation, [])
 
-    @app.get("/api/v1/federation", tags=["federation"], dependencies=[Depends(auth)])
-    def federation() -> dict[str, Any]:
+    @app.get("/api/v1/federation", tags=["federation"])
+    def federation(p: Principal = Depends(caller)) -> dict[str, Any]:
         fed = broker.federation
         return {
             "name": fed.name,
             "reference_unit": fed.reference_unit,
-            "partners": [{"id": p.id, "name": p.name, "country": p.country} for p in fed.partners],
+            "partners": [{"id": x.id, "name": x.name, "country": x.country} for x in fed.partners],
             "sites": [{"id": s.id, "name": s.name, "partner": s.partner, "grid_zone": s.grid_zone,
                        "backend": s.backend.value, "gpus": s.total_gpus,
-                       "pools": [{"id": p.id, "gpu_model": p.gpu_model, "gpus": p.gpus}
-                                 for p in s.pools]} for s in fed.sites],
+                       "pools": [{"id": x.id, "gpu_model": x.gpu_model, "gpus": x.gpus}
+                                 for x in s.pools]} for s in fed.sites],
             "agreements": [{"id": a.id, "name": a.name, "parties": list(a.parties),
                             "start": a.start.isoformat(), "end": a.end.isoformat()}
                            for a in fed.agreements],
         }
 
-    @app.post("/api/v1/jobs", status_code=201, tags=["jobs"], dependencies=[Depends(auth)])
+    @app.post("/api/v1/jobs", status_code=201, tags=["jobs"])
     async def submit(
-        body: JobSubmission,
-        response: Response,
+        body: JobSubmission, request: Request, response: Response, p: Principal = Depends(caller),
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> dict[str, Any]:
-        new, spec_hash = broker.new_submission(body.model_dump(exclude_none=True), "admin",
-                                               idempotency_key)
+        note_audit(request, "job.submit", "job (new)")
+        shaped = gate.shape(p, body.model_dump(exclude_none=True))
+        new, spec_hash = broker.new_submission(shaped.doc, p.user, idempotency_key,
+                                               sector=shaped.sector, notes=shaped.notes)
         job = await asyncio.wrap_future(committer.submit(new, spec_hash))
+        note_audit(request, "job.submit", f"job {job.id}", _partners(job, broker))
         if job.id != new.id:
             response.status_code = 200
         response.headers["Location"] = f"/api/v1/jobs/{job.id}"
         return codec.encode_job(job)
 
-    @app.get("/api/v1/jobs", tags=["jobs"], dependencies=[Depends(auth)])
+    @app.post("/api/v1/jobs/preview", tags=["jobs"])
+    def preview(body: JobSubmission, p: Principal = Depends(caller)) -> dict[str, Any]:
+        """What a job would cost, where and when it would run, and which rules would apply
+        (nothing is stored)."""
+        from accord.api.preview import preview_doc
+
+        shaped = gate.shape(p, body.model_dump(exclude_none=True))
+        job, _ = broker.new_submission(shaped.doc, p.user, sector=shaped.sector, notes=shaped.notes)
+        return preview_doc(broker, gate, job, list(shaped.notes))
+
+    @app.get("/api/v1/jobs", tags=["jobs"])
     def list_jobs(
+        p: Principal = Depends(caller),
         state: Annotated[list[JobState] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         before: Annotated[str | None, Query(max_length=40)] = None,
     ) -> dict[str, Any]:
-        jobs = broker.store.list_jobs(state, limit=limit, before=before)
-        return {"jobs": [codec.encode_job(j, with_story=False) for j in jobs]}
+        return {"jobs": [codec.encode_job(j, with_story=False)
+                         for j in _visible_jobs(broker, p, state, limit, before)]}
 
-    @app.get("/api/v1/jobs/{job_id}", tags=["jobs"], dependencies=[Depends(auth)])
-    def show(job_id: str) -> dict[str, Any]:
-        return codec.encode_job(broker.store.get_job(job_id))
+    def job_for(p: Principal, job_id: str, rule: Callable[[Principal, JobFacts], Access] = can_read_job
+                ) -> Job:
+        """The job, if ``p`` may see it and ``rule`` allows; a job they may not see is
+        refused in the same words whether or not it exists."""
+        try:
+            job = broker.store.get_job(job_id)
+        except NotFound as exc:
+            raise hidden_job(p, job_id, exc) from None
+        facts = job_facts(job, broker.federation)
+        seen = can_read_job(p, facts)
+        if not seen.allowed and not seen.rule.startswith("the API token"):
+            raise hidden_job(p, job_id)
+        seen.require()
+        rule(p, facts).require()
+        return job
 
-    @app.post("/api/v1/jobs/{job_id}/cancel", tags=["jobs"], dependencies=[Depends(auth)])
-    def cancel(job_id: str) -> dict[str, Any]:
-        return codec.encode_job(broker.cancel(job_id))
+    @app.get("/api/v1/jobs/{job_id}", tags=["jobs"])
+    def show(job_id: str, p: Principal = Depends(caller)) -> dict[str, Any]:
+        return codec.encode_job(job_for(p, job_id))
 
-    @app.get("/api/v1/jobs/{job_id}/logs", tags=["jobs"], dependencies=[Depends(auth)])
-    def logs(job_id: str) -> dict[str, str]:
+    @app.post("/api/v1/jobs/{job_id}/cancel", tags=["jobs"])
+    def cancel(job_id: str, request: Request, p: Principal = Depends(caller)) -> dict[str, Any]:
+        note_audit(request, "job.cancel", f"job {job_id}")
+        job = job_for(p, job_id, can_change_job)
+        note_audit(request, "job.cancel", f"job {job_id}", _partners(job, broker))
+        return codec.encode_job(broker.cancel(job_id, f"cancelled by {p.user}"))
+
+    @app.get("/api/v1/jobs/{job_id}/logs", tags=["jobs"])
+    def logs(job_id: str, p: Principal = Depends(caller)) -> dict[str, str]:
+        job_for(p, job_id, can_read_logs)
         out = broker.logs(job_id)
         return {"stdout": out.stdout, "stderr": out.stderr}
 
-    add_footprint_routes(app, broker.store, auth)
+    add_footprint_routes(app, broker.store, caller, job_for)
     if ledger is not None:
-        _ledger_routes(app, ledger, auth, broker)
+        add_ledger_routes(app, ledger, caller, broker, job_for)
+    add_access_routes(app, access, broker, caller, writer)
     return app
 
 
-def _ledger_routes(app: FastAPI, ledger: LedgerService, auth: Callable[..., None],
-                   broker: Broker) -> None:
-    guard = [Depends(auth)]
-    period_q = Query(None, pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")
+def _nothing_used(project: str, agreement: str, host: str, first: str, last: str) -> Any:
+    from decimal import Decimal
 
-    @app.get("/api/v1/ledger/balances", tags=["ledger"], dependencies=guard)
-    def ledger_balances(agreement: Annotated[str | None, Query(max_length=64)] = None,
-                        period: Annotated[str | None, period_q] = None) -> dict[str, Any]:
-        if agreement is not None:
-            ledger.federation.agreement(agreement)
-        return ledger.balances(agreement, period)
-
-    @app.get("/api/v1/ledger/entries", tags=["ledger"], dependencies=guard)
-    def ledger_entries(agreement: Annotated[str | None, Query(max_length=64)] = None,
-                       period: Annotated[str | None, period_q] = None,
-                       job: Annotated[str | None, Query(max_length=40)] = None) -> dict[str, Any]:
-        found = ledger.ledger.entries(agreement=agreement, period=period, job_id=job)
-        return {"entries": [{**to_document(e), "hash": e.hash} for e in found[-1000:]]}
-
-    @app.post("/api/v1/ledger/entries/{entry_id}/corrections", status_code=201, tags=["ledger"],
-              dependencies=guard)
-    def correct(entry_id: str, body: Correction) -> dict[str, Any]:
-        e = ledger.correct(entry_id, body.kind, body.units, body.reason, body.author)
-        return {**to_document(e), "hash": e.hash}
-
-    @app.post("/api/v1/ledger/periods/{period}/close", tags=["ledger"], dependencies=guard)
-    def close(period: str) -> dict[str, Any]:
-        return head_to_json(ledger.close_period(period))
-
-    @app.get("/api/v1/ledger/verify", tags=["ledger"], dependencies=guard)
-    def verify() -> dict[str, Any]:
-        r = ledger.verify()
-        return {"ok": r.ok, "entries": r.entries, "closures": r.closures,
-                "first_bad_seq": r.first_bad_seq, "problem": r.problem}
-
-    @app.get("/api/v1/ledger/reconcile", tags=["ledger"], dependencies=guard)
-    def reconcile(period: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")]) -> dict[str, Any]:
-        return reconcile_period(period, ledger.federation, broker.store, ledger,
-                                dict(broker.backends))  # type: ignore[arg-type]
-
-    @app.get("/api/v1/ledger/public-key", tags=["ledger"], response_class=PlainTextResponse)
-    def public_key() -> str:
-        return public_pem_of(ledger.public_key)
-
-    @app.get("/api/v1/statements/{agreement}/{period}", tags=["ledger"], dependencies=guard,
-             response_model=None)
-    def statement(agreement: str, period: str,
-                  format: Annotated[str, Query(pattern="^(json|html|csv)$")] = "json",
-                  ) -> dict[str, Any] | HTMLResponse | PlainTextResponse:
-        doc = ledger.statement(agreement, period)
-        if format == "html":
-            return HTMLResponse(to_html(doc))
-        if format == "csv":
-            return PlainTextResponse(to_csv(doc), media_type="text/csv")
-        return doc
+    return Decimal(0)
 
 
-def _bearer(token: str) -> Callable[..., None]:
-    def check(authorization: Annotated[str | None, Header()] = None) -> None:
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-            raise _Unauthorized
-    return check
+def _partners(job: Job, broker: Broker) -> tuple[str, ...]:
+    facts = job_facts(job, broker.federation)
+    return tuple(sorted({x for x in (facts.requester, facts.host) if x}))
 
 
-class _Unauthorized(Exception):
-    pass
+def _visible_jobs(broker: Broker, p: Principal, state: list[JobState] | None, limit: int,
+                  before: str | None) -> list[Job]:
+    """Newest first, the jobs ``p`` may see, reading the store page by page."""
+    if p.is_admin:
+        return broker.store.list_jobs(state, limit=limit, before=before)
+    out: list[Job] = []
+    for _ in range(LIST_PAGES):
+        page = broker.store.list_jobs(state, limit=limit, before=before)
+        out.extend(j for j in page if can_read_job(p, job_facts(j, broker.federation)).allowed)
+        if len(page) < limit or len(out) >= limit:
+            break
+        before = page[-1].id
+    return out[:limit]
+
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class _AuditMiddleware:
+    """Records every state-changing /api request (pure ASGI: it adds no copy of bodies)."""
+
+    def __init__(self, app: ASGIApp, writer: AuditWriter) -> None:
+        self.app, self.writer = app, writer
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope["method"] not in CHANGES or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def watch(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self.writer.add(_record(scope, status[0]))
+
+
+def _record(scope: Scope, status: int) -> AuditRecord:
+    state = scope.get("state") or {}
+    p: Principal | None = state.get("principal")
+    action, target, partners, detail = state.get("audit") or (
+        f"{scope['method']} {scope['path'][:80]}", scope["path"][:300], (), "")
+    client = scope.get("client")
+    return AuditRecord(datetime.now(UTC), p.user if p else "anonymous", p.via if p else "-", action,
+                       target, partners, outcome_of(status), status, client[0] if client else "?", detail)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(_Unauthorized)
-    async def unauthorized(_r: Request, _e: _Unauthorized) -> JSONResponse:
-        resp = problem(401, "Unauthorized", "send 'Authorization: Bearer <token>'; the local "
-                       "admin token is in the data directory's admin.token file")
-        resp.headers["WWW-Authenticate"] = "Bearer"
-        return resp
-
     @app.exception_handler(AccordError)
     async def accord_error(_r: Request, exc: AccordError) -> JSONResponse:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
         problems = list(exc.problems) if isinstance(exc, InvalidInput) else None
-        return problem(status, exc.title, str(exc), problems)
+        resp = problem(status, exc.title, str(exc), problems)
+        if isinstance(exc, Unauthenticated):
+            resp.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, RateLimited):
+            resp.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_r: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,7 +6,8 @@
 * ``GET /api/v1/emissions?group=...&period=YYYY-MM``: per project, site, host or
   requester partner, or agreement, the jobs, GPU-hours, energy (kWh) and emissions (kg)
   of usage records, with how many lack a figure. A record counts in the month its run
-  **started** (UTC); the ledger instead splits a run across months by time.
+  **started** (UTC); the ledger instead splits a run across months by time. Only the records
+  the caller may count are summed (see :func:`accord.domain.access.sees_usage`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 from fastapi import Depends, FastAPI, Query
 
 from accord.domain import codec
+from accord.domain.access import Principal, sees_usage
 from accord.domain.footprint import GroupBy, parse_group, totals
+from accord.domain.jobs import Job
 from accord.domain.ledger import next_period, parse_period
 from accord.domain.usage import UsageRecord
 from accord.ports import JobStore
@@ -35,13 +38,14 @@ class UsageByStart(Protocol):
         ...
 
 
-def add_footprint_routes(app: FastAPI, store: JobStore, auth: Callable[..., None]) -> None:
-    """Add the footprint and emissions routes to ``app``, guarded by ``auth``."""
-    guard = [Depends(auth)]
+def add_footprint_routes(app: FastAPI, store: JobStore, caller: Any,
+                         job_for: Callable[[Principal, str], Job]) -> None:
+    """Add the footprint and emissions routes to ``app``; ``caller`` is the authenticated-
+    caller dependency, ``job_for`` finds a job the caller may see."""
 
-    @app.get("/api/v1/jobs/{job_id}/footprint", tags=["emissions"], dependencies=guard)
-    def job_footprint(job_id: str) -> dict[str, Any]:
-        job = store.get_job(job_id)
+    @app.get("/api/v1/jobs/{job_id}/footprint", tags=["emissions"])
+    def job_footprint(job_id: str, p: Principal = Depends(caller)) -> dict[str, Any]:
+        job = job_for(p, job_id)
         records = store.usage(job_id=job_id)
         doc: dict[str, Any] = {"job_id": job.id, "state": job.state.value,
                                "recorded": bool(records)}
@@ -51,15 +55,19 @@ def add_footprint_routes(app: FastAPI, store: JobStore, auth: Callable[..., None
         return {**doc, "reason": f"job {job.id} {why}", "energy_kwh": None, "emissions_g": None,
                 "emissions_kg": None, "intensity_source": None}
 
-    @app.get("/api/v1/emissions", tags=["emissions"], dependencies=guard)
+    @app.get("/api/v1/emissions", tags=["emissions"])
     def emissions(
+        p: Principal = Depends(caller),
         group: Annotated[str, Query(pattern=f"^({GROUPS})$")] = "project",
         period: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$",
                                             description="YYYY-MM: runs started that month (UTC)")
                           ] = None,
     ) -> dict[str, Any]:
         by = parse_group(group)
-        rows = totals(_records(store, period), by)
+        visible = [r for r in _records(store, period)
+                   if sees_usage(p, project=r.project, site=r.site, requester=r.requester_partner,
+                                 host=r.host_partner)]
+        rows = totals(visible, by)
         return {
             "group": by.value, "period": period,
             "period_rule": "a job counts in the UTC month its run started",

@@ -14,7 +14,9 @@ edge, with ``raise ... from exc``; shells (API, CLI) map them to status codes.
     ├── Unavailable           a dependency (site, database) cannot be reached now
     │   ├── Busy              it answers, but has no room now (e.g. no free GPUs)
     │   └── InDoubt           no answer in time: the request may or may not have taken effect
-    └── Forbidden             the caller may not do this
+    ├── Forbidden             the caller may not do this
+    ├── Unauthenticated       no credentials, or credentials that are not valid (401)
+    └── RateLimited           too many requests of one kind; retry after ``retry_after_s``
 """
 
 from __future__ import annotations
@@ -123,3 +125,22 @@ class Forbidden(AccordError):
     """The caller is not allowed to do this."""
 
     title = "Forbidden"
+
+
+class Unauthenticated(AccordError):
+    """No credentials, or ones that are expired, forged, revoked or for another audience.
+
+    The message says which, for the server's log and the caller; it never says whether
+    a user or token exists."""
+
+    title = "Unauthorized"
+
+
+class RateLimited(AccordError):
+    """Too many requests of one kind from one caller; retry after ``retry_after_s``."""
+
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)

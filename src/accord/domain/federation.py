@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from accord.domain.compliance import Compliance
 from accord.domain.errors import NotFound
 
 
@@ -123,6 +124,7 @@ class GpuModel:
     name: str
     memory_gb: float | None = None
     tdp_w: float | None = None
+    peak_tflops: float | None = None   # dense BF16, for compliance's FLOP estimates
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,7 @@ class Federation:
     agreements: tuple[Agreement, ...]
     themes: tuple[str, ...] = field(default=())
     placement: PlacementWeights = field(default_factory=PlacementWeights)
+    compliance: Compliance = field(default_factory=Compliance)
 
     def site(self, site_id: str) -> Site:
         """The site with this id.

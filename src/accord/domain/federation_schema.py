@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import date
 
+from accord.domain.compliance import parse_compliance
 from accord.domain.errors import InvalidInput
 from accord.domain.federation import (
     Agreement,
@@ -35,6 +36,7 @@ Doc = Mapping[str, object]
 
 TOP_KEYS = (
     "federation", "gpu_models", "exchange_rates", "partners", "institutions", "sites", "agreements",
+    "compliance", "allocations",
 )
 
 
@@ -74,6 +76,7 @@ def parse_federation(doc: Doc) -> Federation:
         _agreement(r, t, f"agreements[{i}]", partner_ids, themes)
         for i, t in enumerate(r.tables(doc, "agreements", ""))
     )
+    compliance = parse_compliance(r, doc, partner_ids, inst_ids, themes)
     _check_unique(r, "gpu_models", [m.name for m in models], "name")
     _check_unique(r, "partners", partner_ids, "id")
     _check_unique(r, "institutions", inst_ids, "id")
@@ -97,6 +100,7 @@ def parse_federation(doc: Doc) -> Federation:
         agreements=agreements,
         themes=themes,
         placement=placement,
+        compliance=compliance,
     )
 
 
@@ -126,11 +130,12 @@ def _placement(r: FieldReader, t: Doc, path: str) -> PlacementWeights:
 
 
 def _gpu_model(r: FieldReader, t: Doc, path: str) -> GpuModel:
-    r.unknown_keys(t, path, ("name", "memory_gb", "tdp_w"))
+    r.unknown_keys(t, path, ("name", "memory_gb", "tdp_w", "peak_tflops"))
     return GpuModel(
         name=r.text(t, "name", path) or "",
         memory_gb=r.number(t, "memory_gb", path, minimum=0, required=False),
         tdp_w=r.number(t, "tdp_w", path, minimum=0, required=False),
+        peak_tflops=r.number(t, "peak_tflops", path, minimum=0, required=False),
     )
 
 

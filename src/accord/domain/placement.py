@@ -191,8 +191,8 @@ class PlacementContext:
     ``quota_left``: normalised units left, per (agreement, requester, host); a missing
     key means no limit is known. ``balances``: per agreement, each partner's net units
     (provided − used) so far; missing means 0. ``allocations``: per registered project,
-    the (agreement, host partner) pairs it holds an approved allocation for today; a
-    project in it may run abroad only under those; a project not in it is not limited.
+    the (agreement, site) pairs its approved allocations cover today; a project in it
+    may run abroad only under those; a project not in it is not limited.
 
     Raises:
         InvalidInput: a forecast on a grid other than ``weights.slot_s``.
@@ -352,6 +352,70 @@ def forecast_zones(spec: JobSpec, federation: Federation) -> frozenset[str]:
     return frozenset(s.grid_zone for s in sites.values() if s.grid_zone)
 
 
+class Choice(NamedTuple):
+    """What :func:`choose` returns: the verdict, the chosen pool (an index into
+    :func:`pool_keys`; -1 when nothing was chosen), its start (epoch seconds), the
+    agreement it runs under abroad and its estimated emissions (g; None without a forecast)."""
+
+    verdict: Verdict
+    pool: int
+    start_s: float
+    agreement: Agreement | None
+    emissions_g: float | None
+
+
+def pool_keys(federation: Federation) -> tuple[tuple[str, str], ...]:
+    """The (site id, pool id) of every pool, in the order :func:`choose` uses for its load
+    arrays and its answer (sorted by site id, then pool id)."""
+    return _index(federation).keys
+
+
+def choose(
+    spec: JobSpec,
+    federation: Federation,
+    free: NDArray[np.float64],
+    queued: NDArray[np.float64],
+    available: NDArray[np.bool_],
+    at: datetime,
+    *,
+    context: PlacementContext | None = None,
+) -> Choice:
+    """The fast path of :func:`place` for callers that keep the loads as arrays (the
+    simulator): the same constraints, scores and choice, without the decision's records
+    (explanation, alternatives, reference). ``free``, ``queued`` and ``available`` are per
+    pool in :func:`pool_keys` order; the caller must not change them while this runs.
+
+    ``place(spec, fed, loads, at, context=c).chosen`` is the pool and start this returns
+    (a property test checks it on random federations and loads).
+    """
+    return _Placer(spec, federation, {}, at, context, (free, queued, available)).quick()
+
+
+def allowed_pools(spec: JobSpec, federation: Federation, at: datetime) -> tuple[bool, ...]:
+    """Per pool (in :func:`pool_keys` order), whether the job may ever run there, capacity
+    and quota left aside: its shape fits and, abroad, an agreement in force on ``at``'s day
+    covers its partner, theme and sector. What the simulator's emissions oracle may use."""
+    ix = _index(federation)
+    elig, _ = ix.eligible(spec)
+    hosts = ix.hosts(spec.partner, spec.theme, at.date(), spec.sector)
+    return tuple((elig & (hosts.home | hosts.has)).tolist())
+
+
+def flexibility_s(spec: JobSpec, federation: Federation, at: datetime) -> tuple[float, ...]:
+    """Per pool (in :func:`pool_keys` order), how long after max(at, earliest start) the job
+    could start there by its window: up to its deadline minus its run, else, abroad, the
+    default flexibility of the agreement that applies; 0 at home without a deadline. Not
+    capped at the slots :func:`place` looks at in one decision (a deferred job is placed
+    again at its start)."""
+    ix = _index(federation)
+    s0 = max(at, spec.earliest_start or at).timestamp()
+    if spec.deadline is not None:
+        span = max(0.0, spec.deadline.timestamp() - spec.time_limit_s - s0)
+        return (span,) * len(ix.pools)
+    hosts = ix.hosts(spec.partner, spec.theme, at.date(), spec.sector)
+    return tuple(0.0 if a is None else a.default_flexibility_hours * HOUR_S for a in hosts.first)
+
+
 # ─── internals ───────────────────────────────────────────────────────────────────────────
 #
 # Speed (docs/benchmarks.md): a decision weighs every pool of the federation, so the terms
@@ -405,6 +469,19 @@ class _Limits:
     charged: Floats    # 1.0 where the reciprocity term counts (abroad, at a positive rate, in context)
     wait_scale: Floats  # wait weight / pool size
     fixed: Floats      # weighted cost and border terms
+
+
+class _Scored(NamedTuple):
+    """A decision's scoring, shared by :func:`place` and :func:`choose`."""
+
+    ok: Bools          # the pools that passed every hard constraint
+    wait: Floats       # weighted wait term per pool
+    recip: Floats      # reciprocity term per pool (unweighted)
+    rows: Floats       # per pool: ∫ at s0, lowest ∫, its start, kW per GPU × lowest ∫ (see _starts)
+    score: Floats      # the total score per pool at its best start; +inf where ruled out
+    ref: int | None    # the reference pool (running now at home), if any
+    ref_g: float | None  # its estimated emissions, g
+    rejected: tuple[Rejection, ...]
 
 
 def _remember(memo: dict[Any, Any], key: Any, make: Callable[[], _T]) -> _T:
@@ -540,8 +617,10 @@ class _Placer:
     """One placement decision (a class only to share its inputs between small steps)."""
 
     def __init__(self, spec: JobSpec, fed: Federation, loads: Mapping[tuple[str, str], PoolLoad],
-                 at: datetime, context: PlacementContext | None) -> None:
+                 at: datetime, context: PlacementContext | None,
+                 arrays: tuple[Floats, Floats, Bools] | None = None) -> None:
         self.spec, self.fed, self.loads, self.at, self.ctx = spec, fed, loads, at, context
+        self.arrays = arrays
         self.ix = _index(fed)
         self.day = at.date()
         self.w = context.weights if context else fed.placement
@@ -553,15 +632,37 @@ class _Placer:
         self.gaps = True  # whether some zone may lack a forecast (set by _starts)
 
     def decide(self) -> Decision:
+        scored = self._score()
+        if not isinstance(scored, _Scored):
+            return Decision(scored[0], None, (), scored[1], self.at)
+        return self._choose(scored)
+
+    def quick(self) -> Choice:
+        """The fast path: the same scoring and choice as :meth:`decide`, without building
+        the decision's records (explanation, alternatives, reference)."""
+        scored = self._score()
+        if not isinstance(scored, _Scored):
+            return Choice(scored[0], -1, self.s0_s, None, None)
+        top = self._top(scored)
+        start = scored.rows[2, top]
+        grams = None
+        if not math.isnan(scored.rows[1, top]):
+            grams = self.spec.gpus * float(self.ix.kw[top] * scored.rows[1, top]) / HOUR_S
+        verdict = Verdict.DEFER if start > self.at.timestamp() else Verdict.PLACE
+        return Choice(verdict, top, float(start), self.agreements[top], grams)
+
+    def _score(self) -> _Scored | tuple[Verdict, tuple[Rejection, ...]]:
+        """Every pool's score (+inf where ruled out) and what the choice needs; or, when
+        no pool is allowed, WAIT or REJECT with the rejections."""
         ix, spec, w = self.ix, self.spec, self.w
         elig, static = ix.eligible(spec)
         limits = self._limits()
-        free, queued, available = ix.loads(self.loads)
+        free, queued, available = self.arrays if self.arrays is not None else ix.loads(self.loads)
         ok = (self.gpu_hours <= limits.most) & elig & available
         held = self._held()
         if held is not None:   # the project's allocations decide abroad: the slow path checks
             for k, (p, a) in enumerate(zip(ix.pools, self.hosts.first, strict=True)):
-                if a is not None and (a.id, p.partner) not in held:
+                if a is not None and (a.id, p.site.id) not in held:
                     ok[k] = False
         # reciprocity abroad: (|gap + 2u| - |gap|) / 2u for u units = clip(1 + gap / u, -1, 1)
         recip = limits.gap_rate * (1.0 / self.gpu_hours) + 1.0
@@ -573,8 +674,32 @@ class _Placer:
             self._misfits(np.flatnonzero(elig & ~ok), ok, recip, base, wait, available, rejected)
         if not ok.any():
             verdict = Verdict.WAIT if any(r.transient for r in rejected) else Verdict.REJECT
-            return Decision(verdict, None, (), tuple(rejected), self.at)
-        return self._choose(ok, wait, recip, base, self._starts(), tuple(rejected))
+            return verdict, tuple(rejected)
+        rows = self._starts()
+        now = rows[0]
+        ref = self._reference(ok, base, now)
+        ref_g = spec.gpus * float(ix.kw[ref] * now[ref]) / HOUR_S if ref is not None else None
+        score = base
+        we = w.emissions
+        if ref_g and we > 0:
+            emissions = rows[3] * (spec.gpus * we / HOUR_S / ref_g) - we
+            if self.gaps:  # zones without a forecast: no emissions term
+                emissions[np.isnan(emissions)] = 0.0
+            score = base + emissions
+        score = np.where(ok, score, math.inf)
+        return _Scored(ok, wait, recip, rows, score, ref, ref_g, tuple(rejected))
+
+    @staticmethod
+    def _top(s: _Scored) -> int:
+        """The winner: the lowest score; scores within TIE are equal and go to the earliest
+        start, then the lower score, then the pool's place in id order."""
+        sc = s.score
+        k = int(sc.argmin())
+        ties = np.flatnonzero(sc <= sc[k] + TIE)
+        if len(ties) == 1:
+            return k
+        st, scl = s.rows[2], sc
+        return min(ties.tolist(), key=lambda i: (st[i], scl[i], i))
 
     # ── hard constraints abroad: agreements, quota; terms that depend on the host ──
     def _limits(self) -> _Limits:
@@ -627,11 +752,11 @@ class _Placer:
         the reciprocity term under it; or why none does and whether that may change.
         Cached per context (or federation) and job size: a pass sees the same few often."""
         key = ("abroad", self.ix, self.spec.partner, self.spec.theme, self.spec.sector, self.day, p.partner,
-               p.model, self.gpu_hours, self.spec.gpus, self._held())
+               p.model, self.gpu_hours, self.spec.gpus, self._held(), self._held() and p.site.id)
         return _remember(self.ctx.memo if self.ctx else self.ix.memo, key, lambda: self._find_abroad(p))
 
     def _held(self) -> frozenset[tuple[str, str]] | None:
-        """The (agreement, host) pairs the job's project holds allocations for, or None
+        """The (agreement, site) pairs the job's project holds allocations for, or None
         when its project is not limited."""
         return self.ctx.allocations.get(self.spec.project) if self.ctx else None
 
@@ -642,8 +767,8 @@ class _Placer:
         held = self._held()
         if held is not None:
             why.extend(f"project {self.spec.project} holds no approved allocation under agreement {a.id} "
-                       f"at {host}" for a in ok if (a.id, host) not in held)
-            ok = tuple(a for a in ok if (a.id, host) in held)
+                       f"at {p.site.id}" for a in ok if (a.id, p.site.id) not in held)
+            ok = tuple(a for a in ok if (a.id, p.site.id) in held)
         rate = self.ix.rate(p.model, self.day) if self.ctx is not None else 0.0
         for a in ok:
             quota = a.quota(requester, host)
@@ -718,29 +843,21 @@ class _Placer:
         return _remember(ctx.memo, ("zones", self.ix, self.s0_s, d, slots), make)
 
     # ── choice ──
-    def _choose(self, ok: Bools, wait: Floats, recip: Floats, base: Floats, rows: Floats,
-                rejected: tuple[Rejection, ...]) -> Decision:
-        we, gpus = self.w.emissions, self.spec.gpus
-        now, best, start, kw_best = rows
-        ref = self._reference(ok, base, now)
-        ref_g = gpus * float(self.ix.kw[ref] * now[ref]) / HOUR_S if ref is not None else None
-        score = base
-        if ref_g and we > 0:
-            emissions = kw_best * (gpus * we / HOUR_S / ref_g) - we
-            if self.gaps:  # zones without a forecast: no emissions term
-                emissions[np.isnan(emissions)] = 0.0
-            score = base + emissions
-        score = np.where(ok, score, math.inf)
-        order = np.argsort(score, kind="stable").tolist()   # equal scores stay in id order
-        sc, st = score.tolist(), start.tolist()
+    def _choose(self, s: _Scored) -> Decision:
+        wait, recip, ref, ref_g = s.wait, s.recip, s.ref, s.ref_g
+        now, best, start, _ = s.rows
+        order = np.argsort(s.score, kind="stable").tolist()   # equal scores stay in id order
+        sc, st = s.score.tolist(), start.tolist()
         low, ties = sc[order[0]], []
         for k in order:
             if sc[k] > low + TIE:
                 break
             ties.append(k)
+        # in (score, id) order, the first of the earliest start: as _top chooses
         top = min(ties, key=lambda k: st[k]) if len(ties) > 1 else ties[0]
         ranked = sorted((k for k in order[:ALTERNATIVES + len(ties)] if k != top and sc[k] < math.inf),
                         key=lambda k: (sc[k], st[k], k))
+        rejected = s.rejected
 
         def candidate(k: int, at_s0: bool = False) -> Candidate:
             cost, begin = (float(now[k]), self.s0_s) if at_s0 else (float(best[k]), st[k])

@@ -14,14 +14,14 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from accord.domain import codec
 from accord.domain.errors import Busy, Conflict, InDoubt, NotFound, Unavailable
 from accord.domain.federation import Federation
 from accord.domain.footprint import run_span, with_footprint
-from accord.domain.jobs import Event, EventKind, Job, JobState, Placement, apply, new_job
+from accord.domain.jobs import Event, EventKind, Job, JobSpec, JobState, Placement, apply, new_job
 from accord.domain.jobspec import parse_job_spec
 from accord.domain.placement import (
     Decision,
@@ -41,6 +41,8 @@ from accord.ports import (
     RemoteStatus,
     SiteBackend,
 )
+from accord.service.gate import Action as GateAction
+from accord.service.gate import Gate, Review
 from accord.service.placement_context import (
     Balance,
     QuotaUsed,
@@ -84,8 +86,10 @@ class Broker:
         carbon: CarbonSource | None = None,
         quota_used: QuotaUsed = no_quota_used,
         balance: Balance = no_balance,
+        gate: Gate | None = None,
     ) -> None:
         self.federation = federation
+        self.gate = gate
         self.carbon = carbon
         self.quota_used = quota_used
         self.balance = balance
@@ -97,6 +101,7 @@ class Broker:
         self._outages: set[str] = set()  # sites whose tracked jobs were told of the outage
         self._fresh_intents: set[str] = set()  # intents written by this process, not yet tried
         self._checked: dict[str, datetime] = {}  # deferred job -> when it was last reconsidered
+        self._committed: dict[tuple[str, str, str], float] = {}  # allocation use not yet in the ledger
 
     # ------------------------------------------------------------ user actions
     def submit(
@@ -116,17 +121,37 @@ class Broker:
         return stored, stored.id == job.id
 
     def new_submission(
-        self, doc: Mapping[str, object], owner: str, idempotency_key: str | None = None
+        self, doc: Mapping[str, object], owner: str, idempotency_key: str | None = None,
+        *, sector: str | None = None, notes: tuple[str, ...] = (),
     ) -> tuple[Job, str]:
         """Validate a job document and build the new job (not stored yet) and its spec hash.
+        ``sector`` (the submitter's) and ``notes`` (rules applied) come from the gate.
 
         Raises:
             InvalidInput: the document is wrong (every problem listed).
         """
-        spec = parse_job_spec(doc, self.federation)
+        spec = replace(parse_job_spec(doc, self.federation), sector=sector)
         now = self.clock.now()
         job = new_job(self.ids(now), spec, now, idempotency_key=idempotency_key, owner=owner)
+        for note in notes:
+            job = apply(job, Event(EventKind.NOTE, now, note))
         return job, codec.spec_hash(spec)
+
+    def preview(self, spec: JobSpec) -> Decision:
+        """Where and when ``spec`` would run now (nothing is stored)."""
+        now = self.clock.now()
+        job = new_job("preview", spec, now)
+        return place(spec, self.federation, self._loads(), now, context=self._placement_context(now, [job]))
+
+    def release(self, job_id: str, reason: str) -> Job:
+        """Release a held job for placement again.
+
+        Raises:
+            NotFound: no such job. InvalidTransition: it is not held.
+        """
+        with self._lock:
+            job = self.store.get_job(job_id)
+            return self._save(apply(job, Event(EventKind.RELEASE, self.clock.now(), reason)))
 
     def cancel(self, job_id: str, reason: str = "cancelled by user") -> Job:
         """Cancel a job; one at a site is asked to stop and ends when the site confirms.
@@ -241,7 +266,10 @@ class Broker:
         placed = waiting = 0
         jobs = self.store.list_jobs([JobState.SUBMITTED], limit=BATCH)
         context = self._placement_context(now, jobs) if jobs else None  # one per pass
-        for job in sorted(jobs, key=lambda j: (j.submitted_at, j.id)):
+        self._committed = self.gate.committed(
+            self.store.list_jobs([JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING], limit=10 * BATCH),
+            now) if self.gate and jobs else {}
+        for job in sorted(jobs, key=lambda j: (_lowered(j), j.submitted_at, j.id)):
             with self._isolated(job):
                 start = job.spec.earliest_start
                 if start is not None and start > now:
@@ -261,8 +289,11 @@ class Broker:
         fails unexpectedly: placing must go on."""
         try:
             zones = {z for job in jobs for z in forecast_zones(job.spec, self.federation)}
-            return build_context(self.federation, self.carbon, now, zones=zones,
-                                 quota_used=self.quota_used, balance=self.balance)
+            context = build_context(self.federation, self.carbon, now, zones=zones,
+                                    quota_used=self.quota_used, balance=self.balance)
+            if self.gate is not None:
+                context = replace(context, allocations=self.gate.allocations(now.date()))
+            return context
         except Exception:
             log.exception("building the placement context failed; placing without it this pass")
             return None
@@ -291,7 +322,11 @@ class Broker:
             d = instead
         if d.verdict is Verdict.PLACE and d.chosen is not None:
             c = d.chosen
-            event = Event(EventKind.PLACE, now, d.explain(),
+            review = self.gate.review(job, c, now, self._committed) if self.gate else None
+            if review is not None and not self._passes(job, review, now):
+                return False
+            why = d.explain() + (f" {review.note}" if review is not None and review.note else "")
+            event = Event(EventKind.PLACE, now, why,
                           (("pool", c.pool), ("site", c.site), ("score", f"{c.score:.4f}")))
             placed = apply(job, event, placement=Placement(c.site, c.pool, c.agreement))
             # The dispatch intent goes in the same write; this process remembers it wrote it,
@@ -309,6 +344,24 @@ class Broker:
             return False
         self._note_once(job, d.explain(), now)
         return False
+
+    def _passes(self, job: Job, review: Review, now: datetime) -> bool:
+        """Act on the gate's review: False (and the job held, failed or put back with
+        lower priority) unless it may be placed now."""
+        if review.action is GateAction.HOLD:
+            self._save(apply(job, Event(EventKind.HOLD, now, review.note, review.data)))
+            return False
+        if review.action is GateAction.FAIL:
+            self._save(apply(job, Event(EventKind.FAIL, now, review.note, review.data)))
+            return False
+        if review.action is GateAction.LOWER and not _lowered(job):
+            self._save(apply(job, Event(EventKind.NOTE, now, review.note + "; it yields to other "
+                                        "jobs in the next pass", (*review.data, (PRIORITY, "low")))))
+            return False
+        if review.commit is not None:
+            key, units = review.commit
+            self._committed[key] = self._committed.get(key, 0.0) + units
+        return True
 
     def _note_once(self, job: Job, reason: str, now: datetime) -> None:
         """Add a NOTE unless the story already ends with the same one (no story spam)."""
@@ -454,6 +507,7 @@ class Broker:
 
 INTENT = "intent"
 REPLAN_S = 600
+PRIORITY = "priority"  # story data key: "low" once allocation enforcement lowered the job
 
 
 def _changed(state: JobState, remote: RemoteState) -> bool:
@@ -461,6 +515,11 @@ def _changed(state: JobState, remote: RemoteState) -> bool:
     if remote is RemoteState.PENDING:
         return False
     return not (remote is RemoteState.RUNNING and state is JobState.RUNNING)
+
+
+def _lowered(job: Job) -> bool:
+    """Whether allocation enforcement lowered the job's priority."""
+    return any(e.event.get(PRIORITY) == "low" for e in job.story)
 
 
 def dispatch_attempted(job: Job) -> bool:

@@ -80,6 +80,7 @@ class LedgerService:
         self._seen = 0  # entries folded into the aggregates below
         self._used: dict[tuple[str, str, str, str], Decimal] = {}  # (agr, req, host, YYYY-MM)
         self._net: dict[str, dict[str, Decimal]] = {}  # agreement -> partner -> net units
+        self._project: dict[tuple[str, str, str, str], Decimal] = {}  # (project, agr, host, YYYY-MM)
 
     # ------------------------------------------------------------ what placement needs
     def _refresh(self) -> None:
@@ -92,6 +93,8 @@ class LedgerService:
             net = self._net.setdefault(e.agreement, {})
             net[e.host] = net.get(e.host, Decimal(0)) + e.units
             net[e.requester] = net.get(e.requester, Decimal(0)) - e.units
+            pkey = (e.project, e.agreement, e.host, e.period)
+            self._project[pkey] = self._project.get(pkey, Decimal(0)) + e.units
             self._seen = max(self._seen, e.seq + 1)
 
     def quota_used(self, agreement: str, requester: str, host: str, period: str) -> Decimal:
@@ -104,6 +107,15 @@ class LedgerService:
             return sum((u for (a, r, h, month), u in self._used.items()
                         if a == agreement and r == requester and h == host
                         and first <= month <= last),
+                       Decimal(0))
+
+    def project_used(self, project: str, agreement: str, host: str, first: str, last: str) -> Decimal:
+        """Units ``project`` used at ``host`` under ``agreement`` in months ``first``..``last``
+        (YYYY-MM, inclusive; corrections count in the period they were entered in)."""
+        with self._lock:
+            self._refresh()
+            return sum((u for (pr, a, h, month), u in self._project.items()
+                        if pr == project and a == agreement and h == host and first <= month <= last),
                        Decimal(0))
 
     def net_balance(self, agreement: str) -> Mapping[str, Decimal]:
@@ -234,6 +246,10 @@ class LedgerService:
         Names the first bad entry: a broken hash, a gap or duplicate in sequence, a
         body that disagrees with its indexed columns or does not balance, a head
         that does not match, or a closure whose root or signature does not hold.
+        A bad ledger is the report, not an exception.
+
+        Raises:
+            Unavailable: the database cannot be read.
         """
         size, head_hash = self.ledger.head()
         check = self.ledger.check_chain(max(size, self.ledger.size()))
@@ -245,11 +261,11 @@ class LedgerService:
                                 f"the chain head says {size} entries ending {head_hash[:12]}…, "
                                 f"the table has {count} ending {prev[:12]}… (entries removed "
                                 "or appended behind Accord's back)")
-        return self._verify_closures(check.leaves, count)
+        return self._verify_closures(check, count)
 
-    def _verify_closures(self, leaves: list[bytes], count: int) -> VerifyReport:
+    def _verify_closures(self, check: ChainCheck, count: int) -> VerifyReport:
         closures = self.ledger.closures()
-        tree = merkle.MerkleTree.build(leaves) if leaves else None
+        tree = check.merkle_tree() if closures else None
         for c in closures:
             signed = head_from_json(json.loads(c.signed_head))
             if not signing.verify_head(signed, self.public_key):
@@ -259,7 +275,7 @@ class LedgerService:
                 return VerifyReport(False, count, len(closures), count,
                                     f"closure of {c.period} covers {c.tree_size} entries; only "
                                     f"{count} remain (entries removed behind Accord's back)")
-            root = tree.root(c.tree_size) if tree and c.tree_size else merkle.root([])
+            root = tree.root(c.tree_size) if tree else merkle.EMPTY_ROOT
             if root.hex() != c.root or signed.head.root != root:
                 return VerifyReport(False, count, len(closures), min(c.tree_size, count),
                                     f"closure of {c.period}: the entries no longer hash to "

@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from accord.adapters.sql.ledger_check import Parallel, check_store
 from accord.adapters.sql.schema import (
     ledger_closures,
     ledger_entries,
@@ -63,8 +64,10 @@ class Closure:
 class SqlLedger:
     """The ledger's tables in the store's database."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlStore, parallel: Parallel | None = None) -> None:
         self.store = store
+        self.parallel = parallel or Parallel()
+        """How :meth:`check_chain` shares out a large ledger (see ledger_check.py)."""
 
     def append(self, entries: Sequence[Entry], usage_id: str | None = None) -> list[Entry]:
         """Append entries in order, skipping ids already present; returns what is stored.
@@ -182,32 +185,46 @@ class SqlLedger:
                                .where(ledger_entries.c.id == entry_id)).first()
         return None if row is None else from_document(json.loads(row[0]), row[1])
 
-    def rows(self, start: int = 0, stop: int | None = None, batch: int = 50_000
-             ) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(self, start: int | None = 0, stop: int | None = None, batch: int = 20_000
+             ) -> Iterator[Sequence[tuple[Any, ...]]]:
         """Stored rows with start <= seq < stop as (seq, id, agreement, period, job_id,
-        usage_id, body bytes, hash), in sequence order, in batches (raw driver cursor)."""
+        usage_id, body bytes, hash), in sequence order, in batches (raw driver cursor).
+
+        A bound of ``None`` is no bound: ``rows(None, None)`` is every stored row,
+        whatever its ``seq`` (even one slipped in below 0).
+
+        Raises:
+            Unavailable: the database cannot be read.
+        """
         sqlite = self.store.engine.dialect.name == "sqlite"
         body = "CAST(body AS BLOB)" if sqlite else "convert_to(body, 'UTF8')"
         mark = "?" if sqlite else "%s"
+        where = [f"seq {op} {mark}" for op, v in ((">=", start), ("<", stop)) if v is not None]
         sql = (f"SELECT seq, id, agreement, period, job_id, usage_id, {body}, hash "
-               f"FROM ledger_entries WHERE seq >= {mark} AND seq < {mark} ORDER BY seq")
-        raw = self.store.engine.raw_connection()
+               f"FROM ledger_entries {'WHERE ' if where else ''}{' AND '.join(where)} "
+               "ORDER BY seq")
+        driver_error = self.store.engine.dialect.loaded_dbapi.Error
+        try:
+            raw = self.store.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise Unavailable(f"cannot read the ledger: {exc}") from exc
         try:
             cur = raw.cursor()
-            cur.execute(sql, (start, stop if stop is not None else 2**62))
-            while True:
-                chunk = cur.fetchmany(batch)
-                if not chunk:
-                    return
-                yield [(*r[:6], bytes(r[6]), r[7]) for r in chunk]
+            cur.execute(sql, tuple(v for v in (start, stop) if v is not None))
+            while chunk := cur.fetchmany(batch):
+                yield chunk  # both drivers give the body as bytes already
+        except driver_error as exc:
+            raise Unavailable(f"cannot read the ledger: {exc}") from exc
         finally:
             raw.close()
 
     def check_chain(self, size: int) -> ChainCheck:
-        """Check every stored entry (in parallel for a large ledger); see ledger_check.py."""
-        from accord.adapters.sql.ledger_check import check_store
+        """Check every stored entry (in parallel for a large ledger); see ledger_check.py.
 
-        return check_store(self.store.url, size)
+        Raises:
+            Unavailable: the database cannot be read.
+        """
+        return check_store(self, size, self.parallel)
 
     def hash_at(self, seq: int) -> str | None:
         """The stored hash of entry ``seq``, if there is one."""

@@ -147,3 +147,120 @@ ledger_closures = Table(
     Column("signed_head", Text, nullable=False),
     Column("closed_at", UTCDateTime, nullable=False),
 )
+
+# ── access (0005): people, roles, tokens, projects, allocations, compliance, audit ──
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("institution", String(64), nullable=False),
+    Column("oidc_issuer", String(500), nullable=True),
+    Column("oidc_subject", String(500), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc"),
+)
+
+affiliations = Table(
+    "affiliations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(64), nullable=False, index=True),
+    Column("institution", String(64), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("start", String(10), nullable=True),
+    Column("end", String(10), nullable=True),
+)
+
+role_grants = Table(
+    "role_grants",
+    metadata,
+    Column("user_id", String(64), nullable=False),
+    Column("role", String(30), nullable=False),
+    Column("scope", String(20), nullable=False),
+    Column("target", String(64), nullable=False),
+    PrimaryKeyConstraint("user_id", "role", "scope", "target", name="pk_role_grants"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(64), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("pi", String(64), nullable=False),
+    Column("partner", String(64), nullable=False),
+    Column("theme", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+project_members = Table(
+    "project_members",
+    metadata,
+    Column("project", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False, index=True),
+    PrimaryKeyConstraint("project", "user_id", name="pk_project_members"),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("agreement", String(64), nullable=False),
+    Column("host", String(64), nullable=False),
+    Column("units", Float, nullable=False),
+    Column("start", String(7), nullable=False),
+    Column("end", String(7), nullable=False),
+    Column("sites", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("requested_by", String(64), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("decided_by", String(64), nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("reason", Text, nullable=True),
+)
+
+compliance_decisions = Table(
+    "compliance_decisions",
+    metadata,
+    Column("job_id", String(40), nullable=False),
+    Column("site", String(64), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("approved", Integer, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    PrimaryKeyConstraint("job_id", "site", name="pk_compliance_decisions"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("via", String(64), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("partners", String(300), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_audit_at", "at"),
+)
