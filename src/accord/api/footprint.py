@@ -59,7 +59,7 @@ def add_footprint_routes(app: FastAPI, store: JobStore, caller: Any,
     def emissions(
         p: Principal = Depends(caller),
         group: Annotated[str, Query(pattern=f"^({GROUPS})$")] = "project",
-        period: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$",
+        period: Annotated[str | None, Query(pattern=r"^[0-9]{4}-[0-9]{2}$",
                                             description="YYYY-MM: runs started that month (UTC)")
                           ] = None,
     ) -> dict[str, Any]:

@@ -28,7 +28,10 @@ from accord.service.broker import Broker
 from accord.service.ledger import LedgerService
 from accord.service.reconcile import reconcile_period
 
-PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
+PERIOD = r"^[0-9]{4}-(0[1-9]|1[0-2])$"  # [0-9]: \d would match any Unicode digit
+# Module level, not inside add_ledger_routes: FastAPI resolves the (postponed) annotations
+# in the module's globals, and a local name there breaks the route and /openapi.json.
+PeriodQuery = Annotated[str | None, Query(pattern=PERIOD, description="YYYY-MM")]
 
 
 class Correction(BaseModel):
@@ -46,7 +49,6 @@ class Correction(BaseModel):
 def add_ledger_routes(app: FastAPI, ledger: LedgerService, caller: Any, broker: Broker,
                       job_for: Callable[[Principal, str], Job]) -> None:
     """Add the ledger's routes to ``app``; ``caller`` is the authenticated-caller dependency."""
-    period_q = Query(None, pattern=PERIOD, description="YYYY-MM")
     fed = ledger.federation
 
     def agreement_of(p: Principal, agreement: str) -> None:
@@ -62,7 +64,7 @@ def add_ledger_routes(app: FastAPI, ledger: LedgerService, caller: Any, broker: 
     @app.get("/api/v1/ledger/balances", tags=["ledger"])
     def ledger_balances(p: Principal = Depends(caller),
                         agreement: Annotated[str | None, Query(max_length=64)] = None,
-                        period: Annotated[str | None, period_q] = None) -> dict[str, Any]:
+                        period: PeriodQuery = None) -> dict[str, Any]:
         if agreement is None and not p.is_admin:
             raise Forbidden("name an agreement (?agreement=...) whose books you may read: "
                             + (", ".join(overseen(p)) or "none"))
@@ -73,7 +75,7 @@ def add_ledger_routes(app: FastAPI, ledger: LedgerService, caller: Any, broker: 
     @app.get("/api/v1/ledger/entries", tags=["ledger"])
     def ledger_entries(p: Principal = Depends(caller),
                        agreement: Annotated[str | None, Query(max_length=64)] = None,
-                       period: Annotated[str | None, period_q] = None,
+                       period: PeriodQuery = None,
                        job: Annotated[str | None, Query(max_length=40)] = None) -> dict[str, Any]:
         if job is not None:
             job_for(p, job)

@@ -426,14 +426,12 @@ class AccessService:
                 held[a.project].update((a.agreement, s) for s in sites)
         return {k: frozenset(v) for k, v in held.items()}
 
-    def allocation_for(self, project: str, agreement: str, site: str, day: date) -> Allocation | None:
-        """The approved allocation of ``project`` that covers ``site`` under ``agreement`` on ``day``."""
+    def allocations_for(self, project: str, agreement: str, site: str, day: date) -> list[Allocation]:
+        """The approved allocations of ``project`` that cover ``site`` under ``agreement`` on ``day``."""
         host = self.federation.site(site).partner
-        for a in self.store.allocations(project=project, state=AllocationState.APPROVED):
-            if a.agreement == agreement and a.host == host and a.covers(day) \
-                    and (not a.sites or site in a.sites):
-                return a
-        return None
+        return [a for a in self.store.allocations(project=project, state=AllocationState.APPROVED)
+                if a.agreement == agreement and a.host == host and a.covers(day)
+                and (not a.sites or site in a.sites)]
 
     # ------------------------------------------------------------ audit
     def record(self, rec: AuditRecord) -> None:

@@ -187,20 +187,24 @@ class Gate:
     def _allocation(self, job: Job, c: Candidate, host: str, at: datetime,
                     committed: Mapping[tuple[str, str, str], float]) -> Review:
         assert c.agreement is not None
-        a = self.access.allocation_for(job.spec.project, c.agreement, c.site, at.date())
-        if a is None:
+        found = self.access.allocations_for(job.spec.project, c.agreement, c.site, at.date())
+        if not found:
             return Review(Action.GO)
+        # Every approved allocation covering the run counts as one pot, used over their months.
+        amount = sum(a.units for a in found)
+        first, last = min(a.start for a in found), max(a.end for a in found)
         key = (job.spec.project, c.agreement, host)
-        used = (float(self.project_used(a.project, a.agreement, a.host, a.start, a.end))
+        used = (float(self.project_used(job.spec.project, c.agreement, host, first, last))
                 + committed.get(key, 0.0))
         cost = self.units(job.spec, c.site, c.pool, at)
-        level = grade(self.federation.compliance.allocations, a.units, used, cost)
+        level = grade(self.federation.compliance.allocations, amount, used, cost)
         policy = self.federation.compliance.allocations
-        share = (used + cost) / a.units if a.units else float("inf")
-        facts = (f"allocation {a.id} of project {a.project}: {used:.2f} of {a.units:.2f} "
+        share = (used + cost) / amount if amount else float("inf")
+        ids = ", ".join(a.id for a in found)
+        facts = (f"allocation {ids} of project {job.spec.project}: {used:.2f} of {amount:.2f} "
                  f"{self.federation.reference_unit} used or committed, this job about {cost:.2f} "
                  f"({share:.0%} after it)")
-        data = (("allocation", a.id), ("share", f"{share:.4f}"))
+        data = (("allocation", ids), ("share", f"{share:.4f}"))
         if level is Grade.HOLD:
             return Review(Action.HOLD, f"Held: the allocation would be overdrawn beyond "
                                        f"{policy.hold_at:.0%}; {facts}. Ask for more, or cancel", data)
