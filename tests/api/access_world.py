@@ -136,16 +136,16 @@ class World:
         self.tokens[user] = minted["token"]
 
 
-def world_federation() -> Federation:
-    """The small test federation with more institutions and compliance rules."""
-    return parse_federation_text(WORLD_FEDERATION, "world.toml")
+def world_federation(extra: str = "") -> Federation:
+    """The small test federation with more institutions and compliance rules (and ``extra``)."""
+    return parse_federation_text(WORLD_FEDERATION + extra, "world.toml")
 
 
 @contextmanager
 def make_world(tmp: Path, *, verifier: Callable[[str], tuple[str, str]] | None = None,
-               people: bool = True, token_limit: int = 1000) -> Iterator[World]:
+               people: bool = True, token_limit: int = 1000, extra: str = "") -> Iterator[World]:
     """A live app over a fresh SQLite store with (optionally) everyone in :data:`PEOPLE`."""
-    fed = world_federation()
+    fed = world_federation(extra)
     store = SqlStore(f"sqlite:///{tmp / 'world.db'}")
     clock = FakeClock(T0)
     ledger = LedgerService(fed, SqlLedger(store), clock, signing.generate_private_key(), "test-log", Closure)

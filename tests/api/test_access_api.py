@@ -151,6 +151,24 @@ def test_denied_parties_are_refused_with_the_rule_and_facts(world: World) -> Non
     assert "rule denied-parties (denied_party)" in r.json()["detail"] and "rogue" in r.json()["detail"]
 
 
+def test_a_denied_party_rule_for_some_hosts_keeps_work_away_from_them(tmp_path: Path) -> None:
+    extra = """
+[[compliance.denied_parties]]
+id = "no-gb-at-fr"
+countries = ["GB"]
+hosts = ["fr"]
+"""
+    with make_world(tmp_path, extra=extra) as w:
+        w.ok("alice", "POST", "/api/v1/projects", json={"id": "p", "name": "P", "partner": "uk",
+                                                         "theme": "climate"})
+        job = w.submit("alice", project="p", gpus=2)
+        assert sorted(job["spec"]["data_residency"]) == ["GB", "KR"]
+        assert "rule no-gb-at-fr (denied_party)" in story(w, job["id"])
+        r = w.call("alice", "POST", "/api/v1/jobs", json={"command": ["true"], "project": "p",
+                                                          "data_residency": ["FR"]})
+        assert r.status_code == 422 and "no-gb-at-fr" in r.text
+
+
 def test_residency_rules_narrow_where_work_may_run(world: World) -> None:
     w = world
     w.ok("alice", "POST", "/api/v1/projects", json={"id": "safety-a", "name": "Safety", "partner": "uk",

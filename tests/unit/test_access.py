@@ -269,3 +269,11 @@ def test_a_registered_project_runs_abroad_only_under_its_allocations(fed: Federa
     assert place(spec(project="p1"), fed, {}, AT, context=held).chosen.site == "paris"  # type: ignore[union-attr]
     other = PlacementContext(allocations={"p2": frozenset()})      # p1 is not limited
     assert place(spec(project="p1"), fed, {}, AT, context=other).chosen.site == "paris"  # type: ignore[union-attr]
+
+
+def test_host_specific_denied_parties_apply_only_at_those_hosts() -> None:
+    rules = Compliance(denied_parties=(DeniedPartyRule("no-us", countries=("KR",), hosts=("us",)),))
+    assert denied_party(rules, "kaist", "KR") is None                 # not barred everywhere
+    assert denied_party(rules, "kaist", "KR", "fr") is None
+    found = denied_party(rules, "kaist", "KR", "us")
+    assert found is not None and found.rule == "no-us"

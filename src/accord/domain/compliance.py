@@ -103,10 +103,10 @@ class Finding:
 # ------------------------------------------------------------------ decisions
 def denied_party(rules: Compliance, institution: str | None, country: str | None,
                  host: str | None = None) -> Finding | None:
-    """The first denied-party rule that bars this institution/country (at ``host``, or
-    at every host when ``host`` is None and the rule lists none)."""
+    """The first denied-party rule that bars this institution/country: with ``host``
+    None, the rules for every host (no ``hosts``); with a host, the rules listing it."""
     for r in rules.denied_parties:
-        if r.hosts and (host is None or host not in r.hosts):
+        if (host is None and r.hosts) or (host is not None and host not in r.hosts):
             continue
         if institution is not None and institution in r.institutions:
             return Finding(r.id, RuleKind.DENIED_PARTY,

@@ -100,6 +100,13 @@ class Gate:
         notes: list[str] = []
         countries, found = residency(self.federation.compliance, project.theme if doc.get("theme") is None
                                      else str(doc.get("theme")), project.partner)
+        barred = {x.id: f for x in self.federation.partners if (f := self._denied(p, x.id)) is not None}
+        if barred:   # host-specific denied-party rules: keep the work away from those hosts
+            open_ = tuple(sorted({x.country for x in self.federation.partners if x.id not in barred}))
+            countries = tuple(c for c in countries if c in open_) if countries else open_
+            found = (*found, *barred.values())
+        if found and not countries:
+            raise Forbidden("; ".join(x.text() for x in found) + "; together they leave nowhere to run")
         if countries:
             raw = doc.get("data_residency")
             asked = [str(c) for c in raw] if isinstance(raw, list) else []
@@ -113,10 +120,11 @@ class Gate:
             out["theme"] = project.theme
         return Shaped(out, self.access.sector_for(p, project.partner), tuple(notes))
 
-    def _denied(self, p: Principal) -> Finding | None:
+    def _denied(self, p: Principal, host: str | None = None) -> Finding | None:
+        """The denied-party rule that bars ``p`` everywhere (``host`` None) or at ``host``."""
         for a in p.affiliations:
             country = next((x.country for x in self.federation.partners if x.id == a.partner), None)
-            found = denied_party(self.federation.compliance, a.institution, country)
+            found = denied_party(self.federation.compliance, a.institution, country, host)
             if found is not None:
                 return found
         return None
@@ -159,7 +167,11 @@ class Gate:
         return self._allocation(job, c, host, at, committed)
 
     def _compliance(self, job: Job, c: Candidate, host: str, at: datetime) -> Review | None:
-        affiliated = frozenset() if job.owner == ADMIN.user else self._owner_partners(job.owner, at.date())
+        owner = self._owner(job.owner)
+        if owner is not None and (denied := self._denied(owner, host)) is not None:
+            return Review(Action.FAIL, f"Refused at {host}: {denied.text()}",
+                          (("compliance_rule", denied.rule),))
+        affiliated = owner.partners(at.date(), for_compliance=True) if owner is not None else frozenset()
         pool = next(x for x in self.federation.site(c.site).pools if x.id == c.pool)
         model = next((m for m in self.federation.gpu_models if m.name == pool.gpu_model), None)
         finding = large_run(self.federation.compliance, host=host, gpus=job.spec.gpus,
@@ -177,12 +189,13 @@ class Gate:
                                        f"({finding.text()})", data)
         return Review(Action.GO, f"Approved by {by}, operator of {c.site}: {reason}")
 
-    def _owner_partners(self, owner: str, day: date) -> frozenset[str]:
+    def _owner(self, owner: str) -> Principal | None:
+        if owner == ADMIN.user:
+            return None
         try:
-            user = self.access.store.user(owner)
+            return self.access.principal(self.access.store.user(owner))
         except NotFound:
-            return frozenset()
-        return self.access.principal(user).partners(day, for_compliance=True)
+            return None
 
     def _allocation(self, job: Job, c: Candidate, host: str, at: datetime,
                     committed: Mapping[tuple[str, str, str], float]) -> Review:
