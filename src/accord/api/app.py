@@ -123,7 +123,7 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord", ledger: Led
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def status_page() -> str:
-        return render_status(broker.federation, [])
+        return render_status(broker.federation, None)
 
     @app.get("/api/v1/federation", tags=["federation"])
     def federation(p: Principal = Depends(caller)) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The status page at ``/``: the federation and the latest jobs, server-rendered."""
+"""The status page at ``/``: the federation (public), and the latest jobs when the caller
+may see them (``jobs`` None: the page says how to sign in instead), server-rendered."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ border-bottom:1px solid #ddd}th{background:#f3f3f3}
 """
 
 
-def render_status(federation: Federation, jobs: Sequence[Job]) -> str:
+def render_status(federation: Federation, jobs: Sequence[Job] | None) -> str:
     """The page's HTML; every value from data is escaped."""
     sites = "".join(
         f"<tr><td>{escape(s.name)}</td><td>{escape(s.partner)}</td><td>{escape(s.grid_zone)}</td>"
@@ -32,8 +33,17 @@ def render_status(federation: Federation, jobs: Sequence[Job]) -> str:
         f"<td>{escape(j.placement.site if j.placement else '')}</td><td>{j.spec.gpus}</td>"
         f"<td>{escape(j.submitted_at.strftime('%Y-%m-%d %H:%M:%S'))}</td>"
         f"<td>{escape(j.reason[:120])}</td></tr>"
-        for j in jobs
+        for j in jobs or ()
     )
+    if jobs is None:
+        section = ("<h2>Jobs</h2><p>Jobs are shown to signed-in users: use the API "
+                   "(<a href=\"/docs\">/docs</a>) or the <code>accord</code> command line with your "
+                   "token.</p>")
+    else:
+        section = f"""<h2>Latest jobs</h2><table><thead><tr><th scope="col">Job</th><th scope="col">Name</th>
+<th scope="col">State</th><th scope="col">Site</th><th scope="col">GPUs</th>
+<th scope="col">Submitted (UTC)</th><th scope="col">Reason</th></tr></thead>
+<tbody>{rows or '<tr><td colspan="7">No jobs yet.</td></tr>'}</tbody></table>"""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Accord — {escape(federation.name)}</title><style>{_STYLE}</style></head><body>
 <h1>Accord — {escape(federation.name)}</h1>
@@ -43,8 +53,5 @@ Units: {escape(federation.reference_unit)}. API: <a href="/docs">/docs</a>.</p>
 <h2>Sites</h2><table><thead><tr><th scope="col">Site</th><th scope="col">Partner</th>
 <th scope="col">Grid zone</th><th scope="col">GPUs</th><th scope="col">Models</th>
 <th scope="col">Backend</th></tr></thead><tbody>{sites}</tbody></table>
-<h2>Latest jobs</h2><table><thead><tr><th scope="col">Job</th><th scope="col">Name</th>
-<th scope="col">State</th><th scope="col">Site</th><th scope="col">GPUs</th>
-<th scope="col">Submitted (UTC)</th><th scope="col">Reason</th></tr></thead>
-<tbody>{rows or '<tr><td colspan="7">No jobs yet.</td></tr>'}</tbody></table>
+{section}
 </body></html>"""
