@@ -157,6 +157,11 @@ class AccessService:
         return Principal(user.id, user.name, tuple(a for a in affs if a.partner), user.grants, member, led,
                          scopes, via, sector)
 
+    def _resolved(self, user: User) -> User:
+        """The user with each extra affiliation's partner filled in from the federation."""
+        return replace(user, affiliations=tuple(self._affiliation(a.institution, a.kind, a.start, a.end)
+                                                for a in user.affiliations))
+
     def _affiliation(self, institution: str, kind: AffiliationKind, start: date | None,
                      end: date | None) -> Affiliation:
         partner = next((i.partner for i in self.federation.institutions if i.id == institution), "")
@@ -245,7 +250,7 @@ class AccessService:
             raise InvalidInput([Problem("oidc_subject", "needs oidc_issuer too (or neither)",
                                         user.oidc_subject or "", "both or neither")])
         self.store.add_user(replace(user, affiliations=(), grants=()), self.clock.now())
-        return self.store.user(user.id)
+        return self._resolved(self.store.user(user.id))
 
     def user(self, p: Principal, user_id: str) -> User:
         """A user's record: admins, or the user themselves.
@@ -256,7 +261,7 @@ class AccessService:
         if p.user != user_id and not can_manage_users(p).allowed:
             raise Forbidden(f"user {user_id} does not exist or you may not see them")
         try:
-            return self.store.user(user_id)
+            return self._resolved(self.store.user(user_id))
         except NotFound:
             raise Forbidden(f"user {user_id} does not exist or you may not see them") from None
 
@@ -276,7 +281,7 @@ class AccessService:
             raise InvalidInput([Problem("end", "a secondment or placement needs a start and an end after it",
                                         f"{a.start}..{a.end}", "start ≤ end (YYYY-MM-DD)")])
         self.store.add_affiliation(user_id, a)
-        return self.store.user(user_id)
+        return self._resolved(self.store.user(user_id))
 
     def grant(self, p: Principal, user_id: str, g: Grant) -> User:
         """Give a role.
@@ -300,7 +305,7 @@ class AccessService:
             raise InvalidInput([Problem("target", f"is not a {g.scope.value}", g.target,
                                         ", ".join(targets) or '"" for global')])
         self.store.grant(user_id, g)
-        return self.store.user(user_id)
+        return self._resolved(self.store.user(user_id))
 
     def _institution(self, institution: str, where: str) -> None:
         ids = [i.id for i in self.federation.institutions]
