@@ -235,3 +235,26 @@ def test_a_deferred_job_is_reconsidered_when_the_forecast_changes(
     kinds = [e.event.kind for e in moved.story]
     assert kinds == [EventKind.SUBMIT, EventKind.DEFER, EventKind.RELEASE, EventKind.DEFER]
     assert "reconsidered: forecasts or queues changed" in moved.story[2].event.reason
+
+
+def test_a_job_released_at_its_chosen_start_runs_then_and_is_not_deferred_again(
+        small_federation: Federation, store: SqlStore) -> None:
+    """Deferred to 11:00; by then the forecast has moved the clean hours to 14:00. Deferring
+    again would let a moving window chase ahead of the job: it runs at 11:00, saying why."""
+    pattern = Pattern()
+    b, clock = broker(small_federation, store, pattern)
+    job, _ = b.submit(uk_job(T0 + 10 * HOUR), "u")
+    b.step()
+    assert store.get_job(job.id).not_before == T0 + 2 * HOUR
+    pattern.gb = {h: 300.0 for h in range(-1, 5)} | {5: 20.0}
+    clock.advance(2 * 3600)
+    b.step()
+    placed = store.get_job(job.id)
+    assert placed.state is JobState.DISPATCHED
+    kinds = [e.event.kind for e in placed.story]
+    assert kinds.count(EventKind.DEFER) == 1
+    release = next(e.event for e in placed.story if e.event.kind is EventKind.RELEASE)
+    assert release.get("released") == "start"
+    place_event = next(e.event for e in placed.story if e.event.kind is EventKind.PLACE)
+    assert "a job is shifted in time once" in place_event.reason
+    assert place_event.at == T0 + 2 * HOUR

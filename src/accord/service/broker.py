@@ -24,6 +24,7 @@ from accord.domain.footprint import run_span, with_footprint
 from accord.domain.jobs import Event, EventKind, Job, JobSpec, JobState, Placement, apply, new_job
 from accord.domain.jobspec import parse_job_spec
 from accord.domain.placement import (
+    Candidate,
     Decision,
     PlacementContext,
     PoolLoad,
@@ -209,7 +210,9 @@ class Broker:
         count = 0
         for job in deferred:
             if job.not_before is None or job.not_before <= now:
-                self._save(apply(job, Event(EventKind.RELEASE, now, "its start time has come"),
+                shifted = _placement_deferred(job)
+                data = ((RELEASED, "start"),) if shifted else ()
+                self._save(apply(job, Event(EventKind.RELEASE, now, "its start time has come", data),
                                  not_before=None))
                 count += 1
         return count
@@ -277,6 +280,9 @@ class Broker:
                                                 f"start {start.isoformat()}"), not_before=start))
                     continue
                 d = place(job.spec, self.federation, loads, now, context=context)
+                if d.verdict is Verdict.DEFER and _released_at_start(job):
+                    d = d.placed_now("Placed at the start its deferral chose: a job is shifted in time "
+                                     "once, so its window cannot move ahead of it")
                 if self._act_on(job, d, now, loads):
                     placed += 1
                 elif d.verdict is not Verdict.DEFER:
@@ -327,7 +333,8 @@ class Broker:
                 return False
             why = d.explain() + (f" {review.note}" if review is not None and review.note else "")
             event = Event(EventKind.PLACE, now, why,
-                          (("pool", c.pool), ("site", c.site), ("score", f"{c.score:.4f}")))
+                          (("pool", c.pool), ("site", c.site), ("score", f"{c.score:.4f}"),
+                           *_estimates(c, d.reference)))
             placed = apply(job, event, placement=Placement(c.site, c.pool, c.agreement))
             # The dispatch intent goes in the same write; this process remembers it wrote it,
             # so its own first attempt skips the look-up (after a crash, the next one does not).
@@ -507,7 +514,21 @@ class Broker:
 
 INTENT = "intent"
 REPLAN_S = 600
+RELEASED = "released"  # story data key: "start" when a placement deferral's start came
 PRIORITY = "priority"  # story data key: "low" once allocation enforcement lowered the job
+
+
+def _estimates(c: Candidate, ref: Candidate | None) -> tuple[tuple[str, str], ...]:
+    """The chosen candidate's estimated emissions and the reference's (running now at the
+    job's home site: the baseline a saving is measured against), in grams, for the PLACE
+    event's data; nothing that placement did not estimate."""
+    out: list[tuple[str, str]] = []
+    if c.emissions_g is not None:
+        out.append(("emissions_g", f"{c.emissions_g:.3f}"))
+        if ref is not None and ref.emissions_g is not None:
+            out += [("baseline_g", f"{ref.emissions_g:.3f}"), ("baseline_site", ref.site),
+                    ("baseline_pool", ref.pool)]
+    return tuple(out)
 
 
 def _changed(state: JobState, remote: RemoteState) -> bool:
@@ -515,6 +536,19 @@ def _changed(state: JobState, remote: RemoteState) -> bool:
     if remote is RemoteState.PENDING:
         return False
     return not (remote is RemoteState.RUNNING and state is JobState.RUNNING)
+
+
+def _placement_deferred(job: Job) -> bool:
+    """Whether the job's last deferral was placement's (a chosen later start), not a
+    wait for its earliest start."""
+    last = next((e.event for e in reversed(job.story) if e.event.kind is EventKind.DEFER), None)
+    return last is not None and last.get("site") is not None
+
+
+def _released_at_start(job: Job) -> bool:
+    """Whether the job was just released because the start placement chose has come."""
+    last = job.story[-1].event if job.story else None
+    return last is not None and last.kind is EventKind.RELEASE and last.get(RELEASED) == "start"
 
 
 def _lowered(job: Job) -> bool:
