@@ -246,7 +246,7 @@ def test_a_job_released_at_its_chosen_start_runs_then_and_is_not_deferred_again(
     job, _ = b.submit(uk_job(T0 + 10 * HOUR), "u")
     b.step()
     assert store.get_job(job.id).not_before == T0 + 2 * HOUR
-    pattern.gb = {h: 300.0 for h in range(-1, 5)} | {5: 20.0}
+    pattern.gb = dict.fromkeys(range(-1, 5), 300.0) | {5: 20.0}
     clock.advance(2 * 3600)
     b.step()
     placed = store.get_job(job.id)
