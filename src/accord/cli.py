@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--server", help="Accord's URL (default: the one 'accord up' wrote)")
     common.add_argument("--data-dir", type=Path, help="data directory (default ~/.accord)")
     common.add_argument("--json", action="store_true", help="print JSON")
+    common.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="a file holding an API token (before $ACCORD_TOKEN and the "
+                             "data directory's admin token)")
     p = _Parser(prog="accord", description="Broker for international reciprocal AI compute.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
@@ -47,18 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("file", type=Path)
 
     s = sub.add_parser("submit", parents=[common], help="submit a job: -- COMMAND... or SCRIPT")
-    s.add_argument("script", nargs="?", type=Path, help="a batch script file")
-    s.add_argument("--gpus", type=int, default=1)
-    s.add_argument("--gpu-model")
-    s.add_argument("--time-limit", default="1h", help="e.g. 3600, 30m, 2h, 01:00:00")
-    s.add_argument("--project")
-    s.add_argument("--partner")
-    s.add_argument("--theme")
-    s.add_argument("--site")
-    s.add_argument("--name")
-    s.add_argument("--earliest-start")
-    s.add_argument("--deadline")
-    s.add_argument("--data-residency", action="append", help="ISO country code (repeatable)")
+    add_job_arguments(s)
     s.add_argument("--idempotency-key")
     s.add_argument("--wait", action="store_true", help="wait until the job ends")
 
@@ -98,7 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
                        ("cancel", "cancel a job")):
         sp = sub.add_parser(name, parents=[common], help=text)
         sp.add_argument("job")
+    __import__("accord.sim.cli", fromlist=["add_parser"]).add_parser(sub)   # accord simulate
+    from accord import cli_access  # here, not at the top: it imports this module
+
+    cli_access.add_parsers(sub, common)
+    __import__("accord.cli_campaign", fromlist=["add_parsers"]).add_parsers(sub, common)  # accord campaign
     return p
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's own arguments, shared by ``submit`` and ``preview``."""
+    parser.add_argument("script", nargs="?", type=Path, help="a batch script file")
+    parser.add_argument("--gpus", type=int, default=1)
+    parser.add_argument("--gpu-model")
+    parser.add_argument("--time-limit", default="1h", help="e.g. 3600, 30m, 2h, 01:00:00")
+    parser.add_argument("--project")
+    parser.add_argument("--partner")
+    parser.add_argument("--theme")
+    parser.add_argument("--site")
+    parser.add_argument("--name")
+    parser.add_argument("--earliest-start")
+    parser.add_argument("--deadline")
+    parser.add_argument("--data-residency", action="append", help="ISO country code (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,13 +147,15 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         return 0
     if args.cmd == "validate":
         return _validate(args)
+    if args.cmd == "simulate":
+        return int(args.simulate(args))
     if args.cmd == "ledger" and args.action == "verify":
         return _ledger_verify(args)
     if args.cmd == "statement" and args.verify_args:
         return _statement_verify(args)
     from accord.client import Client, discover
 
-    url, token = discover(args.server, args.data_dir)
+    url, token = discover(args.server, args.data_dir, args.token_file)
     client = Client(url, token)
     try:
         return _remote(args, command, client)
@@ -164,6 +179,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace, command: list[str], client: Any) -> int:
+    if getattr(args, "access_handler", None) is not None:   # the commands of cli_access
+        return int(args.access_handler(args, command, client))
     if args.cmd == "submit":
         return _submit(args, command, client)
     if args.cmd == "jobs":
@@ -192,7 +209,12 @@ def _remote(args: argparse.Namespace, command: list[str], client: Any) -> int:
     return 0
 
 
-def _submit(args: argparse.Namespace, command: list[str], client: Any) -> int:
+def job_document(args: argparse.Namespace, command: list[str]) -> dict[str, Any]:
+    """The job body for the API from the arguments of :func:`add_job_arguments`.
+
+    Raises:
+        InvalidInput: nothing to run, both a script and a command, an unreadable script.
+    """
     doc: dict[str, Any] = {"gpus": args.gpus, "time_limit": args.time_limit}
     if command and args.script:
         raise InvalidInput([Problem("command", "give a script file or -- COMMAND..., not both")])
@@ -205,13 +227,17 @@ def _submit(args: argparse.Namespace, command: list[str], client: Any) -> int:
             raise InvalidInput([Problem("script", f"cannot read: {exc}", str(args.script))]) from None
     else:
         raise InvalidInput([Problem("command", "nothing to run",
-                                    allowed="accord submit [options] -- COMMAND... or SCRIPT")])
+                                    allowed=f"accord {args.cmd} [options] -- COMMAND... or SCRIPT")])
     for key in ("gpu_model", "project", "partner", "theme", "site", "name", "earliest_start",
                 "deadline", "data_residency"):
         value = getattr(args, key)
         if value is not None:
             doc[key] = value
-    job = client.submit(doc, args.idempotency_key)
+    return doc
+
+
+def _submit(args: argparse.Namespace, command: list[str], client: Any) -> int:
+    job = client.submit(job_document(args, command), args.idempotency_key)
     if args.wait:
         job = _wait(client, job["id"])
     _print(args, job, lambda j: f"{j['id']}: {j['state']}" + (f" — {j['reason']}" if args.wait else ""))

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from accord.domain.access import Affiliation, Grant, TokenScope
 from accord.domain.audit import AuditRecord
+from accord.domain.campaigns import CollectedLog, Run
 from accord.domain.carbon import IntensitySeries
 from accord.domain.errors import AccordError
 from accord.domain.jobs import Job, JobState, Outcome
@@ -231,3 +232,35 @@ class AccessStore(Protocol):
     def audit_records(self, *, actor: str | None = None, action: str | None = None,
                       since: datetime | None = None, partners: Sequence[str] | None = None,
                       limit: int = 1000, after: int = 0) -> list[AuditRecord]: ...
+
+
+class CampaignStore(Protocol):
+    """Campaigns, the jobs of their pairs, collected Inspect logs and release approvals."""
+
+    def add_campaign(self, doc: str, campaign_id: str, by: str, at: datetime) -> None:
+        """Raises Conflict: the id is taken."""
+        ...
+
+    def campaign(self, campaign_id: str) -> tuple[str, str, datetime] | None:
+        """(document, created_by, created_at), or None."""
+        ...
+
+    def campaign_ids(self) -> list[str]: ...
+    def add_run(self, run: Run) -> Run:
+        """Store a pair's job once; the stored run if the pair already has one."""
+        ...
+
+    def runs(self, campaign_id: str | None = None, *, uncollected: bool = False) -> list[Run]: ...
+    def add_log(self, log: CollectedLog) -> bool:
+        """Store a log once per (job, file name); True if new."""
+        ...
+
+    def mark_collected(self, campaign_id: str, task: str, model: str, at: datetime) -> None: ...
+    def logs(self, campaign_id: str, *, content: bool = False) -> list[CollectedLog]: ...
+    def approve(self, campaign_id: str, partner: str, by: str, at: datetime) -> bool:
+        """Record a partner's release approval once; True if new."""
+        ...
+
+    def approvals(self, campaign_id: str) -> list[tuple[str, str, datetime]]:
+        """(partner, by, at) of each approval."""
+        ...

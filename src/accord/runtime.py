@@ -8,10 +8,11 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from accord.adapters import keys
 from accord.adapters.carbon.chain import standard_chain
@@ -32,6 +33,9 @@ from accord.service.access import AccessService
 from accord.service.broker import Broker
 from accord.service.gate import Gate
 from accord.service.ledger import LedgerService
+
+if TYPE_CHECKING:
+    from accord.service.campaigns import CampaignService
 
 log = logging.getLogger("accord")
 DEFAULT_PORT = 8642
@@ -196,20 +200,33 @@ def exclusive(data_dir: Path) -> Iterator[None]:
         fh.close()
 
 
+def build_campaigns(rt: Runtime) -> CampaignService:
+    """Campaigns over the runtime's broker, gate, access and store (for the dispatcher's
+    log collection; the API builds its own over the same store)."""
+    from accord.adapters.sql.campaign_store import SqlCampaigns
+    from accord.service.campaigns import CampaignService
+
+    gate = rt.broker.gate or Gate(rt.federation, rt.access, rt.ledger.project_used)
+    return CampaignService(rt.broker, gate, rt.access, SqlCampaigns(rt.store))
+
+
 class Dispatcher(threading.Thread):
     """Runs the broker's step, then the ledger's posting sweep, every ``interval`` seconds."""
 
-    def __init__(self, broker: Broker, ledger: LedgerService, interval: float) -> None:
+    def __init__(self, broker: Broker, ledger: LedgerService, interval: float,
+                 collect: Callable[[], object] | None = None) -> None:
         super().__init__(name="accord-dispatcher", daemon=True)
         self.broker = broker
         self.ledger = ledger
+        self.collect = collect or (lambda: 0)   # campaigns' Inspect logs (build_campaigns)
         self.interval = interval
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             for name, work in (("dispatcher", self.broker.step),
-                               ("ledger posting", self.ledger.post_pending)):
+                               ("ledger posting", self.ledger.post_pending),
+                               ("campaign log collection", self.collect)):
                 try:
                     work()
                 except Exception:  # the loop must outlive any one failure; it is logged
@@ -236,7 +253,8 @@ def serve(settings: Settings) -> None:
                          ledger=rt.ledger, access=rt.access)
         url = f"http://{settings.host}:{settings.port}"
         (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
-        dispatcher = Dispatcher(rt.broker, rt.ledger, settings.poll_interval_s)
+        dispatcher = Dispatcher(rt.broker, rt.ledger, settings.poll_interval_s,
+                                collect=build_campaigns(rt).collect)
         if settings.dispatch:
             dispatcher.start()
         print(f"Accord is up at {url} (federation: {rt.federation.name}; "

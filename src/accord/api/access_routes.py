@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from accord.api.common import note_audit
+from accord.api.common import note_audit, utc_instant
 from accord.domain import codec
 from accord.domain.access import (
     Affiliation,
@@ -261,9 +261,10 @@ def add_access_routes(app: FastAPI, access: AccessService, broker: Broker, calle
     @app.get("/api/v1/audit", tags=["audit"])
     def audit(p: Principal = Depends(caller), actor: Annotated[str | None, Query(max_length=64)] = None,
               action: Annotated[str | None, Query(max_length=100)] = None,
-              since: datetime | None = None, after: Annotated[int, Query(ge=0)] = 0,
+              since: datetime | None = None, after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
               limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict[str, Any]:
         writer.flush()
+        since = utc_instant(since, "since") if since is not None else None
         return {"records": [_audit(r) for r in access.audit(p, actor=actor, action=action, since=since,
                                                             limit=limit, after=after)]}
 

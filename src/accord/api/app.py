@@ -11,6 +11,7 @@ audit log, whatever its outcome.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -25,7 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accord.adapters.sql.access_store import SqlAccess
 from accord.api.access_routes import add_access_routes
+from accord.api.campaign_routes import add_campaign_routes
 from accord.api.common import ERRORS, hidden_job, job_facts, note_audit, problem
+from accord.api.dashboard_routes import add_dashboard_routes
 from accord.api.footprint import add_footprint_routes
 from accord.api.ledger_routes import add_ledger_routes
 from accord.domain import codec
@@ -103,6 +106,7 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord", ledger: Led
         writer.close()
 
     app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, responses=ERRORS,
+                  dependencies=[Depends(_refuse_nul)],
                   description="Broker for international reciprocal AI compute agreements.")
     _install_error_handlers(app)
 
@@ -142,7 +146,8 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord", ledger: Led
                            for a in fed.agreements],
         }
 
-    @app.post("/api/v1/jobs", status_code=201, tags=["jobs"])
+    @app.post("/api/v1/jobs", status_code=201, tags=["jobs"], responses={
+        200: {"description": "the job an earlier request with this Idempotency-Key and spec made"}})
     async def submit(
         body: JobSubmission, request: Request, response: Response, p: Principal = Depends(caller),
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
@@ -215,7 +220,47 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord", ledger: Led
     if ledger is not None:
         add_ledger_routes(app, ledger, caller, broker, job_for)
     add_access_routes(app, access, broker, caller, writer)
+    add_campaign_routes(app, broker, gate, access, caller)
+    add_dashboard_routes(app, broker, caller, ledger)
     return app
+
+
+async def _refuse_nul(request: Request) -> None:
+    """Refuse a NUL character anywhere in a request's path, query or JSON body: PostgreSQL
+    can neither store nor compare text holding one (the query fails: a 500), and no field
+    of Accord's needs it.
+
+    Raises:
+        InvalidInput: naming each place that holds one.
+    """
+    where = [k for k, v in request.path_params.items() if "\x00" in str(v)]
+    where += [k or "query" for k, v in request.query_params.multi_items() if "\x00" in k + v]
+    if request.method in CHANGES and "json" in request.headers.get("content-type", ""):
+        try:
+            doc = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            doc = None  # not JSON: FastAPI's own validation reports it
+        where += [w.lstrip(".") or "body" for w in _nul_fields(doc, "")]
+    if where:
+        raise InvalidInput([Problem(w.replace("\x00", "\\0"), "must not contain NUL characters",
+                                    None, "text without U+0000") for w in where[:20]])
+
+
+def _nul_fields(doc: Any, where: str) -> list[str]:
+    """Where in a JSON document a string (or a key) holds a NUL character (iterative: a
+    deeply nested document must not exhaust the stack)."""
+    found: list[str] = []
+    todo: list[tuple[Any, str]] = [(doc, where)]
+    while todo:
+        x, at = todo.pop()
+        if isinstance(x, str) and "\x00" in x:
+            found.append(at)
+        elif isinstance(x, list):
+            todo.extend((v, f"{at}[{i}]") for i, v in enumerate(x))
+        elif isinstance(x, dict):
+            found.extend(f"{at}.{k}" for k in x if "\x00" in k)
+            todo.extend((v, f"{at}.{k}") for k, v in x.items() if "\x00" not in k)
+    return sorted(found)
 
 
 def _nothing_used(project: str, agreement: str, host: str, first: str, last: str) -> Any:

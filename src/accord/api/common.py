@@ -3,6 +3,7 @@ audit note a route leaves for the audit middleware."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from accord.domain.access import JobFacts, Principal
-from accord.domain.errors import Forbidden, NotFound, Problem
+from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
 from accord.domain.federation import Federation
 from accord.domain.jobs import Job
 
@@ -57,6 +58,20 @@ def problem(status: int, title: str, detail: str, problems: list[Problem] | None
             for p in problems
         ]
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def utc_instant(value: datetime, field: str) -> datetime:
+    """``value``, checked that it can be expressed in UTC, as the store will.
+
+    Raises:
+        InvalidInput: it cannot (e.g. year 1 with a positive offset).
+    """
+    try:
+        value.astimezone(UTC)
+        return value
+    except OverflowError:
+        raise InvalidInput([Problem(field, "is out of range", value.isoformat(),
+                                    "a time between years 1 and 9999 in UTC")]) from None
 
 
 def note_audit(request: Request, action: str, target: str, partners: tuple[str, ...] = (),

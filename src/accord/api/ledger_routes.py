@@ -137,7 +137,9 @@ def add_ledger_routes(app: FastAPI, ledger: LedgerService, caller: Any, broker: 
     def public_key() -> str:
         return public_pem_of(ledger.public_key)
 
-    @app.get("/api/v1/statements/{agreement}/{period}", tags=["ledger"], response_model=None)
+    @app.get("/api/v1/statements/{agreement}/{period}", tags=["ledger"], response_model=None,
+             responses={200: {"description": "the statement; ?format= picks JSON, HTML or CSV",
+                              "content": {"text/html": {}, "text/csv": {}}}})
     def statement(agreement: str, period: str, p: Principal = Depends(caller),
                   format: Annotated[str, Query(pattern="^(json|html|csv)$")] = "json",
                   ) -> dict[str, Any] | HTMLResponse | PlainTextResponse:

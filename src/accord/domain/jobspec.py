@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from accord.domain.errors import InvalidInput
 from accord.domain.federation import Federation
@@ -25,8 +25,13 @@ TIME_LIMIT_ALLOWED = (
     "seconds (e.g. 3600), '90s', '30m', '2h', '1d', 'HH:MM:SS' or 'D-HH:MM:SS', up to 30 days"
 )
 
-_UNIT = re.compile(r"^(\d+)\s*([smhd]?)$")
-_CLOCK = re.compile(r"^(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2})$")
+# Bounded digit runs: int() refuses strings of more than 4300 digits with a ValueError.
+_UNIT = re.compile(r"^(\d{1,20})\s*([smhd]?)$")
+_CLOCK = re.compile(r"^(?:(\d{1,20})-)?(\d{1,20}):(\d{1,2}):(\d{1,2})$")
+# Instants a job may name: placement does arithmetic on them, which must stay inside
+# datetime's years 1..9999 whatever the UTC offset.
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -190,6 +195,14 @@ def _instant(r: FieldReader, doc: Mapping[str, object], key: str) -> datetime | 
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         r.add(key, "is not a time with a UTC offset", value, allowed)
+        return None
+    try:
+        in_range = EARLIEST_INSTANT <= parsed.astimezone(UTC) < LATEST_INSTANT
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        in_range = False
+    if not in_range:
+        r.add(key, "is out of range", value,
+              f"a time from {EARLIEST_INSTANT.date()} to {LATEST_INSTANT.date()} (UTC)")
         return None
     return parsed
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -320,14 +321,18 @@ def next_period(period: str) -> str:
 
 
 def parse_period(text: str) -> str:
-    """Validate a ``YYYY-MM`` period.
+    """Validate a ``YYYY-MM`` period: ASCII digits, a four-digit year from 1000 to 9998
+    (so the period and the month after it both print and parse as ``YYYY-MM``).
+
+    >>> parse_period("2026-10")
+    '2026-10'
 
     Raises:
-        InvalidInput: it is not one.
+        InvalidInput: it is not one (``strptime`` alone would take ``2026-1``, non-ASCII
+            digits and years that do not print back as four digits).
     """
-    try:
-        parsed = datetime.strptime(text, "%Y-%m")
-    except (TypeError, ValueError):
-        raise InvalidInput([Problem("period", "is not a month", text, "YYYY-MM, e.g. 2026-10")]
-                           ) from None
-    return parsed.strftime("%Y-%m")
+    if not isinstance(text, str) or not re.fullmatch(r"[1-9][0-9]{3}-(0[1-9]|1[0-2])", text,
+                                                      re.ASCII) or text[:4] == "9999":
+        raise InvalidInput([Problem("period", "is not a month", str(text)[:40],
+                                    "YYYY-MM from 1000-01 to 9998-12, e.g. 2026-10")])
+    return text

@@ -109,18 +109,51 @@ class MerkleTree:
                 ``MAX_TREE_SIZE`` leaves.
         """
         _check_leaf_hashes(leaf_hashes)
-        level = b"".join(leaf_hashes)
-        levels = [level]
-        count = len(leaf_hashes)
-        while count > 1:
-            # One hash per 64-byte slice of the level below: a complete pair.
-            level = b"".join(
-                _sha256(_NODE_PREFIX + level[i : i + 2 * HASH_SIZE]).digest()
-                for i in range(0, (count // 2) * 2 * HASH_SIZE, 2 * HASH_SIZE)
-            )
-            levels.append(level)
-            count //= 2
-        return cls(tuple(levels))
+        return cls.from_leaf_level(b"".join(leaf_hashes))
+
+    @classmethod
+    def from_leaf_level(cls, leaf_level: bytes) -> MerkleTree:
+        """Build the tree over leaf hashes given as one concatenation (32 bytes each).
+
+        The same tree as :meth:`build`, without a ``bytes`` object per leaf.
+
+        Raises:
+            InvalidInput: ``leaf_level`` is not a whole number of 32-byte hashes.
+        """
+        size = len(leaf_level) // HASH_SIZE
+        return cls(tuple(lower_levels(leaf_level, max(size.bit_length() - 1, 0))))
+
+    @classmethod
+    def join(cls, parts: Sequence[Sequence[bytes]]) -> MerkleTree:
+        """The whole tree from the :func:`lower_levels` of consecutive runs of its leaves.
+
+        Every run but the last must start and end on a multiple of ``2**depth``
+        leaves (``depth + 1`` levels each): then no complete subtree of those
+        levels crosses two runs, so level ``k`` of the tree is the concatenation
+        of the runs' levels ``k``, and only the levels above ``depth`` are left
+        to hash. This lets runs of a large tree be hashed in parallel.
+
+        Raises:
+            InvalidInput: no runs, runs of different depths, a run but the last
+                that is not a whole number of ``2**depth`` leaves, or a level
+                that is not whole 32-byte hashes.
+        """
+        depths = {len(part) for part in parts}
+        if len(depths) != 1 or not parts[0]:
+            raise InvalidInput.single("parts", "runs must all have the same number of levels",
+                                      got=sorted(depths), allowed="one depth, at least 1 level")
+        depth = len(parts[0]) - 1
+        for i, part in enumerate(parts[:-1]):
+            if len(part[0]) % (HASH_SIZE << depth):
+                raise InvalidInput.single(
+                    f"parts[{i}]", f"a run before the last must be a multiple of {1 << depth} "
+                    "leaves", got=len(part[0]) // HASH_SIZE, allowed=f"k * {1 << depth}")
+        levels = [b"".join(part[k] for part in parts) for k in range(depth + 1)]
+        size = len(levels[0]) // HASH_SIZE
+        top = max(size.bit_length() - 1, 0)
+        if top <= depth:
+            return cls(tuple(levels[: top + 1]))
+        return cls((*levels[:-1], *lower_levels(levels[-1], top - depth)))
 
     @classmethod
     def from_leaves(cls, leaves: Iterable[bytes]) -> MerkleTree:
@@ -248,6 +281,40 @@ class MerkleTree:
         for part in reversed(parts[:-1]):
             acc = node_hash(part, acc)
         return acc
+
+
+def lower_levels(leaf_level: bytes, depth: int) -> list[bytes]:
+    """Levels ``0 .. depth`` of complete aligned subtrees over concatenated hashes.
+
+    ``leaf_level`` is a run of node hashes (leaf hashes, or any one level),
+    32 bytes each; level ``k`` of the result holds the hashes of its
+    ``len >> k`` complete subtrees of ``2**k`` of them, left to right, as in
+    :class:`MerkleTree` (an empty ``bytes`` where there is none).
+
+    >>> leaves = b"".join(leaf_hash(x) for x in (b"a", b"b", b"c"))
+    >>> [len(level) // HASH_SIZE for level in lower_levels(leaves, 2)]
+    [3, 1, 0]
+
+    Raises:
+        InvalidInput: ``leaf_level`` is not a whole number of 32-byte hashes, or
+            ``depth`` is negative.
+    """
+    if len(leaf_level) % HASH_SIZE or depth < 0:
+        raise InvalidInput.single(
+            "leaf_level", "a level must be whole 32-byte hashes and the depth at least 0",
+            got=f"{len(leaf_level)} bytes, depth {depth}", allowed="a multiple of 32; depth >= 0")
+    level = bytes(leaf_level)
+    levels = [level]
+    count = len(level) // HASH_SIZE
+    for _ in range(depth):
+        # One hash per 64-byte slice of the level below: a complete pair.
+        level = b"".join([
+            _sha256(_NODE_PREFIX + level[i : i + 2 * HASH_SIZE]).digest()
+            for i in range(0, (count // 2) * 2 * HASH_SIZE, 2 * HASH_SIZE)
+        ])
+        levels.append(level)
+        count //= 2
+    return levels
 
 
 def root(leaf_hashes: Sequence[bytes]) -> bytes:

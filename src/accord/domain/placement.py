@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -484,6 +485,27 @@ class _Scored(NamedTuple):
     rejected: tuple[Rejection, ...]
 
 
+class _Fixed(NamedTuple):
+    """The part of a decision the loads do not change (see ``_Placer._fixed``)."""
+
+    ok: Bools          # pools allowed before availability: shape, agreements, quota, allocations
+    allowed: int       # how many
+    recip: Floats      # reciprocity term per pool (unweighted)
+    part: Floats       # weighted reciprocity, cost and border terms
+    wait_scale: Floats  # wait weight / pool size
+    static: tuple[Rejection, ...]                 # pools the job's shape rules out
+    refused: tuple[tuple[int, Rejection], ...]    # (pool, why) refused abroad by agreement or quota
+    agreements: Sequence[Agreement | None]        # the agreement per pool abroad
+    gaps: bool         # whether some zone may lack a forecast
+    rows: Floats | None  # _starts() (None without a context)
+    known: Bools       # allowed pools with a forecast (reference candidates)
+    home: Bools        # ... of those, at home
+    best: Floats       # kW per GPU × lowest ∫, 0 where there is no forecast
+    spend: Floats      # the emissions weight where there is a forecast, else 0
+    block: Floats      # 0 where allowed, +inf elsewhere (added to the scores)
+    candidates: Floats  # 0 where the reference may be (home pools with a forecast, else any), +inf elsewhere
+
+
 def _remember(memo: dict[Any, Any], key: Any, make: Callable[[], _T]) -> _T:
     hit: _T | None = memo.get(key)
     if hit is None:
@@ -626,10 +648,16 @@ class _Placer:
         self.w = context.weights if context else fed.placement
         self.s0 = max(at, spec.earliest_start or at) if context else at
         self.s0_s = self.s0.timestamp()
+        self.at_s = self.s0_s if self.s0 is at else at.timestamp()
         self.gpu_hours = spec.gpus * spec.time_limit_s / HOUR_S
-        self.hosts = self.ix.hosts(spec.partner, spec.theme, self.day, spec.sector)
-        self.agreements: Sequence[Agreement | None] = self.hosts.first   # a list once changed
+        self.agreements: Sequence[Agreement | None] = ()   # per pool; set by _score (a list once changed)
         self.gaps = True  # whether some zone may lack a forecast (set by _starts)
+
+    @cached_property
+    def hosts(self) -> _Hosts:
+        """Per pool: home or not, the agreement that applies abroad, rates (for the job's
+        partner, theme, sector and day); only worked out when the cache misses."""
+        return self.ix.hosts(self.spec.partner, self.spec.theme, self.day, self.spec.sector)
 
     def decide(self) -> Decision:
         scored = self._score()
@@ -644,21 +672,76 @@ class _Placer:
         if not isinstance(scored, _Scored):
             return Choice(scored[0], -1, self.s0_s, None, None)
         top = self._top(scored)
-        start = scored.rows[2, top]
-        grams = None
-        if not math.isnan(scored.rows[1, top]):
-            grams = self.spec.gpus * float(self.ix.kw[top] * scored.rows[1, top]) / HOUR_S
-        verdict = Verdict.DEFER if start > self.at.timestamp() else Verdict.PLACE
-        return Choice(verdict, top, float(start), self.agreements[top], grams)
+        _, best, start, kw_best = scored.rows[:, top].tolist()
+        grams = None if math.isnan(best) else self.spec.gpus * kw_best / HOUR_S
+        verdict = Verdict.DEFER if start > self.at_s else Verdict.PLACE
+        return Choice(verdict, top, start, self.agreements[top], grams)
 
     def _score(self) -> _Scored | tuple[Verdict, tuple[Rejection, ...]]:
         """Every pool's score (+inf where ruled out) and what the choice needs; or, when
-        no pool is allowed, WAIT or REJECT with the rejections."""
+        no pool is allowed, WAIT or REJECT with the rejections. What the loads do not change
+        comes from :meth:`_fixed`; this adds the wait term, availability and the reference."""
         ix, spec, w = self.ix, self.spec, self.w
-        elig, static = ix.eligible(spec)
-        limits = self._limits()
+        fx = self._fixed()
+        self.agreements, self.gaps = fx.agreements, fx.gaps
         free, queued, available = self.arrays if self.arrays is not None else ix.loads(self.loads)
-        ok = (self.gpu_hours <= limits.most) & elig & available
+        wait = np.subtract(spec.gpus, free)
+        np.maximum(wait, 0.0, out=wait)
+        wait += queued
+        wait *= fx.wait_scale   # the weighted wait term: pool-fulls of GPUs ahead of the job
+        base = wait + fx.part
+        rows = fx.rows
+        if rows is None:   # no context: start now, no forecast
+            rows = np.full((4, len(ix.pools)), math.nan)
+            rows[2] = self.s0_s
+        if np.count_nonzero(available) == len(available) and not fx.refused:   # the common case
+            if not fx.allowed:
+                return (Verdict.REJECT, fx.static)
+            ok, block, candidates = fx.ok, fx.block, fx.candidates
+            rejected = fx.static
+        else:
+            ok = fx.ok & available
+            down = [(k, self._down(k)) for k in np.flatnonzero(fx.ok & ~available).tolist()]
+            rejected = (*fx.static, *[r for _, r in sorted([*fx.refused, *down], key=lambda x: x[0])])
+            if not ok.any():
+                verdict = Verdict.WAIT if any(r.transient for r in rejected) else Verdict.REJECT
+                return verdict, rejected
+            block = np.where(ok, 0.0, math.inf)
+            known, home = fx.known & available, fx.home & available
+            candidates = np.where(home if home.any() else known, 0.0, math.inf)
+        # the reference: running now at home (the best home pool on the other terms), else at
+        # the best pool with a forecast; None without any forecast
+        masked = base + candidates
+        ref: int | None = int(masked.argmin())   # the first of equals: pools are in id order
+        if masked[ref] == math.inf:
+            ref = None
+        ref_g = spec.gpus * float(ix.kw[ref] * rows[0, ref]) / HOUR_S if ref is not None else None
+        if ref_g and w.emissions > 0:   # zones without a forecast get no emissions term (spend 0)
+            score = fx.best * (spec.gpus * w.emissions / HOUR_S / ref_g)
+            score -= fx.spend
+            score += base   # = base + emissions term, as place() has always added them
+            score += block
+        else:
+            score = base + block
+        return _Scored(ok, wait, fx.recip, rows, score, ref, ref_g, rejected)
+
+    def _fixed(self) -> _Fixed:
+        """What the decision needs that the loads do not change, cached per context (or
+        federation) by everything it depends on: the job's shape, partner, theme, sector,
+        project allocations, day, run time, first start and window."""
+        spec, held = self.spec, self._held()
+        window = self._slots(None) if spec.deadline is not None else None
+        key = ("fixed", self.ix, spec.site, spec.gpu_model, spec.gpus, spec.data_residency, spec.partner,
+               spec.theme, spec.sector, held, self.day, spec.time_limit_s, window,
+               self.s0_s if self.ctx is not None else None)
+        return _remember(self.ctx.memo if self.ctx is not None else self.ix.memo, key, self._make_fixed)
+
+    def _make_fixed(self) -> _Fixed:
+        ix, w = self.ix, self.w
+        self.agreements = self.hosts.first
+        elig, static = ix.eligible(self.spec)
+        limits = self._limits()
+        ok = (self.gpu_hours <= limits.most) & elig
         held = self._held()
         if held is not None:   # the project's allocations decide abroad: the slow path checks
             for k, (p, a) in enumerate(zip(ix.pools, self.hosts.first, strict=True)):
@@ -667,39 +750,33 @@ class _Placer:
         # reciprocity abroad: (|gap + 2u| - |gap|) / 2u for u units = clip(1 + gap / u, -1, 1)
         recip = limits.gap_rate * (1.0 / self.gpu_hours) + 1.0
         recip = np.minimum(np.maximum(recip, -1.0, out=recip), 1.0, out=recip) * limits.charged
-        wait = (np.maximum(0.0, spec.gpus - free) + queued) * limits.wait_scale   # weighted
-        base = wait + w.reciprocity * recip + limits.fixed
-        rejected = list(static)
+        part = w.reciprocity * recip + limits.fixed
+        refused: list[tuple[int, Rejection]] = []
         if np.count_nonzero(ok) != len(ix.pools) - len(static):
-            self._misfits(np.flatnonzero(elig & ~ok), ok, recip, base, wait, available, rejected)
-        if not ok.any():
-            verdict = Verdict.WAIT if any(r.transient for r in rejected) else Verdict.REJECT
-            return verdict, tuple(rejected)
-        rows = self._starts()
-        now = rows[0]
-        ref = self._reference(ok, base, now)
-        ref_g = spec.gpus * float(ix.kw[ref] * now[ref]) / HOUR_S if ref is not None else None
-        score = base
-        we = w.emissions
-        if ref_g and we > 0:
-            emissions = rows[3] * (spec.gpus * we / HOUR_S / ref_g) - we
-            if self.gaps:  # zones without a forecast: no emissions term
-                emissions[np.isnan(emissions)] = 0.0
-            score = base + emissions
-        score = np.where(ok, score, math.inf)
-        return _Scored(ok, wait, recip, rows, score, ref, ref_g, tuple(rejected))
+            self._misfits(np.flatnonzero(elig & ~ok), ok, recip, part, refused)
+        rows = self._starts() if self.ctx is not None else None
+        known = ok & ~np.isnan(rows[0]) if rows is not None and self.gaps else ok.copy()
+        if rows is None:
+            known[:] = False   # no forecast anywhere: no reference
+        unknown = np.isnan(rows[3]) if rows is not None else np.ones(len(ix.pools), np.bool_)
+        best = np.where(unknown, 0.0, rows[3] if rows is not None else 0.0)
+        spend = np.where(unknown, 0.0, w.emissions)
+        home = known & self.hosts.home
+        return _Fixed(ok, int(np.count_nonzero(ok)), recip, part, limits.wait_scale, static, tuple(refused),
+                      tuple(self.agreements), self.gaps, rows, known, home, best, spend,
+                      np.where(ok, 0.0, math.inf), np.where(home if home.any() else known, 0.0, math.inf))
 
     @staticmethod
     def _top(s: _Scored) -> int:
         """The winner: the lowest score; scores within TIE are equal and go to the earliest
-        start, then the lower score, then the pool's place in id order."""
+        start, then the pool's place in id order (never to float noise below TIE)."""
         sc = s.score
         k = int(sc.argmin())
-        ties = np.flatnonzero(sc <= sc[k] + TIE)
-        if len(ties) == 1:
+        near = sc <= sc[k] + TIE
+        if np.count_nonzero(near) == 1:
             return k
-        st, scl = s.rows[2], sc
-        return min(ties.tolist(), key=lambda i: (st[i], scl[i], i))
+        st = s.rows[2]
+        return min(np.flatnonzero(near).tolist(), key=lambda i: (st[i], i))
 
     # ── hard constraints abroad: agreements, quota; terms that depend on the host ──
     def _limits(self) -> _Limits:
@@ -724,28 +801,32 @@ class _Placer:
         return _remember(memo, ("limits", self.ix, requester, self.spec.theme, self.spec.sector, self.day, w),
                          make)
 
-    def _misfits(self, misfits: NDArray[np.intp], ok: Bools, recip: Floats, base: Floats, wait: Floats,
-                 available: Bools, rejected: list[Rejection]) -> None:
-        """The slow path for allowed pools the fast test refused: a later agreement with quota
-        left may still take one (then it is kept, in ``ok``); else the rejection says why."""
+    def _misfits(self, misfits: NDArray[np.intp], ok: Bools, recip: Floats, part: Floats,
+                 refused: list[tuple[int, Rejection]]) -> None:
+        """The slow path for allowed pools the fast test refused abroad: a later agreement
+        with quota left (and, when the project is limited, an allocation) may still take one
+        (then it is kept, in ``ok``); else the rejection says why."""
         w = self.w
         for k in misfits.tolist():
             p = self.ix.pools[k]
-            if not self.hosts.home[k]:
-                found = self._abroad(p)
-                if isinstance(found[0], str):
-                    rejected.append(Rejection(p.site.id, p.pool.id, found[0], bool(found[1])))
-                    continue
-                if not isinstance(self.agreements, list):
-                    self.agreements = list(self.agreements)
-                self.agreements[k], recip[k] = found
-                base[k] = wait[k] + w.reciprocity * recip[k] + w.border + w.cost * self.hosts.rate_or_0[k]
-            if not available[k]:
-                load = self.loads.get(p.key)
-                note = (load.note if load else "") or "backend not answering"
-                rejected.append(Rejection(p.site.id, p.pool.id, f"site unavailable: {note}", transient=True))
+            if self.hosts.home[k]:
                 continue
+            found = self._abroad(p)
+            if isinstance(found[0], str):
+                refused.append((k, Rejection(p.site.id, p.pool.id, found[0], bool(found[1]))))
+                continue
+            if not isinstance(self.agreements, list):
+                self.agreements = list(self.agreements)
+            self.agreements[k], recip[k] = found
+            part[k] = w.reciprocity * recip[k] + w.border + w.cost * self.hosts.rate_or_0[k]
             ok[k] = True
+
+    def _down(self, k: int) -> Rejection:
+        """Pool ``k`` is allowed but its site is not answering."""
+        p = self.ix.pools[k]
+        load = self.loads.get(p.key)
+        note = (load.note if load else "") or "backend not answering"
+        return Rejection(p.site.id, p.pool.id, f"site unavailable: {note}", transient=True)
 
     def _abroad(self, p: _Pool) -> tuple[Agreement, float] | tuple[str, bool]:
         """The first agreement whose quota left covers the job at pool ``p`` abroad, with
@@ -853,8 +934,7 @@ class _Placer:
             if sc[k] > low + TIE:
                 break
             ties.append(k)
-        # in (score, id) order, the first of the earliest start: as _top chooses
-        top = min(ties, key=lambda k: st[k]) if len(ties) > 1 else ties[0]
+        top = self._top(s)   # the same winner as choose(): earliest start, then id order
         ranked = sorted((k for k in order[:ALTERNATIVES + len(ties)] if k != top and sc[k] < math.inf),
                         key=lambda k: (sc[k], st[k], k))
         rejected = s.rejected
@@ -873,15 +953,6 @@ class _Placer:
         verdict = Verdict.DEFER if st[top] > self.at.timestamp() else Verdict.PLACE
         return Decision(verdict, chosen, tuple(alternatives), rejected, self.at, reference,
                         self._notes(top), later if verdict is Verdict.DEFER else None)
-
-    def _reference(self, ok: Bools, base: Floats, now: Floats) -> int | None:
-        """Running now at home (the best home pool on the other terms), else at the best
-        pool with a forecast: the emissions baseline. None without any forecast."""
-        known = ok & ~np.isnan(now) if self.gaps else ok
-        home = known & self.hosts.home
-        masked = np.where(home if home.any() else known, base, math.inf)
-        k = int(masked.argmin())   # the first of equals: pools are in id order
-        return k if masked[k] < math.inf else None
 
     def _candidate(self, k: int, wait: float, recip: float, cost: float, start: float,
                    ref_g: float | None) -> Candidate:

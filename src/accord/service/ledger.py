@@ -33,6 +33,7 @@ from accord.domain.usage import UsageRecord
 from accord.ports import Clock
 
 GENESIS_HEX = "0" * 64
+MAX_CORRECTION_UNITS = Decimal(10) ** 12
 
 
 class LedgerStore(Protocol):
@@ -163,6 +164,10 @@ class LedgerService:
             raise InvalidInput([Problem("kind/units", "not a correction", f"{kind} {units}",
                                         "kind refund|reversal|manual_credit, units a number")]
                                ) from None
+        if not amount.is_finite() or abs(amount) > MAX_CORRECTION_UNITS:
+            # NaN cannot be compared and a huge amount cannot be quantised: both would be 500s
+            raise InvalidInput([Problem("units", "is not a usable amount", units[:40],
+                                        f"a finite number of at most {MAX_CORRECTION_UNITS} units")])
         closed = {c.period for c in self.ledger.closures()}
         period = original.period
         while period in closed:

@@ -36,9 +36,9 @@ def render_status(federation: Federation, jobs: Sequence[Job] | None) -> str:
         for j in jobs or ()
     )
     if jobs is None:
-        section = ("<h2>Jobs</h2><p>Jobs are shown to signed-in users: use the API "
-                   "(<a href=\"/docs\">/docs</a>) or the <code>accord</code> command line with your "
-                   "token.</p>")
+        section = ("<h2>Jobs</h2><p>Jobs are shown to signed-in users: sign in to the "
+                   "<a href=\"/dashboard/\">dashboard</a> with your token, or use the API "
+                   "(<a href=\"/docs\">/docs</a>) or the <code>accord</code> command line.</p>")
     else:
         section = f"""<h2>Latest jobs</h2><table><thead><tr><th scope="col">Job</th><th scope="col">Name</th>
 <th scope="col">State</th><th scope="col">Site</th><th scope="col">GPUs</th>
@@ -49,7 +49,8 @@ def render_status(federation: Federation, jobs: Sequence[Job] | None) -> str:
 <h1>Accord — {escape(federation.name)}</h1>
 <p>{len(federation.partners)} partners, {len(federation.sites)} sites,
 {sum(s.total_gpus for s in federation.sites):,} GPUs, {len(federation.agreements)} agreements.
-Units: {escape(federation.reference_unit)}. API: <a href="/docs">/docs</a>.</p>
+Units: {escape(federation.reference_unit)}. Dashboard: <a href="/dashboard/">/dashboard/</a>.
+API: <a href="/docs">/docs</a>.</p>
 <h2>Sites</h2><table><thead><tr><th scope="col">Site</th><th scope="col">Partner</th>
 <th scope="col">Grid zone</th><th scope="col">GPUs</th><th scope="col">Models</th>
 <th scope="col">Backend</th></tr></thead><tbody>{sites}</tbody></table>

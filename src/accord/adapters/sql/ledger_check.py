@@ -31,7 +31,7 @@ from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING
 
 from accord.adapters.sql.store import SqlStore
-from accord.domain.ledger_verify import ChainCheck, verify_rows
+from accord.domain.ledger_verify import ChainCheck, is_digest, verify_rows
 from accord.domain.merkle import MerkleTree, lower_levels
 
 if TYPE_CHECKING:
@@ -109,10 +109,11 @@ def _check_slice(url: str, start: int, stop: int | None, align_bits: int) -> Sli
         check = ChainCheck(count=start)
         if start:
             before = ledger.hash_at(start - 1)
-            if before is None:
+            if not is_digest(before):  # the slice before says why, unless the row is gone
                 return SliceResult(start, start, "", (), start - 1,
-                                   f"entry at position {start - 1} is missing")
-            check.last_hash = before
+                                   f"entry at position {start - 1} is missing" if before is None
+                                   else f"entry {start - 1}: its stored hash is not a digest")
+            check.last_hash = str(before)
         for batch in ledger.rows(start or None, stop):
             if not verify_rows(batch, check).ok:
                 return SliceResult(start, check.count, check.last_hash, (), check.bad_seq,

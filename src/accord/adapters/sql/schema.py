@@ -13,6 +13,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -108,6 +109,9 @@ usage_records = Table(
     Column("energy_kwh", Float, nullable=True),
     Column("emissions_g", Float, nullable=True),
     Column("intensity_source", Text, nullable=True),
+    Index("ix_usage_job", "job_id"),
+    Index("ix_usage_site_start", "site", "start"),
+    Index("ix_usage_start", "start"),
 )
 
 ledger_entries = Table(
@@ -121,6 +125,8 @@ ledger_entries = Table(
     Column("usage_id", String(250), nullable=True),
     Column("body", Text, nullable=False),
     Column("hash", String(64), nullable=False),
+    Index("ix_ledger_agreement_period", "agreement", "period"),
+    Index("ix_ledger_job", "job_id"),
 )
 
 ledger_head = Table(
@@ -263,4 +269,54 @@ audit_log = Table(
     Column("source", String(100), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_audit_at", "at"),
+)
+
+# ── campaigns (0006): Inspect campaigns, their jobs, collected logs, release approvals ──
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("doc", Text, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+campaign_runs = Table(
+    "campaign_runs",
+    metadata,
+    Column("campaign", String(64), nullable=False),
+    Column("task", String(64), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("job_id", String(40), nullable=False, index=True),
+    Column("submitted_by", String(64), nullable=False),
+    Column("submitted_at", UTCDateTime, nullable=False),
+    Column("collected_at", UTCDateTime, nullable=True),
+    PrimaryKeyConstraint("campaign", "task", "model", name="pk_campaign_runs"),
+)
+
+campaign_logs = Table(
+    "campaign_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(64), nullable=False, index=True),
+    Column("task", String(64), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("collected_at", UTCDateTime, nullable=False),
+    UniqueConstraint("job_id", "name", name="uq_campaign_logs_job_name"),
+)
+
+campaign_approvals = Table(
+    "campaign_approvals",
+    metadata,
+    Column("campaign", String(64), nullable=False),
+    Column("partner", String(64), nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("campaign", "partner", name="pk_campaign_approvals"),
 )

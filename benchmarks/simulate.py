@@ -1,0 +1,211 @@
+"""Simulator speed: 1,000,000 jobs over a 200,000-GPU federation, carbon-aware placement.
+
+The federation is built in memory: 5 partners (uk, fr, de with a year of real intensity
+data; ca and us with built-in profiles), 16 sites of one GPU pool each, 200,000 GPUs in all
+(the largest a 120,000-GPU "AI Growth Zone" on the GB grid), one agreement among all
+partners. The workload is the real Philly trace, copied end to end to ``--jobs`` jobs, GPU
+counts × ``--size``, its arrivals compressed so the offered load is ``--util`` of the GPUs;
+homes are drawn per virtual cluster in proportion to each partner's GPUs; every job may
+start up to 12 h late.
+
+Measured in the same run, pinned to one CPU:
+
+1. Accord's simulator, carbon-aware policy (``placement.choose`` for every decision, the
+   broker's energy and ledger arithmetic for every finished job);
+2. Accord's simulator, home-site FIFO (the baseline policy), jobs placed on arrival;
+3. a straightforward SimPy implementation of home-site FIFO on the same input (a process
+   per job, a ``Container`` of GPUs per pool, the same choice of home pool); its mean wait
+   is printed next to run 2's as a check that both simulate the same thing.
+
+    uv run python benchmarks/simulate.py [--jobs 1000000] [--cpu 0] [--simpy-jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import simpy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from accord.adapters.carbon.files import shared_data_dir
+from accord.adapters.federation_file import parse_federation_text
+from accord.domain.carbon import IntensitySeries
+from accord.domain.federation import Federation
+from accord.domain.placement import pool_keys
+from accord.domain.traces import HomeRule, Trace, TraceFormat, assign_homes, parse_trace, scale
+from accord.sim.kernel import Simulation
+from accord.sim.model import Outcome, Policy, Settings, Workload
+from accord.sim.runner import load_carbon
+
+START = datetime(2020, 3, 2, tzinfo=UTC)
+PARTNERS = (("uk", "GB", "GB"), ("fr", "FR", "FR"), ("de", "DE", "DE"), ("ca", "CA", "CA-ON"),
+            ("us", "US", "US-CAL-CISO"))
+SITES = (("uk", 120_000, 1000, 1.1), ("uk", 8_000, 700, 1.2), ("uk", 4_000, 400, 1.3),
+         ("fr", 16_000, 700, 1.3), ("fr", 6_000, 700, 1.2), ("fr", 2_000, 400, 1.4),
+         ("de", 10_000, 700, 1.2), ("de", 4_000, 700, 1.3), ("de", 2_000, 400, 1.3),
+         ("ca", 6_000, 700, 1.3), ("ca", 2_000, 400, 1.3), ("ca", 1_000, 700, 1.4),
+         ("us", 12_000, 700, 1.1), ("us", 4_000, 400, 1.2), ("us", 2_000, 700, 1.3), ("us", 1_000, 400, 1.3))
+
+
+def federation_text() -> str:
+    """The 200,000-GPU federation as TOML."""
+    out = ['[federation]\nname = "bench"\nreference_unit = "H100-hour"\nthemes = ["ai"]\n'
+           '[[gpu_models]]\nname = "H100"\n[[exchange_rates]]\ngpu_model = "H100"\n'
+           "units_per_gpu_hour = 1.0\nvalid_from = 2019-01-01\n"]
+    for pid, country, _ in PARTNERS:
+        out.append(f'[[partners]]\nid = "{pid}"\nname = "{pid}"\ncountry = "{country}"\n')
+    zone = {p: z for p, _, z in PARTNERS}
+    for i, (pid, gpus, watts, pue) in enumerate(SITES):
+        out.append(f'[[sites]]\nid = "{pid}-{i:02d}"\nname = "site {i}"\npartner = "{pid}"\n'
+                   f'grid_zone = "{zone[pid]}"\npue = {pue}\nbackend = "local"\n[[sites.pools]]\nid = "p"\n'
+                   f'gpu_model = "H100"\ngpus = {gpus}\npower_w = {watts}\n')
+    parties = ", ".join(f'"{p}"' for p, _, _ in PARTNERS)
+    out.append(f'[[agreements]]\nid = "all"\nname = "all"\nparties = [{parties}]\nstart = 2019-01-01\n'
+               'end = 2022-12-31\nthemes = ["ai"]\nsectors = ["academia"]\ndefault_flexibility_hours = 12\n')
+    for r, _, _ in PARTNERS:
+        for h, _, _ in PARTNERS:
+            if r != h:
+                out.append(f'[[agreements.quotas]]\nrequester = "{r}"\nhost = "{h}"\nunits = 5e7\n'
+                           'per = "month"\n')
+    return "\n".join(out)
+
+
+def workload(fed: Federation, jobs: int, size: float, util: float) -> tuple[Workload, Trace]:
+    """The Philly trace scaled to ``jobs`` jobs and an offered load of ``util``."""
+    path = shared_data_dir() / "traces" / "philly_sia.csv"
+    trace = parse_trace(path.read_text(encoding="utf-8"), str(path), TraceFormat.PHILLY)
+    tiled = scale(trace, jobs=jobs, size=size)
+    capacity = sum(s.total_gpus for s in fed.sites)
+    demand_rate = tiled.gpu_hours * 3600 / max(1.0, tiled.span_s)   # GPUs busy on average, unscaled
+    load = util * capacity / demand_rate
+    t = scale(trace, jobs=jobs, size=size, load=load)
+    shares = {p.id: float(sum(s.total_gpus for s in fed.sites if s.partner == p.id)) for p in fed.partners}
+    home, partners = assign_homes(t, shares, HomeRule.GROUP, 1, [p.id for p in fed.partners])
+    return Workload(t.submit_s + START.timestamp(), t.gpus, t.runtime_s, t.requested_s, home, partners, "ai",
+                    "academia", 12 * 3600.0), t
+
+
+def simpy_home_fifo(fed: Federation, w: Workload) -> tuple[float, float, float]:
+    """Home-site FIFO in SimPy: per job a process that waits for its submit time, picks its
+    home partner's pool with the least (GPUs short + GPUs queued) / pool size, then takes
+    its GPUs from the pool's Container (first come, first served) for its run time.
+    Returns (wall s, CPU s, mean wait in s)."""
+    env = simpy.Environment(initial_time=float(w.submit_s[0]))
+    keys = pool_keys(fed)
+    sites = {s.id: s for s in fed.sites}
+    pools = [sites[k[0]].pool(k[1]) for k in keys]
+    partner_of = [sites[k[0]].partner for k in keys]
+    box = [simpy.Container(env, capacity=p.gpus, init=p.gpus) for p in pools]
+    queued = [0] * len(pools)
+    home_pools = {p: [i for i, q in enumerate(partner_of) if q == p] for p in w.partners}
+    waits: list[float] = []
+
+    def job(submit: float, gpus: int, run: float, home: str) -> simpy.events.ProcessGenerator:
+        yield env.timeout(submit - env.now)
+        k = min(home_pools[home], key=lambda i: (max(0, gpus - box[i].level) + queued[i]) / pools[i].gpus)
+        queued[k] += gpus
+        yield box[k].get(gpus)
+        queued[k] -= gpus
+        waits.append(env.now - submit)
+        yield env.timeout(run)
+        yield box[k].put(gpus)
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    for s, g, r, h in zip(w.submit_s.tolist(), w.gpus.tolist(), w.runtime_s.tolist(), w.home.tolist(),
+                          strict=True):
+        env.process(job(s, g, r, w.partners[h]))
+    env.run()
+    return time.perf_counter() - t0, time.process_time() - c0, float(np.mean(waits))
+
+
+def ours(fed: Federation, w: Workload, carbon: Mapping[str, IntensitySeries],
+         settings: Settings) -> tuple[float, float, Outcome]:
+    """(wall s, CPU s, outcome) of one run of Accord's simulator."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = Simulation(fed, w, carbon, settings).run()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def mean_wait(w: Workload, out: Outcome) -> float:
+    start = np.array(out.start)
+    return float(np.nanmean(start - w.submit_s))
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=1_000_000)
+    ap.add_argument("--simpy-jobs", type=int, help="jobs for the SimPy baseline (default: --jobs)")
+    ap.add_argument("--size", type=float, default=2.0, help="GPU-count factor on the trace")
+    ap.add_argument("--util", type=float, default=0.7, help="offered load as a share of the GPUs")
+    ap.add_argument("--cpu", type=int, default=0, help="pin to this CPU (-1: do not pin)")
+    args = ap.parse_args(argv)
+    if args.cpu >= 0:
+        os.sched_setaffinity(0, {args.cpu})
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} "
+          f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} at the start; pinned to CPU {args.cpu}")
+    t0 = time.perf_counter()
+    fed = parse_federation_text(federation_text(), "bench.toml")
+    w, trace = workload(fed, args.jobs, args.size, args.util)
+    end = datetime.fromtimestamp(float(w.submit_s[-1] + w.runtime_s.max()), UTC) + timedelta(days=3)
+    carbon, notes = load_carbon(shared_data_dir() / "carbon", [z for _, _, z in PARTNERS], START, end)
+    setup = time.perf_counter() - t0
+    gpus = sum(s.total_gpus for s in fed.sites)
+    span_d = (w.submit_s[-1] - w.submit_s[0]) / 86_400
+    print(f"federation: {len(fed.sites)} sites, {gpus:,} GPUs; workload: {len(w):,} jobs from Philly "
+          f"({trace.gpu_hours:,.0f} GPU-hours, arrivals over {span_d:.1f} days); set-up {setup:.1f} s")
+    for n in notes:
+        print(f"  carbon: {n}")
+
+    carbon_s, carbon_cpu, c = ours(fed, w, carbon, Settings(Policy.CARBON))
+    decisions = sum(c.decisions)
+    print(f"accord, carbon-aware: {carbon_s:.1f} s wall ({carbon_cpu:.1f} s CPU) = "
+          f"{len(w) / carbon_s:,.0f} jobs/s "
+          f"({decisions:,} placement decisions, {decisions / carbon_s:,.0f}/s; deferred "
+          f"{sum(c.deferred) / len(w):.0%}, abroad {sum(1 for a in c.agreement if a) / len(w):.0%}; "
+          f"mean wait {mean_wait(w, c) / 3600:.2f} h; emissions {np.nansum(c.emissions_g) / 1e6:,.0f} t); "
+          f"peak RSS so far {rss_mib():,.0f} MiB")
+    home_s, home_cpu, h = ours(fed, w, carbon, Settings(Policy.HOME, pass_s=0))
+    print(f"accord, home-site FIFO: {home_s:.1f} s wall ({home_cpu:.1f} s CPU) = "
+          f"{len(w) / home_s:,.0f} jobs/s; "
+          f"mean wait "
+          f"{mean_wait(w, h) / 3600:.3f} h; emissions {np.nansum(h.emissions_g) / 1e6:,.0f} t")
+    m = args.simpy_jobs or len(w)
+    sw = w if m >= len(w) else Workload(w.submit_s[:m], w.gpus[:m], w.runtime_s[:m], w.requested_s[:m],
+                                         w.home[:m], w.partners, w.theme, w.sector, w.window_s)
+    simpy_s, simpy_cpu, simpy_wait = simpy_home_fifo(fed, sw)
+    print(f"SimPy, home-site FIFO: {m:,} jobs in {simpy_s:.1f} s wall ({simpy_cpu:.1f} s CPU) = "
+          f"{m / simpy_s:,.0f} jobs/s; mean wait "
+          f"{simpy_wait / 3600:.3f} h")
+    if m < len(w):
+        _, _, h = ours(fed, sw, carbon, Settings(Policy.HOME, pass_s=0))
+    ours_wait = mean_wait(sw, h)
+    gap = abs(ours_wait - simpy_wait) / max(simpy_wait, 1e-9)
+    print(f"  mean wait of accord's home-site FIFO on those jobs: {ours_wait / 3600:.4f} h vs SimPy's "
+          f"{simpy_wait / 3600:.4f} h ({gap:.2%} apart)")
+    rate_simpy = m / simpy_cpu
+    print(f"ratio (jobs per CPU second): carbon-aware accord / SimPy home FIFO = "
+          f"{len(w) / carbon_cpu / rate_simpy:.2f}x; home FIFO accord / SimPy home FIFO = "
+          f"{len(w) / home_cpu / rate_simpy:.2f}x (target >= 20x)")
+    print(f"peak memory (ru_maxrss): {rss_mib():,.0f} MiB; load average at the end "
+          f"{os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    target = carbon_s <= 60 and len(w) >= 1_000_000
+    print(f"target (1,000,000 jobs, carbon-aware, <= 60 s wall): {'met' if target else 'NOT met'} "
+          f"({carbon_s:.1f} s wall, {carbon_cpu:.1f} s CPU for {len(w):,} jobs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Accounting in the simulator, with the broker's code: energy and emissions per job, and
+the reciprocity ledger's entries for cross-border use (quota used, balances).
+
+Energy is ``carbon.job_energy_kwh`` (GPUs × power × (1 + host share) × run × PUE) and
+emissions ``carbon.job_emissions_g`` over the actual run in the site's zone: the figures
+``footprint.with_footprint`` puts on a usage record. A cross-border job's usage record goes
+through ``ledger.usage_entries``, the function that posts the live ledger's entries (one
+per UTC month, priced at the exchange rate in force at its start), and the simulated
+ledger adds their units to the quota used and the agreements' balances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from accord.domain.carbon import DEFAULT_HOST_SHARE, IntensitySeries, job_emissions_g, job_energy_kwh
+from accord.domain.errors import InvalidInput
+from accord.domain.federation import Federation, GpuPool, Site
+from accord.domain.ledger import usage_entries
+from accord.domain.usage import UsageRecord
+from accord.service.placement_context import quota_left
+from accord.sim.model import Outcome
+
+
+class Accounts:
+    """Energy and emissions of each finished job, written into the outcome."""
+
+    def __init__(self, federation: Federation, keys: tuple[tuple[str, str], ...],
+                 carbon: Mapping[str, IntensitySeries], jobs: int) -> None:
+        sites = {s.id: s for s in federation.sites}
+        self.sites = [sites[k[0]] for k in keys]
+        self.power = [sites[k[0]].pool(k[1]).power_w for k in keys]
+        self.series = [carbon.get(sites[k[0]].grid_zone) for k in keys]
+
+    def record(self, job: int, pool: int, gpus: int, start: float, end: float, out: Outcome) -> None:
+        """Energy and emissions of ``job``'s run [start, end) at ``pool``."""
+        site = self.sites[pool]
+        kwh = job_energy_kwh(gpus, self.power[pool], end - start, site.pue, DEFAULT_HOST_SHARE)
+        out.energy_kwh[job] = kwh
+        s = self.series[pool]
+        if s is None:
+            return
+        a = datetime.fromtimestamp(start, UTC)
+        b = datetime.fromtimestamp(end if end > start else start + 1, UTC)
+        try:
+            out.emissions_g[job] = job_emissions_g(kwh, s, a, b)
+        except InvalidInput:   # the run is not covered by the zone's data: emissions unknown
+            out.emissions_g[job] = math.nan
+
+
+class SimLedger:
+    """The simulated reciprocity ledger: units used per (agreement, requester, host) and UTC
+    month, and each agreement's net balance per partner (provided − used).
+
+    Finished cross-border jobs are buffered and posted in one sweep before the next
+    placement context is built (:meth:`flush`), as the broker's ledger service posts usage
+    in batches. A sweep posts one usage record per (agreement, requester, site, pool, UTC
+    month) for the jobs that ran within one month, through ``ledger.usage_entries``, and one
+    per job for the others; units are therefore rounded to 1e-6 once per record rather than
+    once per job (a difference of at most 5e-7 units a job)."""
+
+    def __init__(self, federation: Federation) -> None:
+        self.fed = federation
+        self.used: dict[tuple[str, str, str], dict[str, Decimal]] = {}
+        self.net: dict[str, dict[str, float]] = {a.id: {} for a in federation.agreements}
+        # (end, agreement, requester, host, units) of every cross-border job
+        self.history: list[tuple[float, str, str, str, float]] = []
+        self.buffer: dict[tuple[str, str, int, str], list[float]] = {}
+        self.sites: dict[int, tuple[Site, GpuPool]] = {}
+        self.rates: dict[tuple[str, int], float] = {}
+        self.count = 0
+
+    def post(self, agreement: str, requester: str, pool: int, site: Site, gpu_pool: GpuPool, gpus: int,
+             start: float, end: float) -> None:
+        """Note a finished cross-border job; it is entered at the next :meth:`flush`."""
+        self.sites[pool] = (site, gpu_pool)
+        a = datetime.fromtimestamp(start, UTC)
+        month = a.strftime("%Y-%m")
+        if datetime.fromtimestamp(end, UTC).strftime("%Y-%m") != month:
+            self._enter(agreement, requester, site, gpu_pool, gpus, start, end)
+        else:
+            row = self.buffer.setdefault((agreement, requester, pool, month), [math.inf, -math.inf, 0.0])
+            row[0], row[1], row[2] = min(row[0], start), max(row[1], end), row[2] + gpus * (end - start)
+        day = int(start // 86_400)
+        rate = self.rates.get((gpu_pool.gpu_model, day))
+        if rate is None:
+            rate = self.fed.rate(gpu_pool.gpu_model, a).units_per_gpu_hour
+            self.rates[(gpu_pool.gpu_model, day)] = rate
+        self.history.append((end, agreement, requester, site.partner, gpus * (end - start) / 3600 * rate))
+
+    def flush(self) -> None:
+        """Enter every buffered job (see the class docstring)."""
+        for (agreement, requester, pool, _), (start, end, gpu_seconds) in self.buffer.items():
+            site, gpu_pool = self.sites[pool]
+            self._enter(agreement, requester, site, gpu_pool, 0, start, end, gpu_seconds)
+        self.buffer.clear()
+
+    def _enter(self, agreement: str, requester: str, site: Site, gpu_pool: GpuPool, gpus: int, start: float,
+               end: float, gpu_seconds: float | None = None) -> None:
+        self.count += 1
+        a, b = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+        record = UsageRecord(f"{site.id}:{self.count}", str(self.count), site.id, gpu_pool.id,
+                             gpu_pool.gpu_model, site.partner, requester, agreement, "sim", a, b, gpus,
+                             gpus * (end - start) if gpu_seconds is None else gpu_seconds, "completed", 0)
+        units = 0.0
+        for e in usage_entries(record, self.fed, b):
+            months = self.used.setdefault((agreement, requester, site.partner), {})
+            months[e.period] = months.get(e.period, Decimal(0)) + e.units
+            units += float(e.units)
+        net = self.net[agreement]
+        net[site.partner] = net.get(site.partner, 0.0) + units
+        net[requester] = net.get(requester, 0.0) - units
+
+    def quota_used(self, agreement: str, requester: str, host: str, period: str) -> Decimal:
+        """Units used in ``period`` (``YYYY-MM``, ``YYYY`` or ``START/END``), as the
+        broker's ``quota_used`` callable answers."""
+        months = self.used.get((agreement, requester, host), {})
+        if "/" in period:
+            return sum(months.values(), Decimal(0))
+        return sum((v for m, v in months.items() if m.startswith(period)), Decimal(0))
+
+    def quota_left(self, at: datetime) -> dict[tuple[str, str, str], float]:
+        """Units left per (agreement, requester, host) at ``at`` (the broker's rule)."""
+        return quota_left(self.fed.agreements, at, self.quota_used)
+
+    def balances(self) -> dict[str, dict[str, float]]:
+        """Each agreement's net units per partner so far (a copy)."""
+        return {a: dict(v) for a, v in self.net.items()}
+
+

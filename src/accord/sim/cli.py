@@ -1,0 +1,201 @@
+"""``accord simulate``: replay a trace over a federation and compare placement policies.
+
+Either the inputs on the command line::
+
+    accord simulate --federation F --trace T --carbon DIR --policy P [--policy P2] [--seed S] --out DIR
+
+or a scenario file (several policies and federation variants in one run; options given on
+the command line as well override the file's)::
+
+    accord simulate --scenario scenario.toml --out DIR
+
+Writes ``results.json``, ``summary.csv``, ``partners.csv`` and ``report.html`` into DIR
+and prints the summary. Bad input gives ``file:line: field: message`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from accord.domain.errors import AccordError, InvalidInput, Problem
+from accord.domain.traces import HomeRule, TraceFormat
+from accord.sim.model import POLICY_HELP, Policy
+from accord.sim.scenario import DEFAULT_START, Scenario, load_scenario, resolve_path
+
+EXIT_INPUT = 2
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``simulate`` on the ``accord`` command's subparsers; returns its parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "simulate", help="replay a job trace over a federation to compare placement policies",
+        description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--scenario", type=Path, help="a scenario TOML file (docs/design/simulator.md)")
+    p.add_argument("--federation", help="federation TOML file")
+    p.add_argument("--trace", help="job trace (Philly CSV, Alibaba pod list, SWF, generic CSV); "
+                                    "'shared:traces/...' reads the shared data directory")
+    p.add_argument("--format", choices=[f.value for f in TraceFormat], help="trace format (default: sniffed)")
+    p.add_argument("--carbon", help="directory of grid intensity files ('shared:carbon' for the shared data)")
+    p.add_argument("--policy", action="append", choices=[x.value for x in Policy],
+                   help="; ".join(f"{k.value}: {v}" for k, v in POLICY_HELP.items()) + " (repeatable)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--jobs", type=int, help="simulate this many jobs (the first, or copies of the trace)")
+    p.add_argument("--load", type=float, help="arrival-rate factor (2: twice as many jobs per hour)")
+    p.add_argument("--size", type=float, help="GPU-count factor")
+    p.add_argument("--start", help="when the first job is submitted (ISO time; default 2020-01-06)")
+    p.add_argument("--window-hours", type=float, help="every job may start this late (its deadline)")
+    p.add_argument("--homes", help="home partner shares, e.g. uk=0.6,fr=0.4 (default: by GPUs owned)")
+    p.add_argument("--homes-by", choices=[h.value for h in HomeRule],
+                   help="draw homes per trace group or job")
+    p.add_argument("--pass-seconds", type=float, help="dispatcher pass interval (0: place on arrival)")
+    p.add_argument("--backfill", action="store_true", help="EASY backfilling at every pool")
+    p.add_argument("--out", type=Path, required=True, help="directory for the report and data")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(simulate=run)
+    return p
+
+
+def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
+    """Run the command; its exit status (problems are printed, never raised)."""
+    from accord.sim.report import summary_rows, write_outputs
+    from accord.sim.runner import run_scenario
+
+    err = stderr or sys.stderr
+    try:
+        scenario = scenario_from_args(args)
+        bar = None if args.quiet else ProgressBar(err)
+        t0 = time.perf_counter()
+        results = run_scenario(scenario, bar)
+        if bar is not None:
+            bar.done()
+        paths = write_outputs(results, args.out)
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=err)
+        return EXIT_INPUT
+    except AccordError as exc:
+        print(f"accord: {exc}", file=err)
+        return EXIT_INPUT
+    for note in results.notes:
+        print(f"note: {note}", file=err)
+    print(f"{'variant':<20} {'policy':<19} {'done':>8} {'t CO2e':>10} {'saving':>7} {'of oracle':>9} "
+          f"{'wait h':>7} {'p95 h':>7}")
+    for row in summary_rows(results):
+        print(f"{row['variant'][:20]:<20} {row['policy']:<19} {row['completed']:>8,} "
+              f"{row['emissions_t']:>10.2f} "
+              f"{_pct(row['saving']):>7} {_pct(row['share_of_achievable']):>9} {row['wait_mean_h']:>7.2f} "
+              f"{row['wait_p95_h']:>7.2f}")
+    print(f"{time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None or v != v else f"{v:.0%}"
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    """The scenario file's settings (if given) with the command line's on top.
+
+    Raises:
+        InvalidInput: a missing required input, or a bad option or file.
+    """
+    base = load_scenario(args.scenario) if args.scenario else None
+    here = Path.cwd()
+    problems = [Problem(f"--{name}", "is required without --scenario", allowed="a path")
+                for name in ("federation", "trace") if base is None and getattr(args, name) is None]
+    if problems:
+        raise InvalidInput(problems)
+    changes: dict[str, Any] = {}
+    for name in ("federation", "trace", "carbon"):
+        if getattr(args, name):
+            changes[name] = resolve_path(getattr(args, name), here)
+    simple = {"seed": "seed", "jobs": "jobs", "load": "load", "size": "size", "pass_seconds": "pass_s"}
+    for arg, key in simple.items():
+        if getattr(args, arg) is not None:
+            changes[key] = getattr(args, arg)
+    if args.policy:
+        changes["policies"] = tuple(dict.fromkeys(Policy(p) for p in args.policy))
+    if args.format:
+        changes["trace_format"] = TraceFormat(args.format)
+    if args.window_hours is not None:
+        changes["window_h"] = args.window_hours
+    if args.backfill:
+        changes["backfill"] = True
+    if args.homes_by:
+        changes["home_rule"] = HomeRule(args.homes_by)
+    if args.homes:
+        changes["shares"] = _shares(args.homes)
+    if args.start:
+        changes["start"] = _start(args.start)
+    _check_numbers(changes)
+    if base is None:
+        return Scenario(**{"federation": Path(), "trace": Path(), "carbon": None, "start": DEFAULT_START,
+                           **changes})
+    return dataclasses.replace(base, **changes)
+
+
+def _check_numbers(changes: dict[str, Any]) -> None:
+    problems = []
+    for key, flag, low in (("jobs", "--jobs", 1), ("load", "--load", 0), ("size", "--size", 0),
+                           ("pass_s", "--pass-seconds", -1e-9), ("window_h", "--window-hours", -1e-9)):
+        v = changes.get(key)
+        if v is not None and not v > low:
+            problems.append(Problem(flag, "is out of range", str(v), f"a number > {max(low, 0):g}"))
+    if problems:
+        raise InvalidInput(problems)
+
+
+def _shares(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InvalidInput([Problem("--homes", "is not a list of partner=weight", text,
+                                        "e.g. uk=0.6,fr=0.4")]) from None
+    return out
+
+
+def _start(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput([Problem("--start", "is not a time", text, "e.g. 2020-01-06T00:00:00Z")]) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal stream (a line per run elsewhere)."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self.label = ""
+        self.t0 = time.perf_counter()
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label != self.label:
+            if self.label and self.tty:
+                self.stream.write("\n")
+            self.label, self.t0 = label, time.perf_counter()
+            if not self.tty:
+                self.stream.write(f"simulating {label}: {total:,} jobs\n")
+        if not self.tty:
+            return
+        frac = done / total if total else 1.0
+        fill = int(frac * self.width)
+        rate = done / max(1e-9, time.perf_counter() - self.t0)
+        self.stream.write(f"\r{label[:40]:<40} [{'#' * fill}{'.' * (self.width - fill)}] {frac:4.0%} "
+                          f"{rate:,.0f} jobs/s")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty and self.label:
+            self.stream.write("\n")

@@ -1,0 +1,117 @@
+"""The simulator's records: policies, settings, the workload and the per-job outcome."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from accord.domain.federation import PlacementWeights
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+
+
+class Policy(enum.Enum):
+    """How the simulated broker places jobs (``docs/design/simulator.md``)."""
+
+    HOME = "home"                                 # home-site FIFO: the job's own partner's sites, now
+    EARLIEST = "earliest"                         # the least queue anywhere the agreements allow
+    CARBON = "carbon"                             # + emissions in space and time (no reciprocity term)
+    CARBON_RECIPROCITY = "carbon-reciprocity"     # + the reciprocity balance term
+
+
+POLICY_HELP = {
+    Policy.HOME: "home-site FIFO (baseline): the job's partner's sites, wait term only",
+    Policy.EARLIEST: "earliest start across the federation: wait term only, no border cost",
+    Policy.CARBON: "carbon-aware in space and time: the federation's weights, reciprocity off",
+    Policy.CARBON_RECIPROCITY: "carbon-aware with reciprocity balance: the federation's weights",
+}
+
+
+def policy_weights(policy: Policy, federation: PlacementWeights) -> PlacementWeights:
+    """The placement weights a policy uses, from the federation's own.
+
+    >>> policy_weights(Policy.EARLIEST, PlacementWeights()).wait
+    1.0
+    >>> policy_weights(Policy.CARBON, PlacementWeights()).reciprocity
+    0.0
+    """
+    if policy in (Policy.HOME, Policy.EARLIEST):
+        return replace(federation, wait=1.0, emissions=0.0, reciprocity=0.0, cost=0.0, border=0.0)
+    if policy is Policy.CARBON:
+        return replace(federation, reciprocity=0.0)
+    return federation
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How one run is simulated.
+
+    ``pass_s``: the broker's dispatcher pass interval (0: each job is placed as it
+    arrives); ``refresh_s``: how often the placement context (quota left, balances,
+    forecasts) is rebuilt, and jobs that had to wait are tried again; ``backfill``: EASY
+    backfilling at every pool, looking at most ``backfill_depth`` jobs down the queue.
+    """
+
+    policy: Policy = Policy.HOME
+    pass_s: float = 60.0
+    refresh_s: float = 1800.0
+    backfill: bool = False
+    backfill_depth: int = 100
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Workload:
+    """The jobs to simulate, in submit order: epoch seconds, GPUs, actual and requested run
+    times (s), home partner (index into ``partners``), and what every job's spec carries:
+    theme, sector and a window (deadline = submit + requested + window; None: no deadline,
+    the agreements' default flexibility applies abroad)."""
+
+    submit_s: Floats
+    gpus: Ints
+    runtime_s: Floats
+    requested_s: Floats
+    home: Ints
+    partners: tuple[str, ...]
+    theme: str | None = None
+    sector: str | None = None
+    window_s: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.submit_s)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Per job (lists indexed by job): when it was placed, started and ended (epoch s, NaN
+    if never), its pool (index into ``pool_keys``; -1 if never placed), the agreement it
+    ran under ("" at home), placement's emissions estimate, the accounted energy (kWh) and
+    emissions (g; NaN when the zone has no intensity data), whether it was deferred or
+    rejected, and how many placement decisions it took."""
+
+    placed_at: list[float]
+    start: list[float]
+    end: list[float]
+    pool: list[int]
+    agreement: list[str]
+    estimate_g: list[float]
+    energy_kwh: list[float]
+    emissions_g: list[float]
+    deferred: list[bool]
+    rejected: list[bool]
+    decisions: list[int]
+
+    @staticmethod
+    def empty(n: int) -> Outcome:
+        nan = float("nan")
+        return Outcome([nan] * n, [nan] * n, [nan] * n, [-1] * n, [""] * n, [nan] * n, [nan] * n,
+                       [nan] * n, [False] * n, [False] * n, [0] * n)
+
+    def rejected_waiting(self, jobs: Iterable[int]) -> None:
+        """Jobs still waiting at the end (nothing could ever take them) count as rejected."""
+        for j in jobs:
+            self.rejected[j] = True

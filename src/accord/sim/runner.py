@@ -1,0 +1,191 @@
+"""Run a scenario: load its inputs, simulate every (variant, policy), score against the oracle.
+
+The shell around the kernel: it reads the files (federation, trace, intensity data), builds
+the workload once, runs each policy on each federation variant with
+:class:`~accord.sim.kernel.Simulation`, computes the emissions oracle per variant and the
+figures of every run (:mod:`accord.sim.metrics`).
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from accord.adapters.carbon.files import SHARED_FILES, load_series, read_text
+from accord.adapters.carbon.profiles import ProfileSource
+from accord.adapters.federation_file import load_federation
+from accord.domain.carbon import IntensitySeries
+from accord.domain.errors import InvalidInput, Problem, Unavailable
+from accord.domain.federation import Federation
+from accord.domain.traces import Trace, assign_homes, parse_trace, scale, sniff_trace
+from accord.sim.kernel import Simulation
+from accord.sim.metrics import Run, comparable, summary
+from accord.sim.model import Policy, Settings, Workload
+from accord.sim.oracle import oracle_emissions
+from accord.sim.scenario import Scenario, apply_variant, locate
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    """Every run's figures, per variant, and notes on the inputs (JSON-ready)."""
+
+    scenario: dict[str, Any]
+    variants: list[dict[str, Any]]
+    notes: list[str]
+
+
+def load_trace(s: Scenario) -> Trace:
+    """The scenario's trace, parsed and scaled.
+
+    Raises:
+        InvalidInput: unreadable, of an unknown format, or with bad rows (file:line each).
+    """
+    text = read_text(s.trace)
+    fmt = s.trace_format or sniff_trace(text)
+    if fmt is None:
+        first = text.splitlines()[0][:80] if text else "(empty)"
+        raise InvalidInput([Problem("format", "not a trace format Accord reads", first,
+                                    "philly, alibaba, swf, csv (see docs/design/simulator.md)",
+                                    str(s.trace), 1)])
+    trace = parse_trace(text, str(s.trace), fmt, round_s=s.round_s, procs_per_gpu=s.procs_per_gpu)
+    return scale(trace, jobs=s.jobs, load=s.load, size=s.size)
+
+
+def workload(s: Scenario, trace: Trace, fed: Federation) -> Workload:
+    """Jobs with their home partners, submit times from the scenario's start, and specs.
+
+    Raises:
+        InvalidInput: home shares that do not fit the federation.
+    """
+    shares = s.shares or {p.id: float(sum(x.total_gpus for x in fed.sites if x.partner == p.id))
+                          for p in fed.partners}
+    home, partners = assign_homes(trace, shares, s.home_rule, s.seed, [p.id for p in fed.partners])
+    theme = s.theme or (fed.themes[0] if fed.themes else None)
+    return Workload(trace.submit_s + s.start.timestamp(), trace.gpus, trace.runtime_s, trace.requested_s,
+                    home, partners, theme, s.sector, None if s.window_h is None else s.window_h * 3600)
+
+
+def federations(s: Scenario) -> list[tuple[str, Federation]]:
+    """The federation of each variant (the file itself for a variant that changes nothing).
+
+    Raises:
+        InvalidInput: a bad federation file or variant (with file and line).
+    """
+    base = load_federation(s.federation)
+    doc = tomllib.loads(s.federation.read_text(encoding="utf-8"))
+    out = []
+    for v in s.variants:
+        if not (v.add_sites or v.remove_sites or v.pools):
+            out.append((v.name, base))
+            continue
+        try:
+            out.append((v.name, apply_variant(doc, v)))
+        except InvalidInput as exc:
+            raise locate(exc, s.text, s.source) if s.text else exc from None
+    return out
+
+
+def load_carbon(directory: Path | None, zones: Iterable[str], start: datetime, end: datetime
+                ) -> tuple[dict[str, IntensitySeries], list[str]]:
+    """Each zone's actual intensity over [start, end): from a file in ``directory`` named
+    after the zone (``GB.csv``, ``fr.json``...) or with the shared data's name for it
+    (``gb_ci.csv``...), when it covers the span; else the built-in typical profile, with a
+    note saying so; else none (its emissions are unknown)."""
+    out: dict[str, IntensitySeries] = {}
+    notes: list[str] = []
+    profiles = ProfileSource()
+    for zone in sorted(set(zones)):
+        path = _zone_file(directory, zone) if directory is not None else None
+        why = "no file for it" if directory is not None else "no carbon directory given"
+        if path is not None:
+            s = load_series(path, zone)
+            if s.covers(start, end):
+                out[zone] = s
+                continue
+            why = f"{path.name} covers {s.start:%Y-%m-%d}..{s.end:%Y-%m-%d}, not the simulated span"
+        try:
+            out[zone] = profiles.intensity(zone, start, end)
+            notes.append(f"{zone}: built-in typical profile ({why})")
+        except Unavailable as exc:
+            notes.append(f"{zone}: no intensity data, emissions unknown ({why}; {exc})")
+    return out, notes
+
+
+def _zone_file(directory: Path, zone: str) -> Path | None:
+    if not directory.is_dir():
+        raise InvalidInput([Problem("carbon", "not a directory", str(directory),
+                                    "a directory of intensity files (e.g. the shared data's carbon/)")])
+    for p in sorted(directory.iterdir()):
+        if p.stem.lower() == zone.lower() and p.suffix.lower() in (".csv", ".json"):
+            return p
+    shared = SHARED_FILES.get(zone)
+    if shared is not None:
+        for candidate in (directory / Path(shared[0]).name, directory / shared[0]):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
+    """Simulate every policy on every variant; the figures, with the oracle's.
+
+    Raises:
+        InvalidInput: any bad input file (with file and line).
+    """
+    variants = federations(s)
+    trace = load_trace(s)
+    work = workload(s, trace, variants[0][1])
+    # a file must cover the submissions and two days more (the windows); runs that outlast
+    # it have unknown emissions, counted as such
+    first, last = float(work.submit_s[0]), float(work.submit_s[-1])
+    span_end = datetime.fromtimestamp(last, UTC) + timedelta(days=2)
+    zones = {site.grid_zone for _, fed in variants for site in fed.sites if site.grid_zone}
+    carbon, notes = load_carbon(s.carbon, zones, datetime.fromtimestamp(first, UTC), span_end)
+    if trace.skipped:
+        skipped = ", ".join(f"{k}: {v}" for k, v in sorted(trace.skipped.items()))
+        notes.append(f"trace rows skipped: {skipped}")
+    out = []
+    for name, fed in variants:
+        runs = [simulate(name, fed, work, carbon, _settings(s, p), progress) for p in s.policies]
+        oracle = oracle_emissions(fed, work, carbon, slack_s=2 * s.pass_s)
+        mask = comparable(runs, oracle)
+        baseline = next((r for r in runs if r.policy is Policy.HOME), runs[0])
+        out.append({"name": name, "gpus": sum(x.total_gpus for x in fed.sites),
+                    "sites": [{"id": x.id, "partner": x.partner, "zone": x.grid_zone, "gpus": x.total_gpus}
+                              for x in fed.sites],
+                    "baseline": baseline.policy.value,
+                    "runs": [summary(r, mask, baseline, oracle) for r in runs]})
+    return Results(describe(s, trace, work), out, notes)
+
+
+def simulate(name: str, fed: Federation, work: Workload, carbon: Mapping[str, IntensitySeries],
+             settings: Settings, progress: Progress | None = None) -> Run:
+    """One run of one policy over one federation."""
+    label = f"{name} / {settings.policy.value}"
+    tick = None if progress is None else (lambda i, n: progress(label, i, n))
+    t0 = time.perf_counter()
+    sim = Simulation(fed, work, carbon, settings, tick)
+    outcome = sim.run()
+    return Run(name, settings.policy, fed, sim.keys, work, outcome, tuple(sim.ledger.history),
+               time.perf_counter() - t0)
+
+
+def _settings(s: Scenario, policy: Policy) -> Settings:
+    return Settings(policy, s.pass_s, s.refresh_s, s.backfill, s.backfill_depth)
+
+
+def describe(s: Scenario, trace: Trace, work: Workload) -> dict[str, Any]:
+    """The scenario's inputs, for the report."""
+    return {"source": s.source, "federation": str(s.federation), "trace": str(s.trace),
+            "carbon": str(s.carbon) if s.carbon else None, "start": s.start.isoformat(), "seed": s.seed,
+            "policies": [p.value for p in s.policies], "jobs": len(work), "gpu_hours": trace.gpu_hours,
+            "load": s.load, "size": s.size, "pass_seconds": s.pass_s, "backfill": s.backfill,
+            "window_hours": s.window_h, "theme": work.theme,
+            "homes": {p: int((work.home == i).sum()) for i, p in enumerate(work.partners)}}

@@ -1,0 +1,307 @@
+"""Scenario files: which federation, trace, carbon data, policies and variants to simulate.
+
+A scenario is TOML (``docs/design/simulator.md`` documents every key)::
+
+    [simulation]
+    federation = "federation.toml"      # relative to the scenario file
+    trace = "shared:traces/philly_sia.csv"   # "shared:" = the shared data directory
+    carbon = "shared:carbon"            # a directory of intensity files
+    start = 2020-01-06T00:00:00Z        # when the trace's first job is submitted
+    policies = ["home", "carbon"]
+
+    [trace]      jobs, load, size, format, round_minutes, procs_per_gpu
+    [homes]      by = "group" | "job" | "column"; shares = { uk = 0.6, fr = 0.4 }
+    [jobs]       theme, sector, window_hours
+
+    [[variants]]                        # federation variants (capacity planning)
+    name = "growth zone"
+    remove_sites = ["juelich"]
+    pools = { "bristol/h100" = 512 }    # resize pools
+    [[variants.add_sites]]              # a site as in a federation file, with its pools
+
+Every problem is reported with the scenario file's line, like the federation file's.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from accord.adapters.carbon.files import shared_data_dir
+from accord.adapters.federation_file import locate_lines
+from accord.domain.errors import InvalidInput, Problem
+from accord.domain.federation import Federation
+from accord.domain.federation_schema import parse_federation
+from accord.domain.fieldreader import FieldReader
+from accord.domain.traces import HomeRule, TraceFormat
+from accord.sim.model import Policy
+
+SECTIONS = ("simulation", "trace", "homes", "jobs", "variants")
+SIM_KEYS = ("federation", "trace", "carbon", "start", "seed", "policies", "pass_seconds", "refresh_seconds",
+            "backfill", "backfill_depth")
+TRACE_KEYS = ("jobs", "load", "size", "format", "round_minutes", "procs_per_gpu")
+HOME_KEYS = ("by", "shares")
+JOB_KEYS = ("theme", "sector", "window_hours")
+VARIANT_KEYS = ("name", "add_sites", "remove_sites", "pools")
+DEFAULT_START = datetime(2020, 1, 6, tzinfo=UTC)   # a Monday inside the shared intensity data
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A change to the federation: sites added (federation-file tables) or removed, pools
+    resized (``site/pool`` → GPUs)."""
+
+    name: str
+    add_sites: tuple[Mapping[str, Any], ...] = ()
+    remove_sites: tuple[str, ...] = ()
+    pools: Mapping[str, int] = field(default_factory=dict)
+    index: int = -1   # its place in the scenario file's [[variants]] (for messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """Everything one ``accord simulate`` run needs to know (paths resolved)."""
+
+    federation: Path
+    trace: Path
+    carbon: Path | None
+    start: datetime = DEFAULT_START
+    seed: int = 1
+    policies: tuple[Policy, ...] = (Policy.HOME,)
+    pass_s: float = 60.0
+    refresh_s: float = 1800.0
+    backfill: bool = False
+    backfill_depth: int = 100
+    jobs: int | None = None
+    load: float = 1.0
+    size: float = 1.0
+    trace_format: TraceFormat | None = None
+    round_s: int = 1800
+    procs_per_gpu: int = 1
+    home_rule: HomeRule = HomeRule.GROUP
+    shares: Mapping[str, float] = field(default_factory=dict)
+    theme: str | None = None
+    sector: str | None = None
+    window_h: float | None = None
+    variants: tuple[Variant, ...] = (Variant("base"),)
+    source: str = "<command line>"
+    text: str = ""
+
+
+def resolve_path(raw: str, base: Path) -> Path:
+    """``shared:REL`` in the shared data directory, else relative to ``base``.
+
+    Raises:
+        InvalidInput: ``shared:`` with no shared data directory.
+    """
+    if raw.startswith("shared:"):
+        return shared_data_dir() / raw.removeprefix("shared:")
+    p = Path(raw).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and check a scenario file.
+
+    Raises:
+        InvalidInput: unreadable, not TOML, or any bad field (each with its line).
+    """
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput([Problem("scenario", f"cannot read: {exc.strerror or exc}", source,
+                                    "a scenario TOML file", source)]) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where = _TOML_POS.search(str(exc))
+        message = _TOML_POS.sub("", str(exc)).strip()
+        raise InvalidInput([Problem("toml", f"malformed TOML: {message}", source=source,
+                                    line=int(where.group(1)) if where else None)]) from None
+    try:
+        return parse_scenario(doc, path.parent, source, text)
+    except InvalidInput as exc:
+        raise locate(exc, text, source) from None
+
+
+def locate(exc: InvalidInput, text: str, source: str) -> InvalidInput:
+    """``exc`` with each problem's file and line in ``text``."""
+    lines = locate_lines(text)
+    out = []
+    for p in exc.problems:
+        path, line = p.where, None
+        while path and line is None:
+            line = lines.get(path)
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        out.append(replace(p, source=p.source or source, line=p.line or line))
+    return InvalidInput(out)
+
+
+def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = "") -> Scenario:
+    """Build a scenario from a parsed TOML document (paths relative to ``base``).
+
+    Raises:
+        InvalidInput: every problem found, each naming its field.
+    """
+    r = FieldReader()
+    r.unknown_keys(doc, "", SECTIONS)
+    sim, tr = r.table(doc, "simulation", ""), r.table(doc, "trace", "")
+    homes, jobs = r.table(doc, "homes", ""), r.table(doc, "jobs", "")
+    r.unknown_keys(sim, "simulation", SIM_KEYS)
+    r.unknown_keys(tr, "trace", TRACE_KEYS)
+    r.unknown_keys(homes, "homes", HOME_KEYS)
+    r.unknown_keys(jobs, "jobs", JOB_KEYS)
+    fed = r.text(sim, "federation", "simulation")
+    trace = r.text(sim, "trace", "simulation")
+    carbon = r.text(sim, "carbon", "simulation", required=False)
+    policies = _policies(r, sim.get("policies", ["home"]))
+    start = _start(r, sim.get("start"))
+    variants = tuple(_variant(r, v, i) for i, v in enumerate(r.tables(doc, "variants", "")))
+    variants = variants or (Variant("base"),)
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        r.add("variants", "variant names must be unique", ", ".join(names), "distinct names")
+    shares = _shares(r, homes.get("shares", {}))
+    if r.problems or fed is None or trace is None:
+        raise InvalidInput(r.problems)
+    return Scenario(
+        federation=resolve_path(fed, base), trace=resolve_path(trace, base),
+        carbon=resolve_path(carbon, base) if carbon else None, start=start,
+        seed=int(_num(r, sim, "seed", "simulation", 1, 0)), policies=policies,
+        pass_s=_num(r, sim, "pass_seconds", "simulation", 60.0, 0), refresh_s=_num(
+            r, sim, "refresh_seconds", "simulation", 1800.0, 60),
+        backfill=_flag(r, sim, "backfill", "simulation"),
+        backfill_depth=int(_num(r, sim, "backfill_depth", "simulation", 100, 1)),
+        jobs=r.integer(tr, "jobs", "trace", minimum=1) if "jobs" in tr else None,
+        load=_num(r, tr, "load", "trace", 1.0, 1e-6), size=_num(r, tr, "size", "trace", 1.0, 1e-6),
+        trace_format=r.choice(tr, "format", "trace", TraceFormat) if "format" in tr else None,
+        round_s=int(_num(r, tr, "round_minutes", "trace", 30, 1) * 60),
+        procs_per_gpu=int(_num(r, tr, "procs_per_gpu", "trace", 1, 1)),
+        home_rule=r.choice(homes, "by", "homes", HomeRule, default=HomeRule.GROUP) or HomeRule.GROUP,
+        shares=shares, theme=r.text(jobs, "theme", "jobs", required=False),
+        sector=r.text(jobs, "sector", "jobs", required=False),
+        window_h=r.number(jobs, "window_hours", "jobs", minimum=0, maximum=24 * 30, required=False),
+        variants=variants, source=source, text=text)
+
+
+def _num(r: FieldReader, table: Mapping[str, Any], key: str, path: str, default: float,
+         minimum: float) -> float:
+    value = r.number(table, key, path, minimum=minimum, required=False, default=default)
+    return default if value is None else value
+
+
+def _flag(r: FieldReader, table: Mapping[str, Any], key: str, path: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        r.add(f"{path}.{key}", "must be true or false", value, "true, false")
+        return False
+    return value
+
+
+def _policies(r: FieldReader, raw: object) -> tuple[Policy, ...]:
+    allowed = ", ".join(p.value for p in Policy)
+    if not isinstance(raw, list) or not raw:
+        r.add("simulation.policies", "must be a non-empty list of policies", raw, allowed)
+        return (Policy.HOME,)
+    out = []
+    for item in raw:
+        try:
+            out.append(Policy(item))
+        except ValueError:
+            r.add("simulation.policies", "names an unknown policy", item, allowed)
+    return tuple(dict.fromkeys(out))
+
+
+def _start(r: FieldReader, raw: object) -> datetime:
+    if raw is None:
+        return DEFAULT_START
+    if isinstance(raw, str):
+        try:
+            raw = datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    if not isinstance(raw, datetime):
+        r.add("simulation.start", "is not a time", raw, "e.g. 2020-01-06T00:00:00Z")
+        return DEFAULT_START
+    return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+
+
+def _shares(r: FieldReader, raw: object) -> dict[str, float]:
+    if not isinstance(raw, Mapping) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in raw.values()):
+        r.add("homes.shares", "must map partner ids to weights >= 0", raw, 'e.g. { uk = 0.6, fr = 0.4 }')
+        return {}
+    return {str(k): float(v) for k, v in raw.items()}
+
+
+def _variant(r: FieldReader, v: Mapping[str, Any], i: int) -> Variant:
+    path = f"variants[{i}]"
+    r.unknown_keys(v, path, VARIANT_KEYS)
+    name = r.text(v, "name", path) or f"variant {i + 1}"
+    pools = v.get("pools", {})
+    if not isinstance(pools, Mapping) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in pools.values()):
+        r.add(f"{path}.pools", "must map 'site/pool' to a GPU count >= 0", pools, '{ "bristol/h100" = 512 }')
+        pools = {}
+    return Variant(name, tuple(r.tables(v, "add_sites", path)), r.strings(v, "remove_sites", path),
+                   {str(k): int(n) for k, n in pools.items()}, i)
+
+
+def apply_variant(base_doc: Mapping[str, Any], variant: Variant) -> Federation:
+    """The federation of ``base_doc`` (a parsed federation file) changed by ``variant``.
+
+    Raises:
+        InvalidInput: a removed site or resized pool that does not exist, or an added site
+            the federation schema refuses (paths point into the scenario's variant).
+    """
+    r = FieldReader()
+    path = f"variants[{variant.index}]"
+    sites = [dict(s) for s in base_doc.get("sites", [])]
+    ids = [s.get("id") for s in sites]
+    for sid in variant.remove_sites:
+        if sid not in ids:
+            r.add(f"{path}.remove_sites", "names no site of the federation", sid, ", ".join(map(str, ids)))
+    sites = [s for s in sites if s.get("id") not in variant.remove_sites]
+    for key, gpus in variant.pools.items():
+        _resize(r, sites, key, gpus, f"{path}.pools")
+    kept = len(sites)
+    sites += [dict(s) for s in variant.add_sites]
+    if r.problems:
+        raise InvalidInput(r.problems)
+    try:
+        return parse_federation({**base_doc, "sites": sites})
+    except InvalidInput as exc:
+        raise InvalidInput([_into_variant(p, kept, path) for p in exc.problems]) from None
+
+
+def _resize(r: FieldReader, sites: Sequence[dict[str, Any]], key: str, gpus: int, where: str) -> None:
+    site_id, _, pool_id = key.partition("/")
+    for s in sites:
+        if s.get("id") != site_id:
+            continue
+        pools = [dict(p) for p in s.get("pools", [])]
+        for p in pools:
+            if p.get("id") == pool_id:
+                p["gpus"] = gpus
+                s["pools"] = pools
+                return
+    r.add(where, "names no pool of the federation", key, "'site/pool' of an existing pool")
+
+
+def _into_variant(p: Problem, kept: int, path: str) -> Problem:
+    """A federation problem about an added site, pointed at the variant's table."""
+    where = p.where
+    if where.startswith("sites["):
+        index = int(where[6:where.index("]")])
+        if index >= kept:
+            where = f"{path}.add_sites[{index - kept}]{where[where.index(']') + 1:]}"
+            return replace(p, where=where)
+    return replace(p, where=f"{path}: {where}")

@@ -1,0 +1,46 @@
+"""The simulator's fast path, ``placement.choose``, decides exactly as ``place()``: the same
+verdict, pool, start and agreement on random federations, loads, quotas and forecasts (the
+cases of the brute-force reference test), with and without a context."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+from hypothesis import given, settings
+
+from accord.domain.federation import Federation
+from accord.domain.jobs import JobSpec
+from accord.domain.placement import PlacementContext, PoolLoad, choose, place, pool_keys
+from tests.unit.test_placement_reference import cases
+
+
+def _arrays(fed: Federation, loads: dict[tuple[str, str], PoolLoad]) -> tuple[np.ndarray, ...]:
+    keys = pool_keys(fed)
+    sizes = {(s.id, p.id): p.gpus for s in fed.sites for p in s.pools}
+    got = [loads.get(k) for k in keys]
+    return (np.array([x.free_gpus if x else sizes[k] for x, k in zip(got, keys, strict=True)], np.float64),
+            np.array([x.queued_gpus if x else 0 for x in got], np.float64),
+            np.array([x.available if x else True for x in got], np.bool_))
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_choose_agrees_with_place(
+        case: tuple[JobSpec, Federation, dict[tuple[str, str], PoolLoad], datetime, PlacementContext],
+) -> None:
+    spec, fed, loads, at, ctx = case
+    free, queued, available = _arrays(fed, loads)
+    for context in (ctx, None):
+        d = place(spec, fed, loads, at, context=context)
+        c = choose(spec, fed, free, queued, available, at, context=context)
+        assert c.verdict is d.verdict
+        if d.chosen is None:
+            assert c.pool == -1
+            continue
+        assert pool_keys(fed)[c.pool] == (d.chosen.site, d.chosen.pool)
+        assert c.start_s == d.chosen.start.timestamp() if d.chosen.start else True
+        assert (c.agreement.id if c.agreement else None) == d.chosen.agreement
+        if d.chosen.emissions_g is not None:
+            assert c.emissions_g is not None
+            assert abs(c.emissions_g - d.chosen.emissions_g) <= 1e-9 * d.chosen.emissions_g

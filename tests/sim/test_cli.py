@@ -1,0 +1,109 @@
+"""``accord simulate`` end to end: a scenario with variants and policies, the outputs, and
+bad input reported as file:line: field: message with exit status 2 (never a traceback)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from accord.cli import main
+from accord.sim.scenario import load_scenario
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sim"
+Capture = pytest.CaptureFixture[str]
+
+
+def simulate(*args: str) -> int:
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "--quiet", *args])
+    return int(e.value.code or 0)
+
+
+def test_scenario_with_variants_writes_every_output(tmp_path: Path, capsys: Capture) -> None:
+    scenario = str(FIXTURES / "scenario.toml")
+    assert simulate("--scenario", scenario, "--jobs", "400", "--out", str(tmp_path)) == 0
+    printed = capsys.readouterr().out
+    assert "growth zone" in printed and "carbon-reciprocity" in printed
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert [v["name"] for v in doc["variants"]] == ["today", "growth zone"]
+    today, growth = doc["variants"]
+    assert growth["gpus"] == today["gpus"] - 128 + 128 + 120_000   # cambridge out, juelich doubled, NE in
+    for v in doc["variants"]:
+        assert [r["policy"] for r in v["runs"]] == ["home", "earliest", "carbon", "carbon-reciprocity"]
+        for r in v["runs"]:
+            assert r["completed"] + r["rejected"] == 400
+            assert r["comparison"]["oracle_t"] <= r["comparison"]["emissions_t"] + 1e-9
+    rows = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
+    assert len(rows) == 8 and rows[0]["policy"] == "home" and rows[0]["saving"] == "0"
+    report = (tmp_path / "report.html").read_text()
+    assert "<svg" in report and "<script" not in report and "http://" not in report.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    assert (tmp_path / "partners.csv").read_text().startswith("variant,policy,partner,")
+
+
+def test_command_line_inputs_without_a_scenario(tmp_path: Path) -> None:
+    code = simulate("--federation", str(FIXTURES / "federation.toml"), "--trace", str(FIXTURES / "small.swf"),
+                    "--carbon", "shared:carbon", "--policy", "carbon", "--seed", "3", "--out", str(tmp_path))
+    assert code == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["scenario"]["jobs"] == 4 and doc["variants"][0]["runs"][0]["policy"] == "carbon"
+
+
+def test_bad_trace_row_is_reported_with_its_line(tmp_path: Path, capsys: Capture) -> None:
+    code = simulate("--federation", str(FIXTURES / "federation.toml"), "--trace", str(FIXTURES / "bad.swf"),
+                    "--out", str(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2 and "bad.swf:4: field 2 (submit time): is not a number (got abc" in err
+    assert "Traceback" not in err
+
+
+def test_bad_scenario_fields_are_reported_with_lines(tmp_path: Path, capsys: Capture) -> None:
+    text = (FIXTURES / "scenario.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('policies = ["home"', 'policy_list = 1\npolicies = ["sometimes"')
+                   .replace("gpus = 120000", "gpus = -5"))
+    (tmp_path / "federation.toml").write_text((FIXTURES / "federation.toml").read_text())
+    code = simulate("--scenario", str(bad), "--out", str(tmp_path / "out"))
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert any(line.startswith(f"{bad}:11: simulation.policy_list: unknown field") for line in err), err
+    assert any(line.startswith(f"{bad}:12: simulation.policies: names an unknown policy (got 'sometimes'")
+               for line in err), err
+
+
+def test_bad_variant_site_points_into_the_scenario(tmp_path: Path, capsys: Capture) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text((FIXTURES / "scenario.toml").read_text().replace("gpus = 120000", "gpus = -5")
+                   .replace('remove_sites = ["cambridge"]', 'remove_sites = ["nowhere"]'))
+    (tmp_path / "federation.toml").write_text((FIXTURES / "federation.toml").read_text())
+    assert simulate("--scenario", str(bad), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "variants[1].remove_sites: names no site of the federation (got 'nowhere'" in err
+
+
+def test_missing_inputs_and_bad_numbers() -> None:
+    assert simulate("--out", "x") == 2
+    assert simulate("--scenario", str(FIXTURES / "scenario.toml"), "--load", "0", "--out", "x") == 2
+
+
+def test_scenario_file_is_read_with_defaults() -> None:
+    s = load_scenario(FIXTURES / "scenario.toml")
+    assert s.window_h == 12 and s.shares == {"uk": 0.6, "fr": 0.25, "de": 0.15}
+    assert [v.name for v in s.variants] == ["today", "growth zone"]
+    assert s.trace.name == "philly_sia.csv" and s.federation == FIXTURES / "federation.toml"
+
+
+def test_malformed_scenario_toml_gives_its_line(tmp_path: Path, capsys: Capture) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[simulation]\nfederation = "f.toml"\ntrace = \n')
+    assert simulate("--scenario", str(bad), "--out", str(tmp_path / "out")) == 2
+    assert capsys.readouterr().err.startswith(f"{bad}:3: toml: malformed TOML: ")
+
+
+def test_missing_trace_file_is_named(tmp_path: Path, capsys: Capture) -> None:
+    code = simulate("--federation", str(FIXTURES / "federation.toml"), "--trace", str(tmp_path / "none.csv"),
+                    "--out", str(tmp_path))
+    assert code == 2 and f"{tmp_path / 'none.csv'}: file: not found" in capsys.readouterr().err

@@ -1,0 +1,189 @@
+"""Golden scenarios: tiny runs whose every figure can be checked by hand.
+
+Every site has one pool of 1,000 W GPUs at PUE 1.0, so a GPU-hour is 1 kW × (1 + 23/28)
+= 1.8214 kWh at the facility, and emits that × the intensity in g.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+
+from accord.sim.cli import ProgressBar
+from accord.sim.kernel import Simulation
+from accord.sim.metrics import Run, balances, comparable, final_balances, jain, summary, utilisation
+from accord.sim.model import Outcome, Policy, Settings
+from accord.sim.oracle import oracle_emissions
+from tests.sim.helpers import KW, T0_S, federation, flat, steps, workload
+
+ONE_SITE = federation([("a", "uk", "GB", 4)])
+
+
+def run(fed, work, carbon, policy=Policy.HOME, **kw) -> Outcome:  # type: ignore[no-untyped-def]
+    return Simulation(fed, work, carbon, Settings(policy, pass_s=0, **kw)).run()
+
+
+def rel(xs: list[float]) -> list[float]:
+    return [x - T0_S for x in xs]
+
+
+# ─── the site scheduler ───
+
+BACKFILL_JOBS = [(0, 2, 3600), (10, 4, 1800), (20, 2, 1800), (30, 2, 7200)]
+
+
+def test_fifo_keeps_submit_order_at_a_pool() -> None:
+    """j0 takes 2 of 4 GPUs; j1 needs all 4 and waits for j0 (3600); j2 and j3 queue behind
+    it and start together when j1 ends (5400)."""
+    out = run(ONE_SITE, workload(BACKFILL_JOBS), {"GB": flat("GB", 100)})
+    assert rel(out.start) == [0, 3600, 5400, 5400]
+    assert rel(out.end) == [3600, 5400, 7200, 12600]
+
+
+def test_easy_backfilling_starts_a_short_job_that_ends_before_the_reservation() -> None:
+    """With EASY, j1 (the head) is reserved at 3600; j2 fits now and ends at 1820 ≤ 3600, so
+    it starts at 20; j3 would run past 3600 on GPUs j1 needs, so it waits."""
+    out = run(ONE_SITE, workload(BACKFILL_JOBS), {"GB": flat("GB", 100)}, backfill=True)
+    assert rel(out.start) == [0, 3600, 20, 5400]
+    assert rel(out.end) == [3600, 5400, 1820, 12600]
+
+
+def test_energy_and_emissions_of_a_run() -> None:
+    """4 GPUs × 1 h at 100 g/kWh: 4 × 1.8214 = 7.2857 kWh, 728.57 g."""
+    out = run(ONE_SITE, workload([(0, 4, 3600)]), {"GB": flat("GB", 100)})
+    assert out.energy_kwh[0] == pytest.approx(4 * KW)
+    assert out.emissions_g[0] == pytest.approx(4 * KW * 100)
+
+
+def test_a_zone_without_data_has_unknown_emissions_but_known_energy() -> None:
+    out = run(ONE_SITE, workload([(0, 1, 3600)]), {})
+    assert out.energy_kwh[0] == pytest.approx(KW)
+    assert math.isnan(out.emissions_g[0])
+
+
+def test_a_job_bigger_than_any_pool_is_rejected() -> None:
+    out = run(ONE_SITE, workload([(0, 8, 60), (5, 1, 60)]), {"GB": flat("GB", 100)})
+    assert out.rejected == [True, False]
+    assert math.isnan(out.start[0]) and rel(out.start)[1] == 5
+
+
+def test_dispatcher_passes_place_jobs_at_pass_times() -> None:
+    """With a 60 s pass, a job submitted at 10 s is placed, and starts, at 60 s."""
+    out = Simulation(ONE_SITE, workload([(10, 1, 60)]), {"GB": flat("GB", 100)},
+                     Settings(Policy.HOME, pass_s=60)).run()
+    assert rel(out.start) == [60] and rel(out.placed_at) == [60]
+
+
+# ─── policies ───
+
+
+def test_carbon_aware_waits_for_the_clean_hours_in_its_window() -> None:
+    """400 g/kWh for 2 h, then 100: a 30-min job with a 6-h window is deferred to 2:00 and
+    emits a quarter of what starting at once (home FIFO) does; that is the oracle too."""
+    fed = federation([("a", "uk", "GB", 4)])
+    carbon = {"GB": steps("GB", [400] * 4 + [100] * 100)}
+    work = workload([(0, 1, 1800)], window_h=6)
+    home = run(fed, work, carbon)
+    green = run(fed, work, carbon, Policy.CARBON)
+    assert rel(home.start) == [0] and rel(green.start) == [7200]
+    assert green.deferred == [True] and green.decisions == [2]   # deferred, then placed at its start
+    assert home.emissions_g[0] == pytest.approx(0.5 * KW * 400)
+    assert green.emissions_g[0] == pytest.approx(0.5 * KW * 100)
+    assert oracle_emissions(fed, work, carbon)[0] == pytest.approx(0.5 * KW * 100)
+
+
+def test_carbon_aware_moves_work_to_a_cleaner_grid_and_the_ledger_counts_it() -> None:
+    """uk's job: GB at 400 g/kWh, FR at 50. Carbon-aware runs it in France under the
+    agreement (2 GPU-hours = 2 units: fr provided 2, uk used 2); home FIFO keeps it in GB."""
+    fed = federation([("a", "uk", "GB", 4), ("b", "fr", "FR", 4)])
+    carbon = {"GB": flat("GB", 400), "FR": flat("FR", 50)}
+    work = workload([(0, 2, 3600)])
+    home, green = run(fed, work, carbon), Simulation(fed, work, carbon, Settings(Policy.CARBON, pass_s=0))
+    out = green.run()
+    assert home.agreement == [""] and home.emissions_g[0] == pytest.approx(2 * KW * 400)
+    assert out.agreement == ["all"] and out.emissions_g[0] == pytest.approx(2 * KW * 50)
+    assert green.ledger.balances()["all"] == {"fr": 2.0, "uk": -2.0}
+
+
+def test_earliest_start_goes_abroad_when_home_is_full() -> None:
+    """uk's site is busy for an hour; earliest-start sends the second job to France at once,
+    home FIFO makes it wait the hour."""
+    fed = federation([("a", "uk", "GB", 4), ("b", "fr", "FR", 4)])
+    carbon = {"GB": flat("GB", 400), "FR": flat("FR", 50)}
+    work = workload([(0, 4, 3600), (60, 4, 600)])
+    assert rel(run(fed, work, carbon).start) == [0, 3600]
+    fast = run(fed, work, carbon, Policy.EARLIEST)
+    assert rel(fast.start) == [0, 60] and fast.agreement == ["", "all"]
+
+
+def test_quota_left_keeps_work_at_home() -> None:
+    """A quota of 1 unit a month: a 2 GPU-hour job may not go to France."""
+    fed = federation([("a", "uk", "GB", 4), ("b", "fr", "FR", 4)], quota=1)
+    out = run(fed, workload([(0, 2, 3600)]), {"GB": flat("GB", 400), "FR": flat("FR", 50)}, Policy.CARBON)
+    assert out.agreement == [""]
+
+
+# ─── metrics ───
+
+
+def test_summary_figures_by_hand() -> None:
+    """The FIFO run above: waits 0, 3590, 5380, 5370 s; the baseline is itself."""
+    fed, work = ONE_SITE, workload(BACKFILL_JOBS)
+    carbon = {"GB": flat("GB", 100)}
+    out = run(fed, work, carbon)
+    r = Run("v", Policy.HOME, fed, (("a", "p"),), work, out, (), 0.0)
+    oracle = oracle_emissions(fed, work, carbon)
+    s = summary(r, comparable([r], oracle), r, oracle)
+    waits = np.array([0, 3590, 5380, 5370]) / 3600
+    assert s["wait_h"]["mean"] == pytest.approx(waits.mean())
+    assert s["wait_h"]["p50"] == pytest.approx(np.percentile(waits, 50))
+    # bounded slowdown: (wait + run) / max(run, 10 s)
+    slowdowns = [1, 5390 / 1800, 7180 / 1800, 12570 / 7200]
+    assert s["bounded_slowdown"]["mean"] == pytest.approx(np.mean(slowdowns))
+    assert s["energy_mwh"] == pytest.approx(KW * (2 + 2 + 1 + 4) / 1000)
+    assert s["comparison"]["saving"] == 0.0
+    # utilisation: 9 GPU-hours busy over 4 GPUs
+    busy = s["utilisation"]["mean"]["a"] * 4 * (len(s["utilisation"]["t"]) * 3600)
+    assert busy == pytest.approx(9 * 3600)
+
+
+def test_jain_index() -> None:
+    assert jain([1.0, 1.0, 1.0]) == 1.0
+    assert jain([3.0, 1.0]) == pytest.approx(16 / 20)
+
+
+def test_balance_over_time_follows_the_ledger() -> None:
+    """The France case above with a second, 1-GPU job two hours later: the balance moves by
+    2 units when the first job ends (at 1 h) and by 1 when the second does (at 3 h)."""
+    fed = federation([("a", "uk", "GB", 4), ("b", "fr", "FR", 4)])
+    carbon = {"GB": flat("GB", 400), "FR": flat("FR", 50)}
+    work = workload([(0, 2, 3600), (7200, 1, 3600)])
+    sim = Simulation(fed, work, carbon, Settings(Policy.CARBON, pass_s=0))
+    out = sim.run()
+    r = Run("v", Policy.CARBON, fed, sim.keys, work, out, tuple(sim.ledger.history), 0.0)
+    b = balances(r)
+    assert rel(b["t"]) == [3600, 7200, 10800]   # hourly buckets to the last end
+    assert b["agreements"]["all"]["fr"] == [2.0, 2.0, 3.0]
+    assert b["agreements"]["all"]["uk"] == [-2.0, -2.0, -3.0]
+    assert final_balances(r)["all"] == {"uk": -3.0, "fr": 3.0, "de": 0.0}
+    assert set(utilisation(r)["sites"]) == {"a", "b"}
+
+
+def test_progress_bar_off_a_terminal_prints_a_line_per_run() -> None:
+    buf = io.StringIO()
+    bar = ProgressBar(buf)
+    bar("today / home", 0, 10)
+    bar("today / home", 10, 10)
+    bar("today / carbon", 0, 10)
+    assert buf.getvalue() == "simulating today / home: 10 jobs\nsimulating today / carbon: 10 jobs\n"
+
+
+def test_a_job_that_can_never_get_quota_ends_rejected() -> None:
+    """uk's only site is in France and its monthly quota (1 unit) is smaller than the job
+    (2 units): the job waits for quota that never suffices, and is rejected in the end."""
+    fed = federation([("b", "fr", "FR", 4)], quota=1)
+    out = run(fed, workload([(0, 2, 3600)]), {"FR": flat("FR", 50)}, Policy.CARBON)
+    assert out.rejected == [True] and math.isnan(out.start[0])

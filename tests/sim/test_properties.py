@@ -1,0 +1,91 @@
+"""Invariants of the simulator on random federations, workloads and intensities (Hypothesis):
+capacity is never exceeded, every job starts no earlier than its submit time and runs for
+exactly its run time, a run is deterministic, and the oracle's emissions are a lower bound."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accord.domain.carbon import IntensitySeries
+from accord.domain.federation import Federation
+from accord.sim.kernel import Simulation
+from accord.sim.model import Outcome, Policy, Settings, Workload
+from accord.sim.oracle import oracle_emissions
+from tests.sim.helpers import federation, steps, workload
+
+ZONES = {"uk": "GB", "fr": "FR", "de": "DE"}
+Case = tuple[Federation, Workload, dict[str, IntensitySeries], Settings]
+
+
+@st.composite
+def cases(draw: Any, ample: bool = False) -> Case:
+    n_jobs = draw(st.integers(1, 25))
+    jobs = sorted((draw(st.integers(0, 6 * 3600)), draw(st.integers(1, 8)), draw(st.integers(60, 5 * 3600)))
+                  for _ in range(n_jobs))
+    partners = draw(st.lists(st.sampled_from(sorted(ZONES)), min_size=1, max_size=3, unique=True))
+    size = sum(j[1] for j in jobs) if ample else draw(st.integers(8, 16))
+    sites = [(f"s{i}", p, ZONES[p], size) for i, p in enumerate(partners)]
+    fed = federation(sites, flexibility_h=draw(st.sampled_from([0.0, 3.0])))
+    homes = [draw(st.sampled_from(partners)) for _ in jobs]
+    window = draw(st.sampled_from([None, 0.0, 4.0]))
+    requested = [j[2] + draw(st.integers(0, 3600)) for j in jobs]
+    work = workload(jobs, window_h=window, requested=requested, homes=homes)
+    carbon = {z: steps(z, draw(st.lists(st.floats(20, 600), min_size=60, max_size=60)))
+              for z in sorted({ZONES[p] for p in partners})}
+    cfg = Settings(draw(st.sampled_from(list(Policy))), pass_s=0 if ample else draw(st.sampled_from([0, 60])),
+                   backfill=draw(st.booleans()))
+    return fed, work, carbon, cfg
+
+
+def _run(case: Case) -> Outcome:
+    fed, work, carbon, cfg = case
+    return Simulation(fed, work, carbon, cfg).run()
+
+
+@settings(max_examples=40, deadline=None)
+@given(cases())
+def test_capacity_is_never_exceeded_and_every_job_runs_its_time(case: Any) -> None:
+    fed, work, _, _ = case
+    out = _run(case)
+    sizes = [p.gpus for s in sorted(fed.sites, key=lambda s: s.id) for p in s.pools]
+    for j in range(len(work)):
+        if out.rejected[j]:
+            continue
+        assert out.start[j] >= work.submit_s[j]
+        assert out.end[j] == out.start[j] + work.runtime_s[j]
+    for pool, size in enumerate(sizes):
+        events = sorted([(out.start[j], work.gpus[j]) for j in range(len(work)) if out.pool[j] == pool]
+                        + [(out.end[j], -work.gpus[j]) for j in range(len(work)) if out.pool[j] == pool],
+                        key=lambda e: (e[0], e[1]))   # ends before starts at the same time
+        level = 0
+        for _, delta in events:
+            level += delta
+            assert 0 <= level <= size
+
+
+@settings(max_examples=20, deadline=None)
+@given(cases())
+def test_a_run_is_deterministic(case: Any) -> None:
+    a, b = _run(case), _run(case)
+    assert a.start == b.start or np.array_equal(np.array(a.start), np.array(b.start), equal_nan=True)
+    assert a.pool == b.pool and a.agreement == b.agreement and a.deferred == b.deferred
+    assert np.array_equal(np.array(a.emissions_g), np.array(b.emissions_g), equal_nan=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(cases(ample=True))
+def test_the_oracle_is_a_lower_bound_of_every_policy(case: Any) -> None:
+    """With capacity to spare no job queues past its window, so the oracle is below every
+    job's emissions under every policy."""
+    fed, work, carbon, _ = case
+    oracle = oracle_emissions(fed, work, carbon)
+    for policy in Policy:
+        out = _run((fed, work, carbon, Settings(policy, pass_s=0)))
+        for j in range(len(work)):
+            if not out.rejected[j] and not math.isnan(out.emissions_g[j]):
+                assert oracle[j] <= out.emissions_g[j] * (1 + 1e-9) + 1e-9
