@@ -95,8 +95,9 @@ def validate_application(fed: Federation, project: Project, agreement: str, host
     """Check an application against the federation.
 
     Raises:
-        InvalidInput: every problem (unknown agreement, a host not party to it, the
-            project's own partner as host, months outside the agreement, sites not the host's).
+        InvalidInput: every problem (unknown agreement, one that does not cover the
+            project's theme, a host not party to it, the project's own partner as host,
+            months outside the agreement, sites not the host's).
     """
     problems: list[Problem] = []
     agreement_ids = [a.id for a in fed.agreements]
@@ -107,6 +108,9 @@ def validate_application(fed: Federation, project: Project, agreement: str, host
     if project.partner not in a.parties:
         problems.append(Problem("agreement", f"project {project.id}'s partner is not a party to it",
                                 agreement, ", ".join(a.parties)))
+    if a.themes and project.theme not in a.themes:
+        problems.append(Problem("agreement", f"covers themes {', '.join(a.themes)}, not the project's theme",
+                                project.theme or "(no theme)", ", ".join(a.themes)))
     if host not in a.parties or host == project.partner:
         problems.append(Problem("host", "must be another party to the agreement", host,
                                 ", ".join(p for p in a.parties if p != project.partner)))
