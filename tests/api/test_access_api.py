@@ -358,3 +358,14 @@ def test_preview_stores_nothing(world: World) -> None:
                                json={"command": ["true"], "project": "climate-a", "gpus": 2})
     assert doc["site"] == "bristol" and doc["cost_units"] == 0.0 and doc["gate"]["action"] == "go"
     assert w.broker.store.list_jobs(limit=10) == []
+
+
+def test_an_allocation_needs_an_agreement_that_covers_the_projects_theme(world: World) -> None:
+    w = world
+    w.ok("alice", "POST", "/api/v1/projects", json={"id": "safety-b", "name": "S", "partner": "uk",
+                                                     "theme": "ai-safety"})
+    r = w.call("alice", "POST", "/api/v1/projects/safety-b/allocations",
+               json={"agreement": "uk-fr", "host": "fr", "units": 5, "start": "2026-11", "end": "2026-12"})
+    assert r.status_code == 422
+    problem = r.json()["problems"][0]
+    assert (problem["field"], problem["got"], problem["allowed"]) == ("agreement", "ai-safety", "climate")
