@@ -219,3 +219,23 @@ def test_quota_used_and_balances_feed_placement(svc: LedgerService) -> None:
     post(svc, usage(3))  # one more uk->fr job: 2 units, picked up incrementally
     assert svc.quota_used("uk-fr", "uk", "fr", "2026") == Decimal("6.000000")
     assert svc.net_balance("uk-fr")["fr"] == Decimal("2.000000")
+
+
+def test_entries_posted_while_verify_reads_are_not_a_false_alarm(svc: LedgerService) -> None:
+    """verify reads the head, then the table: entries posted between the two (a live
+    server posts every half second) must not look like entries appended behind Accord's
+    back; entries that really were (the head never moved over them) still do."""
+    post(svc, *(usage(i) for i in range(5)))
+    before = svc.ledger.head()
+    post(svc, *(usage(i) for i in range(5, 7)))
+    real_head = svc.ledger.head
+    calls = iter([before])
+    svc.ledger.head = lambda: next(calls, None) or real_head()  # type: ignore[method-assign]
+    report = svc.verify()
+    svc.ledger.head = real_head  # type: ignore[method-assign]
+    assert report.ok and report.entries == 7, report
+    assert isinstance(svc.ledger, SqlLedger)
+    with svc.ledger.store.engine.begin() as conn:   # now the head really is behind the table
+        conn.execute(text("UPDATE ledger_head SET seq = :s, hash = :h"), {"s": before[0] - 1, "h": before[1]})
+    report = svc.verify()
+    assert not report.ok and "appended behind Accord's back" in report.problem

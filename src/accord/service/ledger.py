@@ -49,6 +49,7 @@ class LedgerStore(Protocol):
     def check_chain(self, size: int) -> ChainCheck: ...
     def leaf_bodies(self, upto: int) -> list[bytes]: ...
     def head(self) -> tuple[int, str]: ...
+    def hash_at(self, seq: int) -> str | None: ...
     def size(self) -> int: ...
     def close(self, closure: Any) -> None: ...
     def closures(self) -> list[Any]: ...
@@ -261,12 +262,22 @@ class LedgerService:
         if not check.ok:
             return VerifyReport(False, check.count, 0, check.bad_seq, check.problem)
         count, prev = check.count, check.last_hash
-        if size != count or (count and head_hash != prev):
+        consistent = size == count and (not count or head_hash == prev)
+        if not consistent and not self._appended_meanwhile(size, head_hash, count):
             return VerifyReport(False, count, 0, count,
                                 f"the chain head says {size} entries ending {head_hash[:12]}…, "
                                 f"the table has {count} ending {prev[:12]}… (entries removed "
                                 "or appended behind Accord's back)")
         return self._verify_closures(check, count)
+
+    def _appended_meanwhile(self, size: int, head_hash: str, count: int) -> bool:
+        """Whether the table is longer than the head read at the start only because entries
+        were posted while it was read: the verified chain passes through that head, and the
+        head now covers every entry read. (Entries added behind Accord's back never move the
+        head; removed ones make the table shorter.)"""
+        if count <= size or (size and self.ledger.hash_at(size - 1) != head_hash):
+            return False
+        return self.ledger.head()[0] >= count
 
     def _verify_closures(self, check: ChainCheck, count: int) -> VerifyReport:
         closures = self.ledger.closures()
