@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, parents=[common], help=text)
         sp.add_argument("job")
     __import__("accord.sim.cli", fromlist=["add_parser"]).add_parser(sub)   # accord simulate
+    __import__("accord.sim.cli", fromlist=["add_trace_parser"]).add_trace_parser(sub)   # accord trace
     from accord import cli_access  # here, not at the top: it imports this module
 
     cli_access.add_parsers(sub, common)
@@ -147,7 +148,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         return 0
     if args.cmd == "validate":
         return _validate(args)
-    if args.cmd == "simulate":
+    if args.cmd in ("simulate", "trace"):
         return int(args.simulate(args))
     if args.cmd == "ledger" and args.action == "verify":
         return _ledger_verify(args)

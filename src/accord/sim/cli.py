@@ -199,3 +199,46 @@ class ProgressBar:
     def done(self) -> None:
         if self.tty and self.label:
             self.stream.write("\n")
+
+
+def add_trace_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``trace from-sacct`` (Slurm accounting to SWF) on ``accord``'s subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser("trace", help="convert job logs for the simulator")
+    sub = p.add_subparsers(dest="trace_cmd", required=True)
+    s = sub.add_parser("from-sacct", help="Slurm 'sacct --parsable2' output to the Standard Workload Format",
+                       description="Columns needed (any order, header line included): "
+                                   "JobID,User,Submit,Start,End,Timelimit,AllocTRES,State; run sacct with "
+                                   "TZ=UTC. The SWF written counts GPUs as processors.")
+    s.add_argument("input", help="sacct output file, or - for standard input")
+    s.add_argument("--out", type=Path, help="SWF file to write (default: standard output)")
+    s.set_defaults(simulate=run_trace)
+    return p
+
+
+def run_trace(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
+    """Convert; the exit status (2 with every problem printed when the input is wrong)."""
+    from accord.domain.sacct_swf import sacct_to_swf
+
+    err = stderr or sys.stderr
+    source = "<stdin>" if args.input == "-" else args.input
+    try:
+        text = sys.stdin.read() if args.input == "-" else Path(args.input).read_text(encoding="utf-8")
+        converted = sacct_to_swf(text, source)
+    except OSError as exc:
+        print(f"{source}: cannot read: {exc.strerror or exc}", file=err)
+        return 2
+    except UnicodeDecodeError:
+        print(f"{source}: is not UTF-8 text (sacct --parsable2 output expected)", file=err)
+        return 2
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=err)
+        return 2
+    if args.out is None:
+        sys.stdout.write(converted.text)
+    else:
+        args.out.write_text(converted.text, encoding="utf-8")
+    skipped = ", ".join(f"{v} {k}" for k, v in sorted(converted.skipped.items())) or "none"
+    print(f"{converted.jobs} job(s) written{'' if args.out is None else ' to ' + str(args.out)}; "
+          f"skipped: {skipped}", file=err)
+    return 0
