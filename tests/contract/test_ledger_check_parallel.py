@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql import ledger_check
@@ -27,6 +27,7 @@ from accord.domain.federation import Federation
 from accord.domain.ledger import usage_entries
 from accord.domain.usage import UsageRecord
 from accord.service.ledger import LedgerService, VerifyReport
+from tests.contract.ledger_tamper import TAMPER, stray, tamper
 
 START = datetime(2026, 10, 3, 8, tzinfo=UTC)
 N = 40
@@ -110,7 +111,7 @@ def test_a_row_slipped_in_outside_the_sequence_is_found(store: SqlStore,
                                                          small_federation: Federation,
                                                          seq: int, bad: int) -> None:
     with store.engine.begin() as conn:
-        _stray(conn, seq)
+        stray(conn, seq)
     single, sliced = both(store, small_federation)
     assert not single.ok and not sliced.ok, (single, sliced)
     assert single.first_bad_seq == sliced.first_bad_seq == bad
@@ -132,10 +133,6 @@ def test_a_verify_while_other_threads_run_spawns_its_workers(store: SqlStore) ->
         assert ledger_check._context().get_start_method() == "fork"
 
 
-TAMPER = ["edit_body", "edit_column", "edit_hash", "delete", "insert", "swap", "edit_head",
-          "stray_below", "stray_text"]
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.sampled_from(TAMPER), st.sampled_from(EDGES) | st.integers(0, N - 1))
 def test_any_tampering_is_named_at_the_same_entry_with_or_without_slices(
@@ -144,7 +141,7 @@ def test_any_tampering_is_named_at_the_same_entry_with_or_without_slices(
     db = tmp_path_factory.mktemp("tamper") / "l.db"
     store = build(f"sqlite:///{db}", small_federation)
     with store.engine.begin() as conn:
-        _tamper(conn, how, where)
+        tamper(conn, how, where, N)
     single, sliced = both(store, small_federation)
     store.close()
     assert not single.ok and not sliced.ok, (how, where, single, sliced)
@@ -156,38 +153,3 @@ def _expected(how: str, where: int) -> int:
     if how == "swap" and where == N - 1:
         return 0  # entries N-1 and 0 swapped: position 0 is the first wrong
     return {"insert": where + 1, "edit_head": N, "stray_below": -1, "stray_text": N}.get(how, where)
-
-
-def _tamper(conn: Connection, how: str, where: int) -> None:
-    run = conn.execute
-    if how == "edit_body":
-        run(text("UPDATE ledger_entries SET body = replace(body, '\"units\":\"', '\"units\":\"9') "
-                 "WHERE seq = :s"), {"s": where})
-    elif how == "edit_column":
-        run(text("UPDATE ledger_entries SET period = '2030-01' WHERE seq = :s"), {"s": where})
-    elif how == "edit_hash":
-        run(text("UPDATE ledger_entries SET hash = upper(hash) WHERE seq = :s"), {"s": where})
-    elif how == "delete":
-        run(text("DELETE FROM ledger_entries WHERE seq = :s"), {"s": where})
-    elif how == "insert":  # a copy of entry `where` slipped in right after it
-        run(text("UPDATE ledger_entries SET seq = seq + 1000 WHERE seq > :s"), {"s": where})
-        run(text("UPDATE ledger_entries SET seq = seq - 999 WHERE seq > 1000"))
-        run(text("INSERT INTO ledger_entries SELECT seq + 1, id || 'x', agreement, period, "
-                 "job_id, usage_id, body, hash FROM ledger_entries WHERE seq = :s"), {"s": where})
-    elif how == "swap":
-        other = (where + 1) % N
-        run(text("UPDATE ledger_entries SET seq = -1 WHERE seq = :a"), {"a": where})
-        run(text("UPDATE ledger_entries SET seq = :a WHERE seq = :b"), {"a": where, "b": other})
-        run(text("UPDATE ledger_entries SET seq = :b WHERE seq = -1"), {"b": other})
-    elif how == "edit_head":
-        run(text("UPDATE ledger_head SET seq = seq - 1"))
-    elif how == "stray_below":
-        _stray(conn, -1, where)
-    elif how == "stray_text":  # SQLite keeps text in an integer column; it sorts last
-        _stray(conn, "x", where)
-
-
-def _stray(conn: Connection, seq: int | str, copy_of: int = 0) -> None:
-    conn.execute(text("INSERT INTO ledger_entries SELECT :seq, id || 'stray', agreement, period, "
-                      "job_id, usage_id, body, hash FROM ledger_entries WHERE seq = :s"),
-                 {"seq": seq, "s": copy_of})

@@ -23,7 +23,7 @@ from accord.domain.access import (
 )
 from accord.domain.audit import AuditRecord
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
-from accord.domain.jobs import Job, JobState
+from accord.domain.jobs import Event, EventKind, Job, JobState
 from accord.domain.projects import Allocation, AllocationState, Project, User
 from accord.ports import StoredToken
 from accord.service.access import AccessService
@@ -269,9 +269,14 @@ def add_access_routes(app: FastAPI, access: AccessService, broker: Broker, calle
                                                             limit=limit, after=after)]}
 
 
+def _last_hold(job: Job) -> Event | None:
+    """The event that put the job on hold most recently, if any."""
+    return next((e.event for e in reversed(job.story) if e.event.kind is EventKind.HOLD), None)
+
+
 def _hold(job: Job) -> tuple[str, str] | None:
     """(site, rule) of a job's current compliance hold, if that is why it is held."""
-    last = next((e.event for e in reversed(job.story) if e.event.kind.value == "hold"), None)
+    last = _last_hold(job)
     if last is None or last.get("compliance_rule") is None:
         return None
     return last.get("site") or "", last.get("compliance_rule") or ""
@@ -286,9 +291,8 @@ def _sees_hold(p: Principal, job: Job, site: str, broker: Broker) -> bool:
 
 
 def _held(job: Job) -> dict[str, Any]:
-    hold = _hold(job)
-    assert hold is not None
-    last = next(e.event for e in reversed(job.story) if e.event.kind.value == "hold")
+    hold, last = _hold(job), _last_hold(job)
+    assert hold is not None and last is not None
     return {"job": job.id, "owner": job.owner, "project": job.spec.project, "requester": job.spec.partner,
             "site": hold[0], "rule": hold[1], "reason": last.reason, "held_at": last.at.isoformat(),
             "gpus": job.spec.gpus, "time_limit_s": job.spec.time_limit_s}
@@ -296,7 +300,7 @@ def _held(job: Job) -> dict[str, Any]:
 
 def _release_allocation_holds(broker: Broker, a: Allocation) -> None:
     for job in broker.store.list_jobs([JobState.HELD], limit=1000):
-        last = next((e.event for e in reversed(job.story) if e.event.kind.value == "hold"), None)
+        last = _last_hold(job)
         if job.spec.project == a.project and last is not None and last.get("allocation"):
             broker.release(job.id, f"allocation {a.id} approved: {a.units:g} units under {a.agreement}")
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -31,8 +32,18 @@ from accord.api.common import ERRORS, hidden_job, job_facts, note_audit, problem
 from accord.api.dashboard_routes import add_dashboard_routes
 from accord.api.footprint import add_footprint_routes
 from accord.api.ledger_routes import add_ledger_routes
+from accord.api.preview import preview_doc
 from accord.domain import codec
-from accord.domain.access import Access, JobFacts, Principal, can_change_job, can_read_job, can_read_logs
+from accord.domain.access import (
+    Access,
+    JobFacts,
+    Principal,
+    TokenScope,
+    can_change_job,
+    can_read_job,
+    can_read_logs,
+    token_scope,
+)
 from accord.domain.audit import AuditRecord, outcome_of
 from accord.domain.errors import (
     AccordError,
@@ -167,8 +178,6 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord", ledger: Led
     def preview(body: JobSubmission, p: Principal = Depends(caller)) -> dict[str, Any]:
         """What a job would cost, where and when it would run, and which rules would apply
         (nothing is stored)."""
-        from accord.api.preview import preview_doc
-
         shaped = gate.shape(p, body.model_dump(exclude_none=True))
         job, _ = broker.new_submission(shaped.doc, p.user, sector=shaped.sector, notes=shaped.notes)
         return preview_doc(broker, gate, job, list(shaped.notes))
@@ -187,15 +196,15 @@ def create_app(broker: Broker, token: str, *, title: str = "Accord", ledger: Led
                 ) -> Job:
         """The job, if ``p`` may see it and ``rule`` allows; a job they may not see is
         refused in the same words whether or not it exists."""
+        if (refusal := token_scope(p, TokenScope.JOBS_READ)) is not None:
+            refusal.require()    # says which scope is missing: it depends on no job
         try:
             job = broker.store.get_job(job_id)
         except NotFound as exc:
             raise hidden_job(p, job_id, exc) from None
         facts = job_facts(job, broker.federation)
-        seen = can_read_job(p, facts)
-        if not seen.allowed and not seen.rule.startswith("the API token"):
+        if not can_read_job(p, facts).allowed:
             raise hidden_job(p, job_id)
-        seen.require()
         rule(p, facts).require()
         return job
 
@@ -263,9 +272,8 @@ def _nul_fields(doc: Any, where: str) -> list[str]:
     return sorted(found)
 
 
-def _nothing_used(project: str, agreement: str, host: str, first: str, last: str) -> Any:
-    from decimal import Decimal
-
+def _nothing_used(project: str, agreement: str, host: str, first: str, last: str) -> Decimal:
+    """Project use without a ledger: none."""
     return Decimal(0)
 
 

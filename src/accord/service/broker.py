@@ -102,7 +102,8 @@ class Broker:
         self._outages: set[str] = set()  # sites whose tracked jobs were told of the outage
         self._fresh_intents: set[str] = set()  # intents written by this process, not yet tried
         self._checked: dict[str, datetime] = {}  # deferred job -> when it was last reconsidered
-        self._committed: dict[tuple[str, str, str], float] = {}  # allocation use not yet in the ledger
+        # allocation use not yet in the ledger, read once per pass when a job first goes abroad
+        self._committed: dict[tuple[str, str, str], float] | None = None
 
     # ------------------------------------------------------------ user actions
     def submit(
@@ -269,9 +270,7 @@ class Broker:
         placed = waiting = 0
         jobs = self.store.list_jobs([JobState.SUBMITTED], limit=BATCH)
         context = self._placement_context(now, jobs) if jobs else None  # one per pass
-        self._committed = self.gate.committed(
-            self.store.list_jobs([JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING], limit=10 * BATCH),
-            now) if self.gate and jobs else {}
+        self._committed = None
         for job in sorted(jobs, key=lambda j: (_lowered(j), j.submitted_at, j.id)):
             with self._isolated(job):
                 start = job.spec.earliest_start
@@ -328,7 +327,9 @@ class Broker:
             d = instead
         if d.verdict is Verdict.PLACE and d.chosen is not None:
             c = d.chosen
-            review = self.gate.review(job, c, now, self._committed) if self.gate else None
+            review = None
+            if self.gate is not None:   # only a job abroad draws on an allocation
+                review = self.gate.review(job, c, now, self._committed_use(now) if c.agreement else {})
             if review is not None and not self._passes(job, review, now):
                 return False
             why = d.explain() + (f" {review.note}" if review is not None and review.note else "")
@@ -367,8 +368,17 @@ class Broker:
             return False
         if review.commit is not None:
             key, units = review.commit
-            self._committed[key] = self._committed.get(key, 0.0) + units
+            committed = self._committed_use(now)
+            committed[key] = committed.get(key, 0.0) + units
         return True
+
+    def _committed_use(self, now: datetime) -> dict[tuple[str, str, str], float]:
+        """Estimated units of jobs placed abroad and not yet ended (read once per pass)."""
+        if self._committed is None:
+            active = self.store.list_jobs([JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING],
+                                          limit=10 * BATCH)
+            self._committed = self.gate.committed(active, now) if self.gate else {}
+        return self._committed
 
     def _note_once(self, job: Job, reason: str, now: datetime) -> None:
         """Add a NOTE unless the story already ends with the same one (no story spam)."""

@@ -163,10 +163,15 @@ class SqlAccess:
                        m["created_at"])
 
     def projects(self) -> list[Project]:
-        """Every project, by id."""
+        """Every project, by id (two queries, however many projects)."""
         with self.store.transaction() as conn:
-            ids = conn.execute(select(projects.c.id).order_by(projects.c.id)).scalars().all()
-        return [p for i in ids if (p := self.project(i)) is not None]
+            rows = conn.execute(select(projects).order_by(projects.c.id)).all()
+            members: dict[str, set[str]] = {}
+            for project, user in conn.execute(select(project_members.c.project, project_members.c.user_id)):
+                members.setdefault(project, set()).add(user)
+        return [Project(m["id"], m["name"], m["pi"], m["partner"], m["theme"],
+                        frozenset(members.get(m["id"], ())), m["created_at"])
+                for m in (r._mapping for r in rows)]
 
     def add_member(self, project_id: str, user_id: str) -> None:
         """Add a member (adding one twice is harmless)."""
