@@ -139,7 +139,8 @@ def test_researcher_project_allocation_job_and_audit(server: AccordProcess) -> N
     assert "approved by claire: AISI–INESIA cooperation" in decided
     assert "approved" in ok(server, "project", "show", "safety-evals", token=ada).out
 
-    deadline = (datetime.now(UTC) + timedelta(minutes=30)).isoformat(timespec="seconds")
+    # a deadline leaving 20 s of slack: placement may not defer the run to a cleaner hour
+    deadline = (datetime.now(UTC) + timedelta(minutes=10, seconds=20)).isoformat(timespec="seconds")
     job = ["--project", "safety-evals", "--gpu-model", "H100-SXM5-80GB", "--time-limit", "10m",
            "--deadline", deadline, "--", "python", "-c", "print('bonjour')"]
     text = ok(server, "preview", *job, token=ada).out
