@@ -17,7 +17,7 @@ Measured in the same run, pinned to one CPU:
    per job, a ``Container`` of GPUs per pool, the same choice of home pool); its mean wait
    is printed next to run 2's as a check that both simulate the same thing.
 
-    uv run python benchmarks/simulate.py [--jobs 1000000] [--cpu 0] [--simpy-jobs N]
+    uv run python benchmarks/simulate.py [--jobs 1000000] [--cpu 0] [--simpy-jobs N] [--replan 600]
 """
 
 from __future__ import annotations
@@ -151,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--size", type=float, default=2.0, help="GPU-count factor on the trace")
     ap.add_argument("--util", type=float, default=0.7, help="offered load as a share of the GPUs")
     ap.add_argument("--cpu", type=int, default=0, help="pin to this CPU (-1: do not pin)")
+    ap.add_argument("--replan", type=float, default=0.0,
+                    help="reconsider deferred jobs every this many seconds in the carbon-aware run "
+                         "(the live broker: 600; default 0, off)")
     args = ap.parse_args(argv)
     if args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})
@@ -169,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in notes:
         print(f"  carbon: {n}")
 
-    carbon_s, carbon_cpu, c = ours(fed, w, carbon, Settings(Policy.CARBON))
+    carbon_s, carbon_cpu, c = ours(fed, w, carbon, Settings(Policy.CARBON, replan_s=args.replan))
     decisions = sum(c.decisions)
     print(f"accord, carbon-aware: {carbon_s:.1f} s wall ({carbon_cpu:.1f} s CPU) = "
           f"{len(w) / carbon_s:,.0f} jobs/s "

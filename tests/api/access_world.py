@@ -162,11 +162,16 @@ def make_world(tmp: Path, *, verifier: Callable[[str], tuple[str, str]] | None =
                 for user, (institution, grants) in PEOPLE.items():
                     w.enrol(user, institution, grants)
             yield w
-            for j in broker.store.list_jobs(limit=1000):
-                if not j.state.is_final:
-                    try:
-                        broker.cancel(j.id, "test over")
-                    except Exception:  # noqa: S110 - best effort: the test is over
-                        pass
+            cancel_unfinished(broker)
     finally:
         store.close()
+
+
+def cancel_unfinished(broker: Broker, limit: int = 1000) -> None:
+    """Cancel every job still running or waiting when a test is over (best effort)."""
+    for j in broker.store.list_jobs(limit=limit):
+        if not j.state.is_final:
+            try:
+                broker.cancel(j.id, "test over")
+            except Exception:  # noqa: S110 - best effort: the test is over
+                pass

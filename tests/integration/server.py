@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import socket
@@ -9,8 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import httpx
+
+from accord.cli import main
 
 
 def free_port() -> int:
@@ -82,3 +87,21 @@ class AccordProcess:
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "accord", *args], env=self.env,
                               capture_output=True, text=True, timeout=120, check=check)
+
+
+def run_cli(data_dir: Path, *args: str, token: str | None = None) -> tuple[int, str, str]:
+    """Run ``accord ARGS`` in this process against the data directory's server: as the local
+    admin (its token), or with ``token`` in ``$ACCORD_TOKEN``. (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, {"ACCORD_DATA_DIR": str(data_dir)}), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        os.environ.pop("ACCORD_SERVER", None)
+        os.environ.pop("ACCORD_TOKEN", None)
+        if token is not None:
+            os.environ["ACCORD_TOKEN"] = token
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()

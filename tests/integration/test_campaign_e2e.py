@@ -12,11 +12,8 @@ third partner; every read is audited; the abroad jobs are in the ledger under uk
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import math
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
@@ -37,7 +33,6 @@ from accord.adapters.sql.campaign_store import SqlCampaigns
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
-from accord.cli import main
 from accord.domain import signing
 from accord.domain.access import TokenScope
 from accord.service.access import AccessService, RateLimiter
@@ -45,9 +40,10 @@ from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
 from accord.service.gate import Gate
 from accord.service.ledger import LedgerService
+from tests.api.access_world import cancel_unfinished
 from tests.conftest import SMALL_FEDERATION
 from tests.fixtures.campaigns.model_server import EXPECTED, ModelServer
-from tests.integration.server import AccordProcess
+from tests.integration.server import AccordProcess, run_cli
 from tests.integration.slurm_testbed import slurm_federation_text
 
 ADMIN_TOKEN = "campaign-admin-token"
@@ -134,12 +130,7 @@ def testbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
                 tb.tokens[user] = tb.ok("admin", "POST", "/api/v1/tokens", json={
                     "name": user, "scopes": [s.value for s in TokenScope], "for_user": user})["token"]
             yield tb
-            for j in broker.store.list_jobs(limit=100):
-                if not j.state.is_final:
-                    try:
-                        broker.cancel(j.id, "test over")
-                    except Exception:  # noqa: S110 - best effort: the test is over
-                        pass
+            cancel_unfinished(broker, limit=100)
     finally:
         store.close()
 
@@ -282,23 +273,6 @@ sector = "academia"
 """
 
 
-def _cli(data_dir: Path, *args: str, token: str | None = None) -> tuple[int, str, str]:
-    """``accord ARGS`` in this process, as the local admin or with ``token``."""
-    out, err = io.StringIO(), io.StringIO()
-    with mock.patch.dict(os.environ, {"ACCORD_DATA_DIR": str(data_dir)}), \
-            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        os.environ.pop("ACCORD_SERVER", None)
-        os.environ.pop("ACCORD_TOKEN", None)
-        if token is not None:
-            os.environ["ACCORD_TOKEN"] = token
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_the_cli_runs_a_campaign_on_local_sites_and_the_dispatcher_collects(tmp_path: Path) -> None:
     fed = tmp_path / "federation.toml"
     fed.write_text(LOCAL_FEDERATION)
@@ -313,29 +287,29 @@ def test_the_cli_runs_a_campaign_on_local_sites_and_the_dispatcher_collects(tmp_
             tokens = {}
             for user, inst, grant in (("ada", "bristol", []), ("pouk", "bristol", ["--partner", "uk"]),
                                       ("pofr", "sorbonne", ["--partner", "fr"])):
-                assert _cli(data, "user", "add", user, "--name", user, "--institution", inst)[0] == 0
+                assert run_cli(data, "user", "add", user, "--name", user, "--institution", inst)[0] == 0
                 if grant:
-                    assert _cli(data, "user", "grant", user, "programme_officer", *grant)[0] == 0
-                code, out, err = _cli(data, "token", "create", f"{user}-cli", "--for-user", user,
+                    assert run_cli(data, "user", "grant", user, "programme_officer", *grant)[0] == 0
+                code, out, err = run_cli(data, "token", "create", f"{user}-cli", "--for-user", user,
                                       *[x for s in ("jobs:read", "jobs:write", "projects:read",
                                                     "projects:write") for x in ("--scope", s)])
                 assert code == 0, err
                 tokens[user] = out.strip()
             ada = tokens["ada"]
-            assert _cli(data, "project", "create", "evals", "--name", "Evals", "--partner", "uk",
+            assert run_cli(data, "project", "create", "evals", "--name", "Evals", "--partner", "uk",
                         token=ada)[0] == 0
-            code, out, err = _cli(data, "campaign", "create", "--id", "local-1", "--project", "evals",
+            code, out, err = run_cli(data, "campaign", "create", "--id", "local-1", "--project", "evals",
                                   "--partner", "uk", "--partner", "fr", "--site", "bristol",
                                   "--task", "arithmetic:1", "--model", f"calc,{model.url},calc,uk",
                                   "--model", f"fortytwo,{model.url},fortytwo,fr", token=ada)
             assert code == 0, err
             assert "2 model(s), charged to project evals; results embargo: approval" in out
-            bad = _cli(data, "campaign", "create", "--id", "local-2", "--project", "evals", "--partner",
+            bad = run_cli(data, "campaign", "create", "--id", "local-2", "--project", "evals", "--partner",
                        "uk", "--site", "bristol", "--task", "arithmetic:9", "--model", "m,ftp://x,m",
                        token=ada)
             assert bad[0] == 2 and "tasks[0].version: does not match the shipped task arithmetic" in bad[2]
             assert "models[0].base_url: is not an http(s) URL" in bad[2]
-            code, out, err = _cli(data, "campaign", "submit", "local-1", token=ada)
+            code, out, err = run_cli(data, "campaign", "submit", "local-1", token=ada)
             assert code == 0 and out.count("job j") == 2, err
             deadline = time.monotonic() + 90
             while True:     # the dispatcher runs the jobs and collects their logs by itself
@@ -345,16 +319,16 @@ def test_the_cli_runs_a_campaign_on_local_sites_and_the_dispatcher_collects(tmp_
                 if collected == 2 or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
-            assert collected == 2, _cli(data, "campaign", "status", "local-1", token=ada)
-            code, out, err = _cli(data, "campaign", "status", "local-1", token=ada)
+            assert collected == 2, run_cli(data, "campaign", "status", "local-1", token=ada)
+            code, out, err = run_cli(data, "campaign", "status", "local-1", token=ada)
             assert code == 0 and out.count(": completed at bristol") == 2, out
             assert "results: embargoed" in out and "compute at uk:" in out
-            code, _, err = _cli(data, "campaign", "results", "local-1", token=ada)
+            code, _, err = run_cli(data, "campaign", "results", "local-1", token=ada)
             assert code == 2 and "every partner approves release" in err
-            assert _cli(data, "campaign", "approve-release", "local-1", token=tokens["pouk"])[0] == 0
-            code, out, _ = _cli(data, "campaign", "approve-release", "local-1", token=tokens["pofr"])
+            assert run_cli(data, "campaign", "approve-release", "local-1", token=tokens["pouk"])[0] == 0
+            code, out, _ = run_cli(data, "campaign", "approve-release", "local-1", token=tokens["pofr"])
             assert code == 0 and "the embargo has lifted" in out
-            code, out, err = _cli(data, "campaign", "results", "local-1", token=ada)
+            code, out, err = run_cli(data, "campaign", "results", "local-1", token=ada)
             assert code == 0, err
             rows = {tuple(line.split()[:4]) for line in out.splitlines()[1:]}
             assert rows == {("arithmetic", "calc", "accuracy", "1.000"),

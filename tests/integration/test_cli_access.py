@@ -13,22 +13,17 @@ error cases and ``--token-file`` run the real ``accord`` in a subprocess.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from accord.cli import main
-from tests.integration.server import AccordProcess
+from tests.integration.server import AccordProcess, run_cli
 
 RESEARCHER_SCOPES = ("jobs:read", "jobs:write", "projects:read", "projects:write")
 
@@ -57,20 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccordProcess]:
 def accord(server: AccordProcess, *args: str, token: str | None = None) -> Ran:
     """Run ``accord ARGS`` in this process: as the local admin (the data directory's
     token), or with ``token`` in ``$ACCORD_TOKEN``."""
-    env = {"ACCORD_DATA_DIR": str(server.data_dir)}
-    out, err = io.StringIO(), io.StringIO()
-    with mock.patch.dict(os.environ, env), contextlib.redirect_stdout(out), \
-            contextlib.redirect_stderr(err):
-        os.environ.pop("ACCORD_TOKEN", None)
-        os.environ.pop("ACCORD_SERVER", None)
-        if token is not None:
-            os.environ["ACCORD_TOKEN"] = token
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return Ran(code, out.getvalue(), err.getvalue())
+    return Ran(*run_cli(server.data_dir, *args, token=token))
 
 
 def ok(server: AccordProcess, *args: str, token: str | None = None) -> Ran:

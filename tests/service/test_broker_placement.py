@@ -21,7 +21,7 @@ from accord.domain.federation import Federation, QuotaPeriod
 from accord.domain.jobs import EventKind, Job, JobSpec, JobState
 from accord.domain.placement import PoolLoad, Verdict, place
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
-from accord.service.broker import Broker
+from accord.service.broker import Broker, _placement_spec
 from accord.service.placement_context import build_context, quota_left, quota_period
 from tests.conftest import T0
 
@@ -60,6 +60,7 @@ class Pattern:
         self.fails = fails or set()
         self.asked: list[tuple[str, datetime, datetime]] = []
         self.gb = {-1: 300.0, 0: 300.0, 1: 300.0, 2: 100.0, 3: 100.0}
+        self.fr: dict[int, float] = {}
 
     def intensity(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         self.asked.append((zone, start, end))
@@ -68,7 +69,7 @@ class Pattern:
         first = start.replace(minute=0, second=0, microsecond=0)
         hours = math.ceil((end - first) / HOUR)
         at = [(first + k * HOUR - T0) // HOUR for k in range(hours)]
-        values = [self.gb.get(h, 280.0) if zone == "GB" else 50.0 for h in at]
+        values = [self.gb.get(h, 280.0) if zone == "GB" else self.fr.get(h, 50.0) for h in at]
         return series(zone, first, 3600, values, source=f"pattern {zone}")
 
 
@@ -258,3 +259,27 @@ def test_a_job_released_at_its_chosen_start_runs_then_and_is_not_deferred_again(
     place_event = next(e.event for e in placed.story if e.event.kind is EventKind.PLACE)
     assert "a job is shifted in time once" in place_event.reason
     assert place_event.at == T0 + 2 * HOUR
+
+
+def test_a_job_without_a_deadline_keeps_the_window_of_its_first_deferral(
+        small_federation: Federation, store: SqlStore) -> None:
+    """Abroad, a job without a deadline may start up to the agreement's default flexibility
+    (6 h here) late. Deferred to Paris's clean hour, the end of that window goes in its
+    story, and every later placement of the job (a reconsideration, its release) sees it as
+    the job's deadline: the window cannot move ahead of the job."""
+    fed = replace(small_federation, agreements=tuple(replace(a, default_flexibility_hours=6.0)
+                                                     for a in small_federation.agreements))
+    pattern = Pattern()
+    pattern.fr = dict.fromkeys(range(-1, 48), 250.0) | {3: 10.0}
+    b, clock = broker(fed, store, pattern)
+    job, _ = b.submit({"command": ["x"], "partner": "uk", "time_limit": "1h", "theme": "climate"}, "u")
+    b.step()
+    deferred = store.get_job(job.id)
+    defer = deferred.story[-1].event
+    assert (deferred.state, deferred.not_before, defer.get("site")) == (JobState.DEFERRED, T0 + 3 * HOUR,
+                                                                         "paris")
+    assert defer.get("window_end") == (T0 + 7 * HOUR).isoformat()
+    assert job.spec.deadline is None and _placement_spec(deferred).deadline == T0 + 7 * HOUR
+    clock.advance(2 * 3600)   # reconsidered with the kept window: unchanged, still at 3:00
+    b.step()
+    assert store.get_job(job.id).not_before == T0 + 3 * HOUR

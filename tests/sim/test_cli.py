@@ -107,3 +107,65 @@ def test_missing_trace_file_is_named(tmp_path: Path, capsys: Capture) -> None:
     code = simulate("--federation", str(FIXTURES / "federation.toml"), "--trace", str(tmp_path / "none.csv"),
                     "--out", str(tmp_path))
     assert code == 2 and f"{tmp_path / 'none.csv'}: file: not found" in capsys.readouterr().err
+
+
+def test_the_broker_engine_runs_the_live_broker_and_agrees_with_the_kernel(tmp_path: Path) -> None:
+    """``--engine broker`` replays the trace through the live broker (fake ports); with the
+    broker's own cadence (a context every pass, reconsideration every 10 min) the figures
+    are the fast kernel's."""
+    common = ["--federation", str(FIXTURES / "federation.toml"), "--trace", str(FIXTURES / "small.swf"),
+              "--carbon", "shared:carbon", "--policy", "carbon", "--seed", "3", "--window-hours", "6"]
+    scenario = tmp_path / "live.toml"
+    fed, trace = FIXTURES / "federation.toml", FIXTURES / "small.swf"
+    scenario.write_text('[simulation]\nrefresh_seconds = 60\nreplan_seconds = 600\n'
+                        f'federation = "{fed}"\ntrace = "{trace}"\n')
+    runs = {}
+    for engine in ("fast", "broker"):
+        out = tmp_path / engine
+        assert simulate("--scenario", str(scenario), *common, "--engine", engine, "--out", str(out)) == 0
+        doc = json.loads((out / "results.json").read_text())
+        assert doc["scenario"]["engine"] == engine
+        runs[engine] = doc["variants"][0]["runs"][0]
+    fast, slow = runs["fast"], runs["broker"]
+    assert slow["completed"] == fast["completed"] == 4
+    for key in ("emissions_t", "energy_mwh", "wait_h"):
+        assert slow[key] == pytest.approx(fast[key], rel=1e-9), key
+
+
+def test_the_broker_engine_needs_dispatcher_passes(tmp_path: Path, capsys: Capture) -> None:
+    code = simulate("--federation", str(FIXTURES / "federation.toml"), "--trace", str(FIXTURES / "small.swf"),
+                    "--engine", "broker", "--pass-seconds", "0", "--out", str(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2 and "pass_seconds" in err and "Traceback" not in err
+
+
+def test_forecast_and_engine_choices_are_checked(tmp_path: Path, capsys: Capture) -> None:
+    text = (FIXTURES / "scenario.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("[simulation]", '[simulation]\nforecast = "crystal-ball"\nengine = "warp"'))
+    (tmp_path / "federation.toml").write_text((FIXTURES / "federation.toml").read_text())
+    assert simulate("--scenario", str(bad), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "simulation.forecast" in err and "crystal-ball" in err and "history-7d" in err, err
+    assert "simulation.engine" in err and "warp" in err and "broker" in err, err
+
+
+def test_a_history_forecast_run_says_so(tmp_path: Path) -> None:
+    code = simulate("--federation", str(FIXTURES / "federation.toml"), "--trace", str(FIXTURES / "small.swf"),
+                    "--carbon", "shared:carbon", "--policy", "carbon", "--forecast", "history-7d",
+                    "--start", "2020-03-02T00:00:00Z", "--window-hours", "12", "--out", str(tmp_path))
+    assert code == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["scenario"]["forecast"] == "history-7d" and doc["variants"][0]["runs"][0]["completed"] == 4
+
+
+def test_bad_numbers_in_a_scenario_are_reported_not_defaulted(tmp_path: Path, capsys: Capture) -> None:
+    text = (FIXTURES / "scenario.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("seed = 1", "seed = -4")
+                   .replace("pass_seconds = 60", 'pass_seconds = "often"'))
+    (tmp_path / "federation.toml").write_text((FIXTURES / "federation.toml").read_text())
+    assert simulate("--scenario", str(bad), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "simulation.seed" in err and "-4" in err, err
+    assert "simulation.pass_seconds" in err and "often" in err, err

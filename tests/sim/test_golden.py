@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
+from accord.domain.carbon import Forecast, series
+from accord.sim.broker_engine import BrokerEngine
 from accord.sim.cli import ProgressBar
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, balances, comparable, final_balances, jain, summary, utilisation
@@ -90,6 +93,9 @@ def test_carbon_aware_waits_for_the_clean_hours_in_its_window() -> None:
     green = run(fed, work, carbon, Policy.CARBON)
     assert rel(home.start) == [0] and rel(green.start) == [7200]
     assert green.deferred == [True] and green.decisions == [2]   # deferred, then placed at its start
+    # as the live broker: reconsidered every 10 minutes from 0:10 to 1:50 (11 times), unmoved
+    replanned = run(fed, work, carbon, Policy.CARBON, replan_s=600)
+    assert rel(replanned.start) == [7200] and replanned.decisions == [13]
     assert home.emissions_g[0] == pytest.approx(0.5 * KW * 400)
     assert green.emissions_g[0] == pytest.approx(0.5 * KW * 100)
     assert oracle_emissions(fed, work, carbon)[0] == pytest.approx(0.5 * KW * 100)
@@ -105,7 +111,7 @@ def test_carbon_aware_moves_work_to_a_cleaner_grid_and_the_ledger_counts_it() ->
     out = green.run()
     assert home.agreement == [""] and home.emissions_g[0] == pytest.approx(2 * KW * 400)
     assert out.agreement == ["all"] and out.emissions_g[0] == pytest.approx(2 * KW * 50)
-    assert green.ledger.balances()["all"] == {"fr": 2.0, "uk": -2.0}
+    assert {p: float(v) for p, v in green.ledger.balance("all").items()} == {"fr": 2.0, "uk": -2.0}
 
 
 def test_earliest_start_goes_abroad_when_home_is_full() -> None:
@@ -187,3 +193,39 @@ def test_a_job_that_can_never_get_quota_ends_rejected() -> None:
     fed = federation([("b", "fr", "FR", 4)], quota=1)
     out = run(fed, workload([(0, 2, 3600)]), {"FR": flat("FR", 50)}, Policy.CARBON)
     assert out.rejected == [True] and math.isnan(out.start[0])
+
+
+def test_a_history_forecast_defers_to_the_hour_that_used_to_be_clean() -> None:
+    """For nine days the grid was clean (100 g/kWh) at 2:00 and dirty (400) otherwise; on
+    the simulated day it is clean at 5:00 instead. With perfect forecasts a 30-min job with a
+    12-h window runs at 5:00; with the 7-day history forecast it runs at 2:00 and pays 400.
+    The broker engine, through the same carbon source, does the same."""
+    day = [400.0] * 4 + [100.0] * 2 + [400.0] * 42
+    today = [400.0] * 10 + [100.0] * 2 + [400.0] * 36
+    gb = series("GB", datetime.fromtimestamp(T0_S - 9 * 86_400, UTC), 1800, day * 9 + today * 3)
+    work = workload([(0, 1, 1800)], window_h=12)
+    perfect = run(ONE_SITE, work, {"GB": gb}, Policy.CARBON)
+    history = run(ONE_SITE, work, {"GB": gb}, Policy.CARBON, forecast=Forecast.HISTORY_7D)
+    assert rel(perfect.start) == [5 * 3600] and rel(history.start) == [2 * 3600]
+    assert perfect.emissions_g[0] == pytest.approx(0.5 * KW * 100)
+    assert history.emissions_g[0] == pytest.approx(0.5 * KW * 400)
+    live_cfg = Settings(Policy.CARBON, pass_s=60, refresh_s=60, replan_s=600, forecast=Forecast.HISTORY_7D)
+    live = BrokerEngine(ONE_SITE, work, {"GB": gb}, live_cfg).run()
+    assert rel(live.start) == [2 * 3600] and live.emissions_g[0] == pytest.approx(0.5 * KW * 400)
+
+
+def test_a_job_waiting_for_quota_is_placed_when_the_month_renews_it() -> None:
+    """uk's two-GPU jobs can only run in France, under 3 units a month. The first (2 units)
+    runs; the second, submitted after it, waits: 1 unit is left. A French job fills the
+    French pool from 3 March to 2 April. As the broker retries waiting jobs every pass, the
+    second uk job is placed at 00:00 on 1 April, when the quota renews, and starts when the
+    French job ends, in both engines (never earlier: time does not run backwards)."""
+    fed = federation([("a", "uk", "GB", 1), ("b", "fr", "FR", 2)], quota=3)
+    work = workload([(0, 2, 3600), (3 * 3600, 2, 3600), (86_400, 2, 30 * 86_400)], homes=["uk", "uk", "fr"])
+    carbon = {"GB": flat("GB", 100, hours=24 * 60), "FR": flat("FR", 50, hours=24 * 60)}
+    april = datetime(2020, 4, 1, tzinfo=UTC).timestamp()
+    cfg = Settings(Policy.EARLIEST, pass_s=60, refresh_s=60)
+    for out in (Simulation(fed, work, carbon, cfg).run(), BrokerEngine(fed, work, carbon, cfg).run()):
+        assert out.pool == [1, 1, 1] and out.agreement == ["all", "all", ""]
+        assert out.start[0] == T0_S and out.placed_at[1] == april
+        assert out.start[1] == out.end[2] == T0_S + 31 * 86_400

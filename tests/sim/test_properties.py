@@ -30,15 +30,17 @@ def cases(draw: Any, ample: bool = False) -> Case:
     partners = draw(st.lists(st.sampled_from(sorted(ZONES)), min_size=1, max_size=3, unique=True))
     size = sum(j[1] for j in jobs) if ample else draw(st.integers(8, 16))
     sites = [(f"s{i}", p, ZONES[p], size) for i, p in enumerate(partners)]
-    fed = federation(sites, flexibility_h=draw(st.sampled_from([0.0, 3.0])))
-    homes = [draw(st.sampled_from(partners)) for _ in jobs]
+    fed = federation(sites, flexibility_h=draw(st.sampled_from([0.0, 3.0])),
+                     quota=1e9 if ample else draw(st.sampled_from([1e9, 1e9, 12.0])))
+    # a partner without a site of its own must go abroad, under quota (and may wait for it)
+    homes = [draw(st.sampled_from(partners if ample else sorted(ZONES))) for _ in jobs]
     window = draw(st.sampled_from([None, 0.0, 4.0]))
     requested = [j[2] + draw(st.integers(0, 3600)) for j in jobs]
     work = workload(jobs, window_h=window, requested=requested, homes=homes)
     carbon = {z: steps(z, draw(st.lists(st.floats(20, 600), min_size=60, max_size=60)))
               for z in sorted({ZONES[p] for p in partners})}
     cfg = Settings(draw(st.sampled_from(list(Policy))), pass_s=0 if ample else draw(st.sampled_from([0, 60])),
-                   backfill=draw(st.booleans()))
+                   backfill=draw(st.booleans()), replan_s=draw(st.sampled_from([0.0, 600.0])))
     return fed, work, carbon, cfg
 
 
@@ -84,8 +86,8 @@ def test_the_oracle_is_a_lower_bound_of_every_policy(case: Any) -> None:
     job's emissions under every policy."""
     fed, work, carbon, _ = case
     oracle = oracle_emissions(fed, work, carbon)
-    for policy in Policy:
-        out = _run((fed, work, carbon, Settings(policy, pass_s=0)))
+    for policy, replan in [(p, 0.0) for p in Policy] + [(Policy.CARBON, 600.0)]:
+        out = _run((fed, work, carbon, Settings(policy, pass_s=0, replan_s=replan)))
         for j in range(len(work)):
             if not out.rejected[j] and not math.isnan(out.emissions_g[j]):
                 assert oracle[j] <= out.emissions_g[j] * (1 + 1e-9) + 1e-9

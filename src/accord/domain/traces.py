@@ -17,7 +17,8 @@ Formats (``docs/design/simulator.md`` gives the mapping of every field):
 
 A job's requested time is the trace's when it has one at least as long as the run, else
 the run rounded up to a whole ``round_s`` (users ask for round figures; Philly and Alibaba
-record none).
+record none); never more than the broker accepts (``jobspec.MAX_TIME_LIMIT_S``, 30 days):
+a longer job asks for 30 days and runs 30 days, as a site ends a job at its time limit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from accord.domain.errors import InvalidInput, Problem
+from accord.domain.jobspec import MAX_TIME_LIMIT_S
 
 MAX_PROBLEMS = 20
 DEFAULT_ROUND_S = 1800
@@ -145,6 +147,8 @@ class _Rows:
         runtime = np.array(self.runtime, np.float64)[order]
         asked = np.array(self.requested, np.float64)[order]
         requested = np.where(asked >= runtime, asked, round_up(runtime, round_s))
+        requested = np.minimum(requested, MAX_TIME_LIMIT_S)
+        runtime = np.minimum(runtime, requested)
         names = tuple(sorted(set(self.group)))
         index = {g: i for i, g in enumerate(names)}
         group = np.array([index[g] for g in self.group], np.int64)[order]

@@ -29,8 +29,11 @@ from accord.domain.placement import (
     PlacementContext,
     PoolLoad,
     Verdict,
+    after_placing,
+    flexibility_s,
     forecast_zones,
     place,
+    pool_keys,
 )
 from accord.domain.usage import usage_from_job
 from accord.ports import (
@@ -236,7 +239,7 @@ class Broker:
         for job in due:
             with self._isolated(job):
                 self._checked[job.id] = now
-                d = place(job.spec, self.federation, loads, now, context=context)
+                d = place(_placement_spec(job), self.federation, loads, now, context=context)
                 if d.chosen is None or d.verdict not in (Verdict.PLACE, Verdict.DEFER):
                     continue
                 before = job.story[-1].event.get("site")
@@ -278,11 +281,12 @@ class Broker:
                     self._save(apply(job, Event(EventKind.DEFER, now, "waits for its earliest "
                                                 f"start {start.isoformat()}"), not_before=start))
                     continue
-                d = place(job.spec, self.federation, loads, now, context=context)
+                spec = _placement_spec(job)
+                d = place(spec, self.federation, loads, now, context=context)
                 if d.verdict is Verdict.DEFER and _released_at_start(job):
                     d = d.placed_now("Placed at the start its deferral chose: a job is shifted in time "
                                      "once, so its window cannot move ahead of it")
-                if self._act_on(job, d, now, loads):
+                if self._act_on(job, d, now, loads, spec):
                     placed += 1
                 elif d.verdict is not Verdict.DEFER:
                     waiting += 1
@@ -303,25 +307,34 @@ class Broker:
             log.exception("building the placement context failed; placing without it this pass")
             return None
 
-    def _placement_defer(self, job: Job, d: Decision, now: datetime) -> Decision | None:
+    def _placement_defer(self, job: Job, spec: JobSpec, d: Decision, now: datetime) -> Decision | None:
         """Defer the job to the decision's start; or, when releasing it then would leave
-        less than its run time before its deadline, the decision to place it now instead."""
-        c, start, deadline = d.chosen, d.start, job.spec.deadline
+        less than its run time before its deadline, the decision to place it now instead.
+        A job without a deadline keeps the window of its first deferral (its end goes in
+        the story, see :func:`_placement_spec`)."""
+        c, start, deadline = d.chosen, d.start, spec.deadline
         assert c is not None and start is not None
-        run = timedelta(seconds=job.spec.time_limit_s)
+        run = timedelta(seconds=spec.time_limit_s)
         if deadline is not None and start + run > deadline:
             return d.placed_now(f"Placed at once: starting at {start.isoformat()} would finish "
                                 f"after the deadline {deadline.isoformat()}")
-        data = (("pool", c.pool), ("site", c.site), ("start", start.isoformat()),
-                ("score", f"{c.score:.4f}"))
+        data: tuple[tuple[str, str], ...] = (("pool", c.pool), ("site", c.site), ("start", start.isoformat()),
+                                             ("score", f"{c.score:.4f}"))
+        if deadline is None:
+            k = pool_keys(self.federation).index((c.site, c.pool))
+            flex = flexibility_s(spec, self.federation, now)[k]
+            data += ((WINDOW, (now + timedelta(seconds=flex) + run).isoformat()),)
         self._save(apply(job, Event(EventKind.DEFER, now, d.explain(), data), not_before=start))
         return None
 
     def _act_on(
-        self, job: Job, d: Decision, now: datetime, loads: dict[tuple[str, str], PoolLoad]
+        self, job: Job, d: Decision, now: datetime, loads: dict[tuple[str, str], PoolLoad],
+        spec: JobSpec | None = None,
     ) -> bool:
+        """Carry out placement's decision ``d`` for ``job`` (``spec``: the spec placement saw,
+        :func:`_placement_spec` if not given); True if the job was placed."""
         if d.verdict is Verdict.DEFER and d.chosen is not None and d.start is not None:
-            instead = self._placement_defer(job, d, now)
+            instead = self._placement_defer(job, spec or _placement_spec(job), d, now)
             if instead is None:
                 return False
             d = instead
@@ -343,9 +356,8 @@ class Broker:
             if self._save(apply(placed, intent)).version != job.version:
                 self._fresh_intents.add(job.id)
             old = loads.get((c.site, c.pool), PoolLoad(0))
-            loads[(c.site, c.pool)] = PoolLoad(old.free_gpus - job.spec.gpus,
-                                               old.queued_gpus + max(0, job.spec.gpus - old.free_gpus),
-                                               old.available, old.note)
+            free, queued = after_placing(old.free_gpus, old.queued_gpus, job.spec.gpus)
+            loads[(c.site, c.pool)] = PoolLoad(free, queued, old.available, old.note)
             return True
         if d.verdict is Verdict.REJECT:
             self._save(apply(job, Event(EventKind.FAIL, now, d.explain())))
@@ -524,6 +536,7 @@ class Broker:
 
 INTENT = "intent"
 REPLAN_S = 600
+WINDOW = "window_end"  # story data key: the end of a deferred job's window (it had no deadline)
 RELEASED = "released"  # story data key: "start" when a placement deferral's start came
 PRIORITY = "priority"  # story data key: "low" once allocation enforcement lowered the job
 
@@ -553,6 +566,17 @@ def _placement_deferred(job: Job) -> bool:
     wait for its earliest start."""
     last = next((e.event for e in reversed(job.story) if e.event.kind is EventKind.DEFER), None)
     return last is not None and last.get("site") is not None
+
+
+def _placement_spec(job: Job) -> JobSpec:
+    """The spec placement sees: a job without a deadline that placement deferred keeps the
+    window of its first deferral as its deadline, so reconsidering or releasing it cannot
+    move its window ahead of it."""
+    if job.spec.deadline is not None:
+        return job.spec
+    end = next((e.event.get(WINDOW) for e in job.story
+                if e.event.kind is EventKind.DEFER and e.event.get(WINDOW)), None)
+    return job.spec if end is None else replace(job.spec, deadline=datetime.fromisoformat(end))
 
 
 def _released_at_start(job: Job) -> bool:

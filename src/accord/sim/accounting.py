@@ -12,6 +12,7 @@ ledger adds their units to the quota used and the agreements' balances.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,7 +22,6 @@ from accord.domain.errors import InvalidInput
 from accord.domain.federation import Federation, GpuPool, Site
 from accord.domain.ledger import usage_entries
 from accord.domain.usage import UsageRecord
-from accord.service.placement_context import quota_left
 from accord.sim.model import Outcome
 
 
@@ -55,12 +55,13 @@ class SimLedger:
     """The simulated reciprocity ledger: units used per (agreement, requester, host) and UTC
     month, and each agreement's net balance per partner (provided − used).
 
-    Finished cross-border jobs are buffered and posted in one sweep before the next
-    placement context is built (:meth:`flush`), as the broker's ledger service posts usage
-    in batches. A sweep posts one usage record per (agreement, requester, site, pool, UTC
-    month) for the jobs that ran within one month, through ``ledger.usage_entries``, and one
-    per job for the others; units are therefore rounded to 1e-6 once per record rather than
-    once per job (a difference of at most 5e-7 units a job)."""
+    Finished cross-border jobs are kept in the order they ended and posted in sweeps,
+    before a placement context is built (:meth:`flush`), as the broker's ledger service
+    posts the usage its last pass read. A sweep posts one usage record per (agreement,
+    requester, site, pool, UTC month) for the jobs that ran within one month, through
+    ``ledger.usage_entries``, and one per job for the others; units are therefore rounded
+    to 1e-6 once per record rather than once per job (a difference of at most 5e-7 units
+    a job)."""
 
     def __init__(self, federation: Federation) -> None:
         self.fed = federation
@@ -68,35 +69,40 @@ class SimLedger:
         self.net: dict[str, dict[str, float]] = {a.id: {} for a in federation.agreements}
         # (end, agreement, requester, host, units) of every cross-border job
         self.history: list[tuple[float, str, str, str, float]] = []
-        self.buffer: dict[tuple[str, str, int, str], list[float]] = {}
+        self.ended: deque[tuple[float, str, str, int, float, int]] = deque()
         self.sites: dict[int, tuple[Site, GpuPool]] = {}
         self.rates: dict[tuple[str, int], float] = {}
         self.count = 0
 
     def post(self, agreement: str, requester: str, pool: int, site: Site, gpu_pool: GpuPool, gpus: int,
              start: float, end: float) -> None:
-        """Note a finished cross-border job; it is entered at the next :meth:`flush`."""
+        """Note a cross-border job that ended at ``end`` (no earlier than those noted
+        before); it is entered by the first :meth:`flush` up to ``end`` or later."""
         self.sites[pool] = (site, gpu_pool)
-        a = datetime.fromtimestamp(start, UTC)
-        month = a.strftime("%Y-%m")
-        if datetime.fromtimestamp(end, UTC).strftime("%Y-%m") != month:
-            self._enter(agreement, requester, site, gpu_pool, gpus, start, end)
-        else:
-            row = self.buffer.setdefault((agreement, requester, pool, month), [math.inf, -math.inf, 0.0])
-            row[0], row[1], row[2] = min(row[0], start), max(row[1], end), row[2] + gpus * (end - start)
+        self.ended.append((end, agreement, requester, pool, start, gpus))
         day = int(start // 86_400)
         rate = self.rates.get((gpu_pool.gpu_model, day))
         if rate is None:
+            a = datetime.fromtimestamp(start, UTC)
             rate = self.fed.rate(gpu_pool.gpu_model, a).units_per_gpu_hour
             self.rates[(gpu_pool.gpu_model, day)] = rate
         self.history.append((end, agreement, requester, site.partner, gpus * (end - start) / 3600 * rate))
 
-    def flush(self) -> None:
-        """Enter every buffered job (see the class docstring)."""
-        for (agreement, requester, pool, _), (start, end, gpu_seconds) in self.buffer.items():
+    def flush(self, upto: float) -> None:
+        """Enter the jobs noted that ended at or before ``upto`` (see the class docstring)."""
+        ended, batch = self.ended, dict[tuple[str, str, int, str], list[float]]()
+        while ended and ended[0][0] <= upto:
+            end, agreement, requester, pool, start, gpus = ended.popleft()
+            site, gpu_pool = self.sites[pool]
+            month = datetime.fromtimestamp(start, UTC).strftime("%Y-%m")
+            if datetime.fromtimestamp(end, UTC).strftime("%Y-%m") != month:
+                self._enter(agreement, requester, site, gpu_pool, gpus, start, end)
+                continue
+            row = batch.setdefault((agreement, requester, pool, month), [math.inf, -math.inf, 0.0])
+            row[0], row[1], row[2] = min(row[0], start), max(row[1], end), row[2] + gpus * (end - start)
+        for (agreement, requester, pool, _), (start, end, gpu_seconds) in batch.items():
             site, gpu_pool = self.sites[pool]
             self._enter(agreement, requester, site, gpu_pool, 0, start, end, gpu_seconds)
-        self.buffer.clear()
 
     def _enter(self, agreement: str, requester: str, site: Site, gpu_pool: GpuPool, gpus: int, start: float,
                end: float, gpu_seconds: float | None = None) -> None:
@@ -122,12 +128,9 @@ class SimLedger:
             return sum(months.values(), Decimal(0))
         return sum((v for m, v in months.items() if m.startswith(period)), Decimal(0))
 
-    def quota_left(self, at: datetime) -> dict[tuple[str, str, str], float]:
-        """Units left per (agreement, requester, host) at ``at`` (the broker's rule)."""
-        return quota_left(self.fed.agreements, at, self.quota_used)
-
-    def balances(self) -> dict[str, dict[str, float]]:
-        """Each agreement's net units per partner so far (a copy)."""
-        return {a: dict(v) for a, v in self.net.items()}
+    def balance(self, agreement: str) -> dict[str, Decimal]:
+        """The agreement's net units per partner so far, as the broker's ``balance``
+        callable answers."""
+        return {p: Decimal(repr(v)) for p, v in self.net.get(agreement, {}).items()}
 
 

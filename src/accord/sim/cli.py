@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from accord.domain.carbon import Forecast
 from accord.domain.errors import AccordError, InvalidInput, Problem
 from accord.domain.traces import HomeRule, TraceFormat
-from accord.sim.model import POLICY_HELP, Policy
+from accord.sim.model import POLICY_HELP, Engine, Policy
 from accord.sim.scenario import DEFAULT_START, Scenario, load_scenario, resolve_path
 
 EXIT_INPUT = 2
@@ -55,6 +56,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="draw homes per trace group or job")
     p.add_argument("--pass-seconds", type=float, help="dispatcher pass interval (0: place on arrival)")
     p.add_argument("--backfill", action="store_true", help="EASY backfilling at every pool")
+    p.add_argument("--forecast", choices=[f.value for f in Forecast],
+                   help="what placement's forecasts are: perfect (the actual intensity, default) or "
+                        "history-7d (each slot's mean at that time of day over the 7 days before)")
+    p.add_argument("--engine", choices=[e.value for e in Engine],
+                   help="fast: the simulator's kernel (default); broker: the live broker through fake "
+                        "ports, slow, to check the kernel on small traces")
     p.add_argument("--out", type=Path, required=True, help="directory for the report and data")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(simulate=run)
@@ -127,6 +134,10 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         changes["window_h"] = args.window_hours
     if args.backfill:
         changes["backfill"] = True
+    if args.engine:
+        changes["engine"] = Engine(args.engine)
+    if args.forecast:
+        changes["forecast"] = Forecast(args.forecast)
     if args.homes_by:
         changes["home_rule"] = HomeRule(args.homes_by)
     if args.homes:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from accord.domain.carbon import Forecast
 from accord.domain.federation import PlacementWeights
 
 Floats = NDArray[np.float64]
@@ -22,6 +23,13 @@ class Policy(enum.Enum):
     EARLIEST = "earliest"                         # the least queue anywhere the agreements allow
     CARBON = "carbon"                             # + emissions in space and time (no reciprocity term)
     CARBON_RECIPROCITY = "carbon-reciprocity"     # + the reciprocity balance term
+
+
+class Engine(enum.Enum):
+    """What runs the broker in a simulation (``docs/design/simulator.md``)."""
+
+    FAST = "fast"        # the event-driven kernel: placement's functions called directly
+    BROKER = "broker"    # the live Broker and LedgerService through fake ports: slow, for checking
 
 
 POLICY_HELP = {
@@ -53,8 +61,13 @@ class Settings:
 
     ``pass_s``: the broker's dispatcher pass interval (0: each job is placed as it
     arrives); ``refresh_s``: how often the placement context (quota left, balances,
-    forecasts) is rebuilt, and jobs that had to wait are tried again; ``backfill``: EASY
-    backfilling at every pool, looking at most ``backfill_depth`` jobs down the queue.
+    forecasts) is rebuilt, and jobs that had to wait are tried again; ``replan_s``: how
+    often a deferred job is reconsidered (0: never; the live broker's passes do it every
+    600 s, ``accord.service.broker.REPLAN_S``, which multiplies the decisions by the
+    checks per deferral);
+    ``backfill``: EASY backfilling at every pool, looking at most ``backfill_depth`` jobs
+    down the queue; ``forecast``: what placement's forecasts are made from (the actual
+    intensity, or the 7-day same-time-of-day history).
     """
 
     policy: Policy = Policy.HOME
@@ -62,6 +75,8 @@ class Settings:
     refresh_s: float = 1800.0
     backfill: bool = False
     backfill_depth: int = 100
+    replan_s: float = 0.0
+    forecast: Forecast = Forecast.PERFECT
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -16,16 +16,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from accord.adapters.carbon.files import SHARED_FILES, load_series, read_text
 from accord.adapters.carbon.profiles import ProfileSource
 from accord.adapters.federation_file import load_federation
 from accord.domain.carbon import IntensitySeries
 from accord.domain.errors import InvalidInput, Problem, Unavailable
 from accord.domain.federation import Federation
+from accord.domain.jobspec import MAX_TIME_LIMIT_S
+from accord.domain.placement import pool_keys
 from accord.domain.traces import Trace, assign_homes, parse_trace, scale, sniff_trace
+from accord.sim.broker_engine import BrokerEngine
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, comparable, summary
-from accord.sim.model import Policy, Settings, Workload
+from accord.sim.model import Engine, Policy, Settings, Workload
 from accord.sim.oracle import oracle_emissions
 from accord.sim.scenario import Scenario, apply_variant, locate
 
@@ -148,12 +153,16 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
     span_end = datetime.fromtimestamp(last, UTC) + timedelta(days=2)
     zones = {site.grid_zone for _, fed in variants for site in fed.sites if site.grid_zone}
     carbon, notes = load_carbon(s.carbon, zones, datetime.fromtimestamp(first, UTC), span_end)
+    longest = int(np.count_nonzero(trace.requested_s >= MAX_TIME_LIMIT_S))
+    if longest:
+        notes.append(f"{longest} job(s) run the broker's longest time limit, 30 days (longer ones are "
+                     "cut there, as a site ends a job at its limit)")
     if trace.skipped:
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(trace.skipped.items()))
         notes.append(f"trace rows skipped: {skipped}")
     out = []
     for name, fed in variants:
-        runs = [simulate(name, fed, work, carbon, _settings(s, p), progress) for p in s.policies]
+        runs = [simulate(name, fed, work, carbon, _settings(s, p), progress, s.engine) for p in s.policies]
         oracle = oracle_emissions(fed, work, carbon, slack_s=2 * s.pass_s)
         mask = comparable(runs, oracle)
         baseline = next((r for r in runs if r.policy is Policy.HOME), runs[0])
@@ -166,19 +175,29 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
 
 
 def simulate(name: str, fed: Federation, work: Workload, carbon: Mapping[str, IntensitySeries],
-             settings: Settings, progress: Progress | None = None) -> Run:
-    """One run of one policy over one federation."""
+             settings: Settings, progress: Progress | None = None, engine: Engine = Engine.FAST) -> Run:
+    """One run of one policy over one federation, by the fast kernel or the live broker.
+
+    Raises:
+        InvalidInput: the broker engine with ``pass_s`` 0 (the broker places in passes).
+    """
     label = f"{name} / {settings.policy.value}"
     tick = None if progress is None else (lambda i, n: progress(label, i, n))
     t0 = time.perf_counter()
-    sim = Simulation(fed, work, carbon, settings, tick)
-    outcome = sim.run()
-    return Run(name, settings.policy, fed, sim.keys, work, outcome, tuple(sim.ledger.history),
+    if engine is Engine.BROKER:
+        slow = BrokerEngine(fed, work, carbon, settings, tick)
+        outcome = slow.run()
+        history = slow.history()
+    else:
+        sim = Simulation(fed, work, carbon, settings, tick)
+        outcome = sim.run()
+        history = sim.ledger.history
+    return Run(name, settings.policy, fed, pool_keys(fed), work, outcome, tuple(history),
                time.perf_counter() - t0)
 
 
 def _settings(s: Scenario, policy: Policy) -> Settings:
-    return Settings(policy, s.pass_s, s.refresh_s, s.backfill, s.backfill_depth)
+    return Settings(policy, s.pass_s, s.refresh_s, s.backfill, s.backfill_depth, s.replan_s, s.forecast)
 
 
 def describe(s: Scenario, trace: Trace, work: Workload) -> dict[str, Any]:
@@ -187,5 +206,6 @@ def describe(s: Scenario, trace: Trace, work: Workload) -> dict[str, Any]:
             "carbon": str(s.carbon) if s.carbon else None, "start": s.start.isoformat(), "seed": s.seed,
             "policies": [p.value for p in s.policies], "jobs": len(work), "gpu_hours": trace.gpu_hours,
             "load": s.load, "size": s.size, "pass_seconds": s.pass_s, "backfill": s.backfill,
+            "engine": s.engine.value, "replan_seconds": s.replan_s, "forecast": s.forecast.value,
             "window_hours": s.window_h, "theme": work.theme,
             "homes": {p: int((work.home == i).sum()) for i, p in enumerate(work.partners)}}

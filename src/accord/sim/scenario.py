@@ -34,16 +34,17 @@ from typing import Any
 
 from accord.adapters.carbon.files import shared_data_dir
 from accord.adapters.federation_file import locate_lines
+from accord.domain.carbon import Forecast
 from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation import Federation
 from accord.domain.federation_schema import parse_federation
 from accord.domain.fieldreader import FieldReader
 from accord.domain.traces import HomeRule, TraceFormat
-from accord.sim.model import Policy
+from accord.sim.model import Engine, Policy
 
 SECTIONS = ("simulation", "trace", "homes", "jobs", "variants")
 SIM_KEYS = ("federation", "trace", "carbon", "start", "seed", "policies", "pass_seconds", "refresh_seconds",
-            "backfill", "backfill_depth")
+            "replan_seconds", "backfill", "backfill_depth", "engine", "forecast")
 TRACE_KEYS = ("jobs", "load", "size", "format", "round_minutes", "procs_per_gpu")
 HOME_KEYS = ("by", "shares")
 JOB_KEYS = ("theme", "sector", "window_hours")
@@ -76,6 +77,9 @@ class Scenario:
     policies: tuple[Policy, ...] = (Policy.HOME,)
     pass_s: float = 60.0
     refresh_s: float = 1800.0
+    replan_s: float = 0.0
+    engine: Engine = Engine.FAST
+    forecast: Forecast = Forecast.PERFECT
     backfill: bool = False
     backfill_depth: int = 100
     jobs: int | None = None
@@ -170,14 +174,18 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
     if len(set(names)) != len(names):
         r.add("variants", "variant names must be unique", ", ".join(names), "distinct names")
     shares = _shares(r, homes.get("shares", {}))
-    if r.problems or fed is None or trace is None:
+    if fed is None or trace is None:
         raise InvalidInput(r.problems)
-    return Scenario(
+    scenario = Scenario(
         federation=resolve_path(fed, base), trace=resolve_path(trace, base),
         carbon=resolve_path(carbon, base) if carbon else None, start=start,
         seed=int(_num(r, sim, "seed", "simulation", 1, 0)), policies=policies,
         pass_s=_num(r, sim, "pass_seconds", "simulation", 60.0, 0), refresh_s=_num(
             r, sim, "refresh_seconds", "simulation", 1800.0, 60),
+        replan_s=_num(r, sim, "replan_seconds", "simulation", 0.0, 0),
+        engine=r.choice(sim, "engine", "simulation", Engine, default=Engine.FAST) or Engine.FAST,
+        forecast=r.choice(sim, "forecast", "simulation", Forecast,
+                          default=Forecast.PERFECT) or Forecast.PERFECT,
         backfill=_flag(r, sim, "backfill", "simulation"),
         backfill_depth=int(_num(r, sim, "backfill_depth", "simulation", 100, 1)),
         jobs=r.integer(tr, "jobs", "trace", minimum=1) if "jobs" in tr else None,
@@ -190,6 +198,9 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
         sector=r.text(jobs, "sector", "jobs", required=False),
         window_h=r.number(jobs, "window_hours", "jobs", minimum=0, maximum=24 * 30, required=False),
         variants=variants, source=source, text=text)
+    if r.problems:   # every field is read before any problem is reported
+        raise InvalidInput(r.problems)
+    return scenario
 
 
 def _num(r: FieldReader, table: Mapping[str, Any], key: str, path: str, default: float,
