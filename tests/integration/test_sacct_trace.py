@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,24 @@ def accord(*argv: str) -> int:
     return int(done.value.code or 0)
 
 
+def settled_sacct(refs: list[str], timeout_s: float = 60.0) -> str:
+    """``sacct`` of the jobs ``refs`` once slurmdbd holds all of each record: it fills a
+    finished job's record in several messages, and for a moment after the job ends its
+    Timelimit can still be empty (seen in about 1 run in 15)."""
+    env = {"SLURM_CONF": cluster_settings("isambard").slurm_conf, "PATH": "/usr/bin:/bin", "TZ": "UTC"}
+    argv = ["sacct", "-M", "isambard", "-X", "-P", "-S", "now-1days", "-j", ",".join(refs),
+            f"--format={FORMAT}"]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
+        rows = [line.split("|") for line in out.splitlines()[1:]]
+        if len(rows) == len(refs) and all(r[5] and r[4] not in ("", "Unknown") for r in rows):
+            return out
+        if time.monotonic() > deadline:
+            raise AssertionError(f"slurmdbd's records of {refs} still incomplete after {timeout_s} s:\n{out}")
+        time.sleep(0.5)
+
+
 def test_sacct_of_real_jobs_becomes_a_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     site = slurm_federation().site("isambard")
     h = BackendHarness(SlurmBackend(site, tmp_path), "h100", 8, timeout_s=120)
@@ -36,19 +55,17 @@ def test_sacct_of_real_jobs_becomes_a_trace(tmp_path: Path, capsys: pytest.Captu
             for i, (g, cmd, limit) in enumerate(shapes)]
     for ref in refs:
         assert wait_final(h, ref).state is RemoteState.COMPLETED
-    cluster = cluster_settings("isambard")
-    out = subprocess.run(["sacct", "-M", "isambard", "-X", "-P", "-S", "now-1days", "-j", ",".join(refs),
-                          f"--format={FORMAT}"], capture_output=True, text=True, check=True,
-                         env={"SLURM_CONF": cluster.slurm_conf, "PATH": "/usr/bin:/bin", "TZ": "UTC"})
-    (tmp_path / "sacct.txt").write_text(out.stdout)
+    out = settled_sacct(refs)
+    (tmp_path / "sacct.txt").write_text(out)
     swf = tmp_path / "site.swf"
     assert accord("trace", "from-sacct", str(tmp_path / "sacct.txt"), "--out", str(swf)) == 0
     assert "2 job(s) written" in capsys.readouterr().err
     trace = parse_trace(swf.read_text(), str(swf), TraceFormat.SWF, round_s=1)
-    assert sorted(zip(trace.gpus.tolist(), trace.requested_s.tolist(), strict=True)) == [(1, 300.0), (2,
-                                                                                                      120.0)]
+    seen = f"sacct printed:\n{out}\nSWF:\n{swf.read_text()}"
+    asked = sorted(zip(trace.gpus.tolist(), trace.requested_s.tolist(), strict=True))
+    assert asked == [(1, 300.0), (2, 120.0)], seen
     runs = dict(zip(trace.gpus.tolist(), trace.runtime_s.tolist(), strict=True))
-    assert 1 <= runs[1] <= 30 and 3 <= runs[2] <= 30
+    assert 1 <= runs[1] <= 30 and 3 <= runs[2] <= 30, seen
 
 
 def test_a_bad_sacct_file_is_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
