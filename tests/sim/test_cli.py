@@ -169,3 +169,57 @@ def test_bad_numbers_in_a_scenario_are_reported_not_defaulted(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert "simulation.seed" in err and "-4" in err, err
     assert "simulation.pass_seconds" in err and "often" in err, err
+
+
+def test_outages_in_a_scenario_and_on_the_command_line(tmp_path: Path) -> None:
+    """Juelich (de's only site) down for the first two days: under home FIFO de's jobs wait
+    for it, so the mean wait rises; the outages are listed per variant in results.json, the
+    scenario's in every variant, a variant's in its own only."""
+    text = (FIXTURES / "scenario.toml").read_text()
+    down = tmp_path / "down.toml"
+    down.write_text(text.replace("[[variants]]\nname = \"today\"\n",
+                                 "[[variants]]\nname = \"today\"\n\n[[variants.outages]]\nsite = \"paris\"\n"
+                                 "start = 2020-01-06T00:00:00Z\nend = 2020-01-06T12:00:00Z\n", 1)
+                  + '\n[[outages]]\nsite = "juelich"\nstart = 2020-01-06T00:00:00Z\n'
+                  'end = 2020-01-08T00:00:00Z\n')
+    (tmp_path / "federation.toml").write_text((FIXTURES / "federation.toml").read_text())
+    common = ("--jobs", "300", "--policy", "home")
+    assert simulate("--scenario", str(FIXTURES / "scenario.toml"), *common, "--out", str(tmp_path / "a")) == 0
+    assert simulate("--scenario", str(down), *common, "--out", str(tmp_path / "b")) == 0
+    before, after = (json.loads((tmp_path / d / "results.json").read_text())["variants"] for d in "ab")
+    juelich = {"site": "juelich", "start": "2020-01-06T00:00:00Z", "end": "2020-01-08T00:00:00Z"}
+    assert after[0]["outages"] == [juelich, {"site": "paris", "start": "2020-01-06T00:00:00Z",
+                                             "end": "2020-01-06T12:00:00Z"}]
+    assert after[1]["outages"] == [juelich] and before[0]["outages"] == []
+    assert "Sites down (they start nothing and do not answer the broker): juelich from 2020-01-06T00:00:00Z" \
+        in (tmp_path / "b" / "report.html").read_text()
+    for b, a in zip(before, after, strict=True):
+        assert a["runs"][0]["wait_h"]["mean"] > b["runs"][0]["wait_h"]["mean"] + 0.1
+    flag = ["--outage", "juelich,2020-01-06T00:00:00Z,2020-01-08T00:00:00Z"]
+    assert simulate("--scenario", str(FIXTURES / "scenario.toml"), *common, *flag,
+                    "--out", str(tmp_path / "c")) == 0
+    by_flag = json.loads((tmp_path / "c" / "results.json").read_text())["variants"]
+    assert by_flag[1]["runs"][0]["wait_h"] == after[1]["runs"][0]["wait_h"]
+
+
+def test_bad_outages_are_reported_with_their_lines(tmp_path: Path, capsys: Capture) -> None:
+    text = (FIXTURES / "scenario.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text + '\n[[outages]]\nsite = "atlantis"\nstart = 2020-01-06T00:00:00Z\n'
+                   'end = 2020-01-07T00:00:00Z\n\n[[outages]]\nsite = "paris"\nstart = "soon"\n'
+                   'end = 2020-01-05T00:00:00Z\nuntil = 3\n')
+    (tmp_path / "federation.toml").write_text((FIXTURES / "federation.toml").read_text())
+    assert simulate("--scenario", str(bad), "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "outages[1].start" in err and "soon" in err and "outages[1].until" in err, err
+    lines = text.count("\n") + 1
+    assert f"bad.toml:{lines + 8}" in err or f"bad.toml:{lines + 9}" in err, err
+    bad.write_text(text + '\n[[outages]]\nsite = "atlantis"\nstart = 2020-01-06T00:00:00Z\n'
+                   'end = 2020-01-07T00:00:00Z\n')
+    assert simulate("--scenario", str(bad), "--jobs", "10", "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert "outages[0].site: names no site of the federation" in err and "atlantis" in err, err
+    for flag in ("juelich,2020-01-06", "juelich,2020-01-07T00:00:00Z,2020-01-06T00:00:00Z", "juelich,x,y"):
+        assert simulate("--scenario", str(FIXTURES / "scenario.toml"), "--outage", flag,
+                        "--out", str(tmp_path / "out")) == 2
+        assert "--outage" in capsys.readouterr().err

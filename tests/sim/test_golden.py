@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from accord.domain.carbon import Forecast, series
+from accord.domain.errors import InvalidInput
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.cli import ProgressBar
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, balances, comparable, final_balances, jain, summary, utilisation
-from accord.sim.model import Outcome, Policy, Settings
+from accord.sim.model import Outage, Outcome, Policy, Settings
 from accord.sim.oracle import oracle_emissions
 from tests.sim.helpers import KW, T0_S, federation, flat, steps, workload
 
@@ -229,3 +230,31 @@ def test_a_job_waiting_for_quota_is_placed_when_the_month_renews_it() -> None:
         assert out.pool == [1, 1, 1] and out.agreement == ["all", "all", ""]
         assert out.start[0] == T0_S and out.placed_at[1] == april
         assert out.start[1] == out.end[2] == T0_S + 31 * 86_400
+
+
+def test_a_site_that_is_down_starts_nothing_and_its_queue_starts_when_it_is_back() -> None:
+    """Site a (uk) is down from 0:30 to 2:00. j0 (all 4 GPUs, 1 h) runs through the outage
+    and ends at 1:00; j1, queued behind it at 0:10, starts only when a is back, at 2:00. j2,
+    submitted at 0:40, may only run at home: it waits, is placed at 2:00 and starts when j1
+    ends. Earliest-start sends j1 and j2 to France instead. Both engines agree."""
+    fed = federation([("a", "uk", "GB", 4), ("b", "fr", "FR", 4)])
+    work = workload([(0, 4, 3600), (600, 4, 600), (2400, 1, 600)])
+    carbon = {"GB": flat("GB", 100), "FR": flat("FR", 50)}
+    down = (Outage("a", T0_S + 1800, T0_S + 7200),)
+    for policy, pools, starts in ((Policy.HOME, [0, 0, 0], [0, 7200, 7800]),
+                                  (Policy.EARLIEST, [0, 1, 1], [0, 600, 2400])):
+        cfg = Settings(policy, pass_s=60, refresh_s=60, outages=down)
+        for out in (Simulation(fed, work, carbon, cfg).run(), BrokerEngine(fed, work, carbon, cfg).run()):
+            assert out.pool == pools and rel(out.start) == starts, policy
+            assert rel(out.end) == [s + r for s, r in zip(starts, [3600, 600, 600], strict=True)]
+            assert rel(out.placed_at) == ([0, 600, 7200] if policy is Policy.HOME else [0, 600, 2400])
+            assert out.energy_kwh[0] == pytest.approx(4 * KW)
+
+
+def test_an_outage_of_an_unknown_site_is_refused_with_its_field() -> None:
+    cfg = Settings(Policy.HOME, outages=(Outage("nowhere", T0_S, T0_S + 60), Outage("a", T0_S, T0_S)))
+    for engine in (Simulation, BrokerEngine):
+        with pytest.raises(InvalidInput) as err:
+            engine(ONE_SITE, workload([(0, 1, 60)]), {}, cfg)
+        assert [(p.where, p.got) for p in err.value.problems] == [
+            ("outages", "nowhere"), ("outages", "a: 2020-03-02T00:00:00Z to 2020-03-02T00:00:00Z")]

@@ -69,17 +69,18 @@ class SimLedger:
         self.net: dict[str, dict[str, float]] = {a.id: {} for a in federation.agreements}
         # (end, agreement, requester, host, units) of every cross-border job
         self.history: list[tuple[float, str, str, str, float]] = []
-        self.ended: deque[tuple[float, str, str, int, float, int]] = deque()
+        self.ended: deque[tuple[float, float, str, str, int, float, int]] = deque()   # (read, end, ...)
         self.sites: dict[int, tuple[Site, GpuPool]] = {}
         self.rates: dict[tuple[str, int], float] = {}
         self.count = 0
 
     def post(self, agreement: str, requester: str, pool: int, site: Site, gpu_pool: GpuPool, gpus: int,
-             start: float, end: float) -> None:
-        """Note a cross-border job that ended at ``end`` (no earlier than those noted
-        before); it is entered by the first :meth:`flush` up to ``end`` or later."""
+             start: float, end: float, read: float | None = None) -> None:
+        """Note a cross-border job that ended at ``end`` and whose usage was read at ``read``
+        (default: ``end``; no earlier than those noted before); it is entered by the first
+        :meth:`flush` up to ``read`` or later."""
         self.sites[pool] = (site, gpu_pool)
-        self.ended.append((end, agreement, requester, pool, start, gpus))
+        self.ended.append((end if read is None else read, end, agreement, requester, pool, start, gpus))
         day = int(start // 86_400)
         rate = self.rates.get((gpu_pool.gpu_model, day))
         if rate is None:
@@ -89,10 +90,11 @@ class SimLedger:
         self.history.append((end, agreement, requester, site.partner, gpus * (end - start) / 3600 * rate))
 
     def flush(self, upto: float) -> None:
-        """Enter the jobs noted that ended at or before ``upto`` (see the class docstring)."""
+        """Enter the jobs noted whose usage was read at or before ``upto`` (see the class
+        docstring)."""
         ended, batch = self.ended, dict[tuple[str, str, int, str], list[float]]()
         while ended and ended[0][0] <= upto:
-            end, agreement, requester, pool, start, gpus = ended.popleft()
+            _, end, agreement, requester, pool, start, gpus = ended.popleft()
             site, gpu_pool = self.sites[pool]
             month = datetime.fromtimestamp(start, UTC).strftime("%Y-%m")
             if datetime.fromtimestamp(end, UTC).strftime("%Y-%m") != month:

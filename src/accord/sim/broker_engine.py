@@ -45,7 +45,7 @@ from accord.service.broker import BATCH, Broker, StepReport
 from accord.service.ledger import LedgerService
 from accord.sim.forecast import forecast_source
 from accord.sim.kernel import GIVE_UP_S, next_day
-from accord.sim.model import Outcome, Policy, Settings, Workload, policy_weights
+from accord.sim.model import Outage, Outcome, Policy, Settings, Workload, checked_outages, policy_weights
 from accord.sim.sites import PoolScheduler
 
 OWNER = "sim"
@@ -94,11 +94,14 @@ class SimSite:
     a :class:`~accord.sim.sites.PoolScheduler`, by the time limit each job asked for; a job
     then runs for its actual run time, ``runtime_s[job.spec.name]``. Before answering any
     call the site catches up with ``clock.t``: it ends, in time order, every run due by then,
-    and starts what each end lets start at that end's exact time.
+    and starts what each end lets start at that end's exact time. During its ``outages``
+    (this site's, :func:`~accord.sim.model.merged`) every call raises
+    :class:`~accord.domain.errors.Unavailable` and nothing starts; runs end on time, and what
+    is queued starts when the outage ends (ends at the same time come first, as in the kernel).
     """
 
     def __init__(self, site: Site, clock: SimClock, runtime_s: Mapping[str, float],
-                 backfill: bool = False, depth: int = 100) -> None:
+                 backfill: bool = False, depth: int = 100, outages: Sequence[Outage] = ()) -> None:
         self.site_id = site.id
         self.clock = clock
         self.runtime_s = runtime_s
@@ -108,11 +111,19 @@ class SimSite:
         self.by_ref: dict[str, int] = {}
         self.ends: list[tuple[float, int, int]] = []   # (end, push order, run)
         self.pushed = 0
+        # (time, back up?) of each outage's start and end, in time order; the next is marks[mark]
+        self.marks = sorted([(o.start_s, False) for o in outages] + [(o.end_s, True) for o in outages])
+        self.mark = 0
+        self.down = False
 
     # ── the port ──
     def loads(self) -> Mapping[str, PoolLoad]:
-        """Free and queued GPUs per pool now."""
-        self._advance()
+        """Free and queued GPUs per pool now.
+
+        Raises:
+            Unavailable: the site is down.
+        """
+        self._answer()
         return {pid: PoolLoad(ps.free, ps.queued) for pid, ps in self.pools.items()}
 
     def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
@@ -120,10 +131,10 @@ class SimSite:
         submitted is adopted.
 
         Raises:
-            Unavailable: the job is not placed at a pool of this site.
+            Unavailable: the site is down, or the job is not placed at a pool of this site.
             KeyError: no run time is known for the job's name.
         """
-        now = self._advance()
+        now = self._answer()
         known = self.by_job.get(job.id)
         if known is not None:
             return Dispatched(self.runs[known].ref, adopted=True)
@@ -138,13 +149,21 @@ class SimSite:
         return Dispatched(run.ref)
 
     def poll(self, refs: Sequence[str]) -> Mapping[str, RemoteStatus]:
-        """Each run's state now; refs this site never issued are LOST."""
-        self._advance()
+        """Each run's state now; refs this site never issued are LOST.
+
+        Raises:
+            Unavailable: the site is down.
+        """
+        self._answer()
         return {ref: self._status(ref) for ref in refs}
 
     def cancel(self, ref: str) -> None:
-        """Take a queued run off its queue, or stop a running one now; anything else is a no-op."""
-        now = self._advance()
+        """Take a queued run off its queue, or stop a running one now; anything else is a no-op.
+
+        Raises:
+            Unavailable: the site is down.
+        """
+        now = self._answer()
         r = self.by_ref.get(ref)
         if r is None or self.runs[r].cancelled or not math.isnan(self.runs[r].end):
             return
@@ -163,9 +182,11 @@ class SimSite:
         return JobLogs("", "")
 
     # ── for the driver ──
-    def next_end(self) -> float:
-        """When the next run due to end ends (inf: none runs)."""
-        return self.ends[0][0] if self.ends else math.inf
+    def next_change(self) -> float:
+        """When the next run due to end ends, or the site next goes down or comes back (inf:
+        never)."""
+        return min(self.ends[0][0] if self.ends else math.inf,
+                   self.marks[self.mark][0] if self.mark < len(self.marks) else math.inf)
 
     def times(self, job_id: str) -> tuple[float, float]:
         """The job's start and end here (epoch seconds; NaN: not yet, or never)."""
@@ -173,19 +194,44 @@ class SimSite:
         return (math.nan, math.nan) if r is None else (self.runs[r].start, self.runs[r].end)
 
     # ── inside ──
-    def _advance(self) -> float:
-        now, ends = self.clock.t, self.ends
-        while ends and ends[0][0] <= now:
-            end, _, r = heapq.heappop(ends)
-            run = self.runs[r]
-            if run.cancelled:
-                continue
-            run.end = end
-            self.pools[run.pool].finish(r)
-            self._schedule(run.pool, end)
+    def _answer(self) -> float:
+        """:meth:`_advance`, then refuse to answer while the site is down.
+
+        Raises:
+            Unavailable: the site is down.
+        """
+        now = self._advance()
+        if self.down:
+            raise Unavailable(f"site {self.site_id} does not answer (a simulated outage)")
         return now
 
+    def _advance(self) -> float:
+        now, ends, marks = self.clock.t, self.ends, self.marks
+        while True:
+            t_end = ends[0][0] if ends else math.inf
+            t_mark = marks[self.mark][0] if self.mark < len(marks) else math.inf
+            if min(t_end, t_mark) > now:
+                return now
+            if t_end <= t_mark:
+                self._end(*heapq.heappop(ends))
+                continue
+            self.mark += 1
+            self.down = not marks[self.mark - 1][1]
+            if not self.down:
+                for pool in self.pools:
+                    self._schedule(pool, t_mark)
+
+    def _end(self, end: float, _: int, r: int) -> None:
+        run = self.runs[r]
+        if run.cancelled:
+            return
+        run.end = end
+        self.pools[run.pool].finish(r)
+        self._schedule(run.pool, end)
+
     def _schedule(self, pool: str, t: float) -> None:
+        if self.down:
+            return
         for r in self.pools[pool].schedule(t):
             run = self.runs[r]
             run.start = t
@@ -270,7 +316,8 @@ class BrokerEngine:
     partner or theme) never runs: it counts as rejected and ``refused`` says why.
 
     Raises:
-        InvalidInput: ``settings.pass_s`` is not positive (the broker places in passes).
+        InvalidInput: ``settings.pass_s`` is not positive (the broker places in passes), or
+            an outage names no site of the federation or does not end after it starts.
     """
 
     def __init__(self, federation: Federation, workload: Workload, carbon: Mapping[str, IntensitySeries],
@@ -282,6 +329,7 @@ class BrokerEngine:
         self.progress = progress
         self.fed = replace(federation, placement=policy_weights(settings.policy, federation.placement))
         self.step = settings.pass_s
+        self.outages = checked_outages(settings.outages, (s.id for s in federation.sites))
         self.index: dict[str, int] = {}        # job id -> job number
         self.refused: dict[int, InvalidInput] = {}
         self.usage: list[UsageRecord] = []
@@ -314,8 +362,8 @@ class BrokerEngine:
         ledger = LedgerService(self.fed, SqlLedger(store), clock, private,
                                key_id(signing.public_key(private))[:16], Closure)
         runtime = {f"j{i}": float(r) for i, r in enumerate(w.runtime_s.tolist())}
-        sites = {s.id: SimSite(s, clock, runtime, self.cfg.backfill, self.cfg.backfill_depth)
-                 for s in self.fed.sites}
+        sites = {s.id: SimSite(s, clock, runtime, self.cfg.backfill, self.cfg.backfill_depth,
+                               [o for o in self.outages if o.site == s.id]) for s in self.fed.sites}
         grid = _Grid(self.carbon, clock, self.fed.placement.slot_s, self.fed.placement.emissions > 0,
                      self.cfg.forecast)
         broker = Broker(self.fed, store, sites, clock, ids=self._new_id, carbon=grid,
@@ -399,7 +447,7 @@ class BrokerEngine:
         if waiting and (report.placed or waiting >= BATCH):
             return k + 1
         t = k * self.step
-        soon = min([arrival, *(s.next_end() for s in live.sites.values()),
+        soon = min([arrival, *(s.next_change() for s in live.sites.values()),
                     next_day(t) if waiting else math.inf])
         return k + 1 if soon == math.inf else max(k + 1, math.ceil(soon / self.step))
 

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from accord.domain.carbon import Forecast
 from accord.domain.errors import AccordError, InvalidInput, Problem
 from accord.domain.traces import HomeRule, TraceFormat
-from accord.sim.model import POLICY_HELP, Engine, Policy
+from accord.sim.model import POLICY_HELP, Engine, Outage, Policy
 from accord.sim.scenario import DEFAULT_START, Scenario, load_scenario, resolve_path
 
 EXIT_INPUT = 2
@@ -62,6 +62,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=[e.value for e in Engine],
                    help="fast: the simulator's kernel (default); broker: the live broker through fake "
                         "ports, slow, to check the kernel on small traces")
+    p.add_argument("--outage", action="append", metavar="SITE,START,END",
+                   help="site SITE does not answer from START to END (ISO times), in every variant "
+                        "that has it; repeatable")
     p.add_argument("--out", type=Path, required=True, help="directory for the report and data")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(simulate=run)
@@ -144,6 +147,8 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         changes["shares"] = _shares(args.homes)
     if args.start:
         changes["start"] = _start(args.start)
+    if args.outage:
+        changes["outages"] = (*(base.outages if base else ()), *_outages(args.outage))
     _check_numbers(changes)
     if base is None:
         return Scenario(**{"federation": Path(), "trace": Path(), "carbon": None, "start": DEFAULT_START,
@@ -174,12 +179,26 @@ def _shares(text: str) -> dict[str, float]:
     return out
 
 
-def _start(text: str) -> datetime:
+def _start(text: str, flag: str = "--start") -> datetime:
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidInput([Problem("--start", "is not a time", text, "e.g. 2020-01-06T00:00:00Z")]) from None
+        raise InvalidInput([Problem(flag, "is not a time", text, "e.g. 2020-01-06T00:00:00Z")]) from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _outages(texts: list[str]) -> list[Outage]:
+    out = []
+    for text in texts:
+        site, start, end = ([*text.split(","), "", ""])[:3]
+        if text.count(",") != 2 or not site:
+            raise InvalidInput([Problem("--outage", "is not SITE,START,END", text,
+                                        "e.g. jeanzay,2020-01-08T06:00:00Z,2020-01-09T18:00:00Z")])
+        a, b = _start(start, "--outage"), _start(end, "--outage")
+        if b <= a:
+            raise InvalidInput([Problem("--outage", "ends before it starts", text, "an END after START")])
+        out.append(Outage(site, a.timestamp(), b.timestamp()))
+    return out
 
 
 class ProgressBar:

@@ -46,12 +46,13 @@ from accord.domain.placement import (
 from accord.service.placement_context import build_context
 from accord.sim.accounting import Accounts, SimLedger
 from accord.sim.forecast import forecast_source
-from accord.sim.model import Outcome, Policy, Settings, Workload, policy_weights
+from accord.sim.model import Outage, Outcome, Policy, Settings, Workload, checked_outages, policy_weights
 from accord.sim.sites import PoolScheduler
 
-# event kinds, in the order they are handled at equal times: capacity is freed first, the
-# pass that places comes last (after the arrivals, releases and reconsiderations it serves)
-FINISH, RELEASE, REPLAN, PASS = 0, 1, 2, 3
+# event kinds, in the order they are handled at equal times: capacity is freed first, then
+# sites come back or go down, the pass that places comes last (after the arrivals, releases
+# and reconsiderations it serves)
+FINISH, UP, DOWN, RELEASE, REPLAN, PASS = 0, 1, 2, 3, 4, 5
 GIVE_UP_S = 366 * 86_400          # jobs still waiting this long after the last submission are rejected
 
 
@@ -60,6 +61,10 @@ class Simulation:
 
     ``carbon`` maps grid zones to their actual intensity (what jobs pay, and what a
     perfect forecast sees); zones without a series get no forecast and unknown emissions.
+    ``settings.outages`` take sites down for a while (:class:`~accord.sim.model.Outage`).
+
+    Raises:
+        InvalidInput: an outage names no site of the federation, or does not end after it starts.
     """
 
     def __init__(self, federation: Federation, workload: Workload, carbon: Mapping[str, IntensitySeries],
@@ -97,6 +102,10 @@ class Simulation:
         self.context_until = -math.inf
         self.specs: dict[int, JobSpec] = {}
         self.residency = tuple((federation.partner(p).country,) for p in workload.partners)
+        self.paused = [False] * n        # pools of a site that is down: nothing starts there
+        self.outages = checked_outages(settings.outages, (s.id for s in federation.sites))
+        self.held: dict[str, list[tuple[str, str, int, int, float, float]]] = {}   # posts to read at UP
+        self._plan_outages()
 
     # ── the loop ──
     def run(self) -> Outcome:
@@ -117,7 +126,7 @@ class Simulation:
         while i < n or heap or self.pending or self.waiting:
             t_arrive = sub[i] if i < n else math.inf
             t_event = heap[0][0] if heap else math.inf
-            if i < n and (t_arrive < t_event or (t_arrive == t_event and heap[0][1] > FINISH)):
+            if i < n and (t_arrive < t_event or (t_arrive == t_event and heap[0][1] > DOWN)):
                 self._arrive(i, t_arrive)
                 i += 1
                 if self.progress is not None and i % tick == 0:
@@ -130,6 +139,8 @@ class Simulation:
                 self._finish(job, t)
             elif kind == RELEASE:
                 self._release(job, seq, t)
+            elif kind in (UP, DOWN):
+                self._site(self.outages[job], kind == UP, t)
             elif kind == REPLAN:
                 if job in self.deferral:
                     self.due.append(job)
@@ -288,7 +299,7 @@ class Simulation:
 
     def _schedule(self, pool: int, t: float) -> None:
         ps = self.sched[pool]
-        if ps.queue:
+        if ps.queue and not self.paused[pool]:
             for job in ps.schedule(t):
                 self.out.start[job] = t
                 self._push(t + float(self.work.runtime_s[job]), FINISH, job)
@@ -303,10 +314,43 @@ class Simulation:
         agreement = self.out.agreement[job]
         self.accounts.record(job, pool, g, self.out.start[job], t, self.out)
         if agreement:
-            home = self.work.partners[int(self.work.home[job])]
-            self.ledger.post(agreement, home, pool, self.sites[pool], self.pools[pool], g,
-                             self.out.start[job], t)
+            post = (agreement, self.work.partners[int(self.work.home[job])], pool, g, self.out.start[job], t)
+            if self.paused[pool]:   # the broker reads its usage once the site answers again
+                self.held.setdefault(self.sites[pool].id, []).append(post)
+            else:
+                self._post(*post)
         self._schedule(pool, t)
+
+    def _post(self, agreement: str, requester: str, pool: int, gpus: int, start: float, end: float,
+              read: float | None = None) -> None:
+        self.ledger.post(agreement, requester, pool, self.sites[pool], self.pools[pool], gpus, start, end,
+                         read)
+
+    # ── outages ──
+    def _plan_outages(self) -> None:
+        """The heap's DOWN and UP events of every outage."""
+        for i, o in enumerate(self.outages):
+            self._push(o.start_s, DOWN, i)
+            self._push(o.end_s, UP, i)
+
+    def _site(self, outage: Outage, up: bool, t: float) -> None:
+        """The site of ``outage`` goes down, or comes back: then what queued there starts,
+        the usage of jobs that ended meanwhile is read, and the jobs that had to wait are
+        tried again at the next pass (the broker tries them every pass)."""
+        pools = [k for k, site in enumerate(self.sites) if site.id == outage.site]
+        for k in pools:
+            self.available[k] = up
+            self.paused[k] = not up
+        if not up:
+            return
+        for k in pools:
+            self._schedule(k, t)
+        for post in self.held.pop(outage.site, []):
+            self._post(*post, read=t)
+        if self.waiting:
+            self.pending.extend(self.waiting)
+            self.waiting.clear()
+            self._schedule_pass(t)
 
 
 def _late(spec: JobSpec, c: Choice) -> bool:

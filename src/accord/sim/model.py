@@ -5,11 +5,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import numpy as np
 from numpy.typing import NDArray
 
 from accord.domain.carbon import Forecast
+from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation import PlacementWeights
 
 Floats = NDArray[np.float64]
@@ -56,6 +58,54 @@ def policy_weights(policy: Policy, federation: PlacementWeights) -> PlacementWei
 
 
 @dataclass(frozen=True, slots=True)
+class Outage:
+    """Site ``site`` does not answer the broker over [start_s, end_s) (epoch seconds), as when
+    its controller is down: the broker can neither see its loads, nor dispatch to it, nor
+    poll it; the site starts nothing, while the jobs already running there run to their end
+    (their usage is read once it answers again)."""
+
+    site: str
+    start_s: float
+    end_s: float
+
+
+def merged(outages: Iterable[Outage]) -> tuple[Outage, ...]:
+    """The outages per site, overlapping or touching ones joined, sorted by site and start.
+
+    >>> merged([Outage("a", 5, 9), Outage("a", 0, 5), Outage("b", 1, 2)])
+    (Outage(site='a', start_s=0, end_s=9), Outage(site='b', start_s=1, end_s=2))
+    """
+    out: list[Outage] = []
+    for o in sorted(outages, key=lambda o: (o.site, o.start_s, o.end_s)):
+        if out and out[-1].site == o.site and o.start_s <= out[-1].end_s:
+            out[-1] = replace(out[-1], end_s=max(out[-1].end_s, o.end_s))
+        else:
+            out.append(o)
+    return tuple(out)
+
+
+def checked_outages(outages: Iterable[Outage], sites: Iterable[str]) -> tuple[Outage, ...]:
+    """``outages`` :func:`merged`, after checking them against the federation's ``sites``.
+
+    Raises:
+        InvalidInput: an outage names no site of the federation, or does not end after it starts.
+    """
+    ids, given = sorted(sites), tuple(outages)
+    problems = [Problem("outages", "names no site of the federation", o.site, ", ".join(ids))
+                for o in given if o.site not in ids]
+    problems += [Problem("outages", "must end after it starts",
+                         f"{o.site}: {_utc(o.start_s)} to {_utc(o.end_s)}", "an end later than the start")
+                 for o in given if not o.end_s > o.start_s]
+    if problems:
+        raise InvalidInput(problems)
+    return merged(given)
+
+
+def _utc(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """How one run is simulated.
 
@@ -67,7 +117,8 @@ class Settings:
     checks per deferral);
     ``backfill``: EASY backfilling at every pool, looking at most ``backfill_depth`` jobs
     down the queue; ``forecast``: what placement's forecasts are made from (the actual
-    intensity, or the 7-day same-time-of-day history).
+    intensity, or the 7-day same-time-of-day history); ``outages``: when sites do not
+    answer (see :class:`Outage`).
     """
 
     policy: Policy = Policy.HOME
@@ -77,6 +128,7 @@ class Settings:
     backfill_depth: int = 100
     replan_s: float = 0.0
     forecast: Forecast = Forecast.PERFECT
+    outages: tuple[Outage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -109,6 +109,9 @@ def html_report(results: Results) -> str:
     parts.append(_wait_bars(results))
     for v in results.variants:
         parts.append(f"<h2>{_e(v['name'])}: {v['gpus']:,} GPUs at {len(v['sites'])} sites</h2>")
+        if v.get("outages"):
+            parts.append("<p>Sites down (they start nothing and do not answer the broker): " + "; ".join(
+                f"{_e(o['site'])} from {_e(o['start'])} to {_e(o['end'])}" for o in v["outages"]) + ".</p>")
         parts.append(_table(["policy", "jobs done", "rejected", "deferred", "abroad", "MWh", "t CO2e",
                              "kg/job", "wait mean h", "p50", "p95", "p99", "bsld", "Jain", "saving",
                              "share of achievable"], [_run_row(r) for r in v["runs"]]))

@@ -30,9 +30,9 @@ from accord.domain.traces import Trace, assign_homes, parse_trace, scale, sniff_
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, comparable, summary
-from accord.sim.model import Engine, Policy, Settings, Workload
+from accord.sim.model import Engine, Outage, Policy, Settings, Workload
 from accord.sim.oracle import oracle_emissions
-from accord.sim.scenario import Scenario, apply_variant, locate
+from accord.sim.scenario import Scenario, apply_variant, check_outages, locate
 
 Progress = Callable[[str, int, int], None]
 
@@ -77,23 +77,25 @@ def workload(s: Scenario, trace: Trace, fed: Federation) -> Workload:
                     home, partners, theme, s.sector, None if s.window_h is None else s.window_h * 3600)
 
 
-def federations(s: Scenario) -> list[tuple[str, Federation]]:
-    """The federation of each variant (the file itself for a variant that changes nothing).
+def federations(s: Scenario) -> list[tuple[str, Federation, tuple[Outage, ...]]]:
+    """The federation of each variant (the file itself for a variant that changes nothing)
+    and the outages of its runs.
 
     Raises:
-        InvalidInput: a bad federation file or variant (with file and line).
+        InvalidInput: a bad federation file or variant, or an outage of a site it does not
+            have (with file and line).
     """
     base = load_federation(s.federation)
     doc = tomllib.loads(s.federation.read_text(encoding="utf-8"))
     out = []
     for v in s.variants:
-        if not (v.add_sites or v.remove_sites or v.pools):
-            out.append((v.name, base))
-            continue
-        try:
-            out.append((v.name, apply_variant(doc, v)))
-        except InvalidInput as exc:
-            raise locate(exc, s.text, s.source) if s.text else exc from None
+        fed = base
+        if v.add_sites or v.remove_sites or v.pools:
+            try:
+                fed = apply_variant(doc, v)
+            except InvalidInput as exc:
+                raise locate(exc, s.text, s.source) if s.text else exc from None
+        out.append((v.name, fed, check_outages(s, v, fed, base)))
     return out
 
 
@@ -151,7 +153,7 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
     # it have unknown emissions, counted as such
     first, last = float(work.submit_s[0]), float(work.submit_s[-1])
     span_end = datetime.fromtimestamp(last, UTC) + timedelta(days=2)
-    zones = {site.grid_zone for _, fed in variants for site in fed.sites if site.grid_zone}
+    zones = {site.grid_zone for _, fed, _ in variants for site in fed.sites if site.grid_zone}
     carbon, notes = load_carbon(s.carbon, zones, datetime.fromtimestamp(first, UTC), span_end)
     longest = int(np.count_nonzero(trace.requested_s >= MAX_TIME_LIMIT_S))
     if longest:
@@ -161,14 +163,17 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(trace.skipped.items()))
         notes.append(f"trace rows skipped: {skipped}")
     out = []
-    for name, fed in variants:
-        runs = [simulate(name, fed, work, carbon, _settings(s, p), progress, s.engine) for p in s.policies]
+    for name, fed, outages in variants:
+        runs = [simulate(name, fed, work, carbon, _settings(s, p, outages), progress, s.engine)
+                for p in s.policies]
         oracle = oracle_emissions(fed, work, carbon, slack_s=2 * s.pass_s)
         mask = comparable(runs, oracle)
         baseline = next((r for r in runs if r.policy is Policy.HOME), runs[0])
         out.append({"name": name, "gpus": sum(x.total_gpus for x in fed.sites),
                     "sites": [{"id": x.id, "partner": x.partner, "zone": x.grid_zone, "gpus": x.total_gpus}
                               for x in fed.sites],
+                    "outages": [{"site": o.site, "start": _iso(o.start_s), "end": _iso(o.end_s)}
+                                for o in outages],
                     "baseline": baseline.policy.value,
                     "runs": [summary(r, mask, baseline, oracle) for r in runs]})
     return Results(describe(s, trace, work), out, notes)
@@ -196,8 +201,13 @@ def simulate(name: str, fed: Federation, work: Workload, carbon: Mapping[str, In
                time.perf_counter() - t0)
 
 
-def _settings(s: Scenario, policy: Policy) -> Settings:
-    return Settings(policy, s.pass_s, s.refresh_s, s.backfill, s.backfill_depth, s.replan_s, s.forecast)
+def _settings(s: Scenario, policy: Policy, outages: tuple[Outage, ...]) -> Settings:
+    return Settings(policy, s.pass_s, s.refresh_s, s.backfill, s.backfill_depth, s.replan_s, s.forecast,
+                    outages)
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
 
 
 def describe(s: Scenario, trace: Trace, work: Workload) -> dict[str, Any]:

@@ -13,11 +13,17 @@ A scenario is TOML (``docs/design/simulator.md`` documents every key)::
     [homes]      by = "group" | "job" | "column"; shares = { uk = 0.6, fr = 0.4 }
     [jobs]       theme, sector, window_hours
 
+    [[outages]]                         # a site that does not answer for a while (every variant)
+    site = "jeanzay"
+    start = 2020-01-08T06:00:00Z
+    end = 2020-01-09T18:00:00Z
+
     [[variants]]                        # federation variants (capacity planning)
     name = "growth zone"
     remove_sites = ["juelich"]
     pools = { "bristol/h100" = 512 }    # resize pools
     [[variants.add_sites]]              # a site as in a federation file, with its pools
+    [[variants.outages]]                # outages of this variant only (site, start, end)
 
 Every problem is reported with the scenario file's line, like the federation file's.
 """
@@ -40,15 +46,16 @@ from accord.domain.federation import Federation
 from accord.domain.federation_schema import parse_federation
 from accord.domain.fieldreader import FieldReader
 from accord.domain.traces import HomeRule, TraceFormat
-from accord.sim.model import Engine, Policy
+from accord.sim.model import Engine, Outage, Policy
 
-SECTIONS = ("simulation", "trace", "homes", "jobs", "variants")
+SECTIONS = ("simulation", "trace", "homes", "jobs", "variants", "outages")
 SIM_KEYS = ("federation", "trace", "carbon", "start", "seed", "policies", "pass_seconds", "refresh_seconds",
             "replan_seconds", "backfill", "backfill_depth", "engine", "forecast")
 TRACE_KEYS = ("jobs", "load", "size", "format", "round_minutes", "procs_per_gpu")
 HOME_KEYS = ("by", "shares")
 JOB_KEYS = ("theme", "sector", "window_hours")
-VARIANT_KEYS = ("name", "add_sites", "remove_sites", "pools")
+VARIANT_KEYS = ("name", "add_sites", "remove_sites", "pools", "outages")
+OUTAGE_KEYS = ("site", "start", "end")
 DEFAULT_START = datetime(2020, 1, 6, tzinfo=UTC)   # a Monday inside the shared intensity data
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
@@ -56,13 +63,14 @@ _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 @dataclass(frozen=True, slots=True)
 class Variant:
     """A change to the federation: sites added (federation-file tables) or removed, pools
-    resized (``site/pool`` → GPUs)."""
+    resized (``site/pool`` → GPUs); and outages of its sites in its runs."""
 
     name: str
     add_sites: tuple[Mapping[str, Any], ...] = ()
     remove_sites: tuple[str, ...] = ()
     pools: Mapping[str, int] = field(default_factory=dict)
     index: int = -1   # its place in the scenario file's [[variants]] (for messages)
+    outages: tuple[Outage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,7 @@ class Scenario:
     sector: str | None = None
     window_h: float | None = None
     variants: tuple[Variant, ...] = (Variant("base"),)
+    outages: tuple[Outage, ...] = ()   # in every variant that has the site
     source: str = "<command line>"
     text: str = ""
 
@@ -170,6 +179,7 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
     start = _start(r, sim.get("start"))
     variants = tuple(_variant(r, v, i) for i, v in enumerate(r.tables(doc, "variants", "")))
     variants = variants or (Variant("base"),)
+    outages = outage_list(r, doc, "")
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         r.add("variants", "variant names must be unique", ", ".join(names), "distinct names")
@@ -197,7 +207,7 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
         shares=shares, theme=r.text(jobs, "theme", "jobs", required=False),
         sector=r.text(jobs, "sector", "jobs", required=False),
         window_h=r.number(jobs, "window_hours", "jobs", minimum=0, maximum=24 * 30, required=False),
-        variants=variants, source=source, text=text)
+        variants=variants, outages=outages, source=source, text=text)
     if r.problems:   # every field is read before any problem is reported
         raise InvalidInput(r.problems)
     return scenario
@@ -234,14 +244,19 @@ def _policies(r: FieldReader, raw: object) -> tuple[Policy, ...]:
 def _start(r: FieldReader, raw: object) -> datetime:
     if raw is None:
         return DEFAULT_START
+    return _time(r, raw, "simulation.start") or DEFAULT_START
+
+
+def _time(r: FieldReader, raw: object, where: str) -> datetime | None:
+    """A TOML date-time or ISO string as a UTC time (naive: UTC); None (and a problem) if not."""
     if isinstance(raw, str):
         try:
             raw = datetime.fromisoformat(raw)
         except ValueError:
             pass
     if not isinstance(raw, datetime):
-        r.add("simulation.start", "is not a time", raw, "e.g. 2020-01-06T00:00:00Z")
-        return DEFAULT_START
+        r.add(where, "is not a time" if raw is not None else "is required", raw, "e.g. 2020-01-06T00:00:00Z")
+        return None
     return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
 
 
@@ -263,7 +278,45 @@ def _variant(r: FieldReader, v: Mapping[str, Any], i: int) -> Variant:
         r.add(f"{path}.pools", "must map 'site/pool' to a GPU count >= 0", pools, '{ "bristol/h100" = 512 }')
         pools = {}
     return Variant(name, tuple(r.tables(v, "add_sites", path)), r.strings(v, "remove_sites", path),
-                   {str(k): int(n) for k, n in pools.items()}, i)
+                   {str(k): int(n) for k, n in pools.items()}, i, outage_list(r, v, path))
+
+
+def outage_list(r: FieldReader, parent: Mapping[str, Any], path: str) -> tuple[Outage, ...]:
+    """The ``outages`` tables under ``parent`` (problems go to ``r``, each with its path)."""
+    out = []
+    where = f"{path}.outages" if path else "outages"
+    for i, t in enumerate(r.tables(parent, "outages", path)):
+        at = f"{where}[{i}]"
+        r.unknown_keys(t, at, OUTAGE_KEYS)
+        site = r.text(t, "site", at)
+        start, end = (_time(r, t.get(k), f"{at}.{k}") for k in ("start", "end"))
+        if start is not None and end is not None and end <= start:
+            r.add(f"{at}.end", "must be after the start", t.get("end"), f"a time after {t.get('start')}")
+        elif site is not None and start is not None and end is not None:
+            out.append(Outage(site, start.timestamp(), end.timestamp()))
+    return tuple(out)
+
+
+def check_outages(s: Scenario, variant: Variant, fed: Federation, base: Federation) -> tuple[Outage, ...]:
+    """The outages of ``variant``'s runs: the scenario's for sites it has, and its own.
+
+    Raises:
+        InvalidInput: a scenario outage names no site of the base federation, or a variant's
+            names none of the variant's (with the scenario file's line).
+    """
+    r = FieldReader()
+    ids, base_ids = {x.id for x in fed.sites}, {x.id for x in base.sites}
+    for i, o in enumerate(s.outages):
+        if o.site not in base_ids:
+            r.add(f"outages[{i}].site", "names no site of the federation", o.site,
+                  ", ".join(sorted(base_ids)))
+    for i, o in enumerate(variant.outages):
+        if o.site not in ids:
+            r.add(f"variants[{variant.index}].outages[{i}].site", "names no site of the variant's federation",
+                  o.site, ", ".join(sorted(ids)))
+    if r.problems:
+        raise locate(InvalidInput(r.problems), s.text, s.source) if s.text else InvalidInput(r.problems)
+    return tuple(o for o in s.outages if o.site in ids) + variant.outages
 
 
 def apply_variant(base_doc: Mapping[str, Any], variant: Variant) -> Federation:
