@@ -152,6 +152,19 @@ class JobStore(Protocol):
         """Jobs, newest first, optionally filtered."""
         ...
 
+    def queue(
+        self,
+        states: Sequence[JobState],
+        limit: int,
+        *,
+        due_by: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Job]:
+        """Jobs in ``states`` first come, first served: oldest submission first (then id), at
+        most ``limit``. With ``due_by``, only those whose ``not_before`` is unset or at most
+        ``due_by``; with ``after``, only those after that (submitted at, id), to page on."""
+        ...
+
     def tracked(self) -> list[tuple[str, str, str, JobState]]:
         """(job id, site, backend ref, state) of every dispatched or running job."""
         ...

@@ -79,6 +79,29 @@ def test_list_filters_and_orders_newest_first(store: SqlStore) -> None:
     assert store.count_by_state() == {"submitted": 4, "cancelled": 1}
 
 
+def test_the_work_queue_is_first_come_first_served_and_pages(store: SqlStore) -> None:
+    """Oldest submission first, then id; ``due_by`` leaves out jobs not due; ``after`` pages
+    on from a (submitted at, id)."""
+    at = [T0 + timedelta(seconds=s) for s in (30, 10, 20, 20, 0)]
+    for i, t in enumerate(at):
+        store.add_job(new_job(f"j{i}", SPEC, t), codec.spec_hash(SPEC))
+    later = store.get_job("j1")
+    store.save_job(apply(later, Event(EventKind.NOTE, T0, "waits"), not_before=T0 + timedelta(hours=1)))
+    gone = store.get_job("j4")
+    store.save_job(apply(gone, Event(EventKind.CANCEL, T0, "no")))
+    submitted = [JobState.SUBMITTED]
+    assert [j.id for j in store.queue(submitted, 10)] == ["j1", "j2", "j3", "j0"]
+    assert [j.id for j in store.queue(submitted, 10, due_by=T0)] == ["j2", "j3", "j0"]
+    assert [j.id for j in store.queue(submitted, 10, due_by=T0 + timedelta(hours=1))] == \
+        ["j1", "j2", "j3", "j0"]
+    first = store.queue(submitted, 2)
+    assert [j.id for j in first] == ["j1", "j2"]
+    rest = store.queue(submitted, 2, after=(first[-1].submitted_at, first[-1].id))
+    assert [j.id for j in rest] == ["j3", "j0"]
+    assert store.queue(submitted, 2, after=(rest[-1].submitted_at, rest[-1].id)) == []
+    assert [j.id for j in store.queue([JobState.CANCELLED, JobState.SUBMITTED], 1)] == ["j4"]
+
+
 def test_unknown_job_is_not_found(store: SqlStore) -> None:
     with pytest.raises(NotFound, match="no job 'nope'"):
         store.get_job("nope")

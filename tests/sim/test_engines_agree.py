@@ -20,7 +20,7 @@ from accord.domain.traces import HomeRule, TraceFormat, assign_homes, parse_trac
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.kernel import Simulation
 from accord.sim.model import Outcome, Policy, Settings, Workload
-from tests.sim.helpers import T0_S, federation, steps
+from tests.sim.helpers import T0_S, federation, steps, workload
 from tests.sim.test_properties import cases
 
 LIVE: dict[str, Any] = {"pass_s": 60.0, "refresh_s": 60.0, "replan_s": 600.0}   # as the live broker's passes
@@ -73,3 +73,18 @@ def test_both_engines_agree_on_the_real_philly_trace(policy: Policy) -> None:
     start, end = steps("GB", [1.0]).start, steps("GB", [1.0] * 24 * 30).end
     carbon, _ = load_carbon(shared_data_dir() / "carbon", ["GB", "FR", "DE"], start, end)
     assert_same(fed, work, carbon, Settings(policy, **LIVE))
+
+
+def test_both_engines_place_a_burst_a_batch_a_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten jobs at once with a batch of three: four passes place them, oldest first, in both."""
+    from accord.service import broker
+
+    monkeypatch.setattr(broker, "BATCH", 3)
+    fed = federation([("a", "uk", "GB", 64), ("b", "fr", "FR", 64)])
+    work = workload([(0, 1, 600)] * 10 + [(100, 2, 600)])
+    carbon = {"GB": steps("GB", [200.0] * 60), "FR": steps("FR", [50.0] * 60)}
+    for policy in (Policy.HOME, Policy.EARLIEST):
+        cfg = Settings(policy, **LIVE)
+        assert_same(fed, work, carbon, cfg)
+        out = Simulation(fed, work, carbon, cfg).run()
+        assert [s - T0_S for s in out.start] == [0.0] * 3 + [60.0] * 3 + [120.0] * 3 + [180.0] * 2

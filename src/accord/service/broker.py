@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from accord.domain import codec
 from accord.domain.errors import Busy, Conflict, InDoubt, NotFound, Unavailable
@@ -105,6 +105,7 @@ class Broker:
         self._outages: set[str] = set()  # sites whose tracked jobs were told of the outage
         self._fresh_intents: set[str] = set()  # intents written by this process, not yet tried
         self._checked: dict[str, datetime] = {}  # deferred job -> when it was last reconsidered
+        self._replan_after: tuple[datetime, str] | None = None   # where the next page of deferred jobs starts
         # allocation use not yet in the ledger, read once per pass when a job first goes abroad
         self._committed: dict[tuple[str, str, str], float] | None = None
 
@@ -200,10 +201,9 @@ class Broker:
         """One pass: release, place, dispatch and poll. Never raises for one bad job."""
         with self._lock:
             now = self.clock.now()
-            deferred = self.store.list_jobs([JobState.DEFERRED], limit=BATCH)  # once per pass
-            released = self._release_deferred(now, deferred)
+            released = self._release_deferred(now, self.store.queue([JobState.DEFERRED], BATCH, due_by=now))
             loads = self._loads()
-            released += self._reconsider_deferred(now, loads, deferred)
+            released += self._reconsider_deferred(now, loads, self._deferred_page())
             placed, waiting = self._place_submitted(now, loads)
             dispatched = self._dispatch_placed(loads)
             finished = self._poll_sites()
@@ -221,14 +221,24 @@ class Broker:
                 count += 1
         return count
 
+    def _deferred_page(self) -> list[Job]:
+        """The next BATCH deferred jobs, first come first served, from where the last page
+        ended (then from the first again), so every deferred job is looked at in turn however
+        many there are."""
+        page = self.store.queue([JobState.DEFERRED], BATCH, after=self._replan_after)
+        self._replan_after = (page[-1].submitted_at, page[-1].id) if len(page) == BATCH else None
+        return page
+
     def _reconsider_deferred(
         self, now: datetime, loads: dict[tuple[str, str], PoolLoad], deferred: list[Job]
     ) -> int:
-        """Every REPLAN_S, place each deferred job again with fresh forecasts and queues; if
-        the best choice moved (another site, or a start at least a slot earlier), release it
-        so this pass places it anew. An unchanged decision leaves no trace in the story."""
+        """Every REPLAN_S, place each job placement deferred again with fresh forecasts and
+        queues; if the best choice moved (another site, or a start at least a slot earlier),
+        release it so this pass places it anew. An unchanged decision leaves no trace in the
+        story. A job waiting for its earliest start is left alone: it cannot start earlier,
+        and is placed anew when released."""
         due = [j for j in deferred  # the ones released this pass fail the test below
-               if j.not_before is not None and j.not_before > now
+               if j.not_before is not None and j.not_before > now and _placement_deferred(j)
                and (now - self._checked.get(j.id, j.story[-1].event.at)).total_seconds()
                >= REPLAN_S]
         if not due:
@@ -271,7 +281,7 @@ class Broker:
         self, now: datetime, loads: dict[tuple[str, str], PoolLoad]
     ) -> tuple[int, int]:
         placed = waiting = 0
-        jobs = self.store.list_jobs([JobState.SUBMITTED], limit=BATCH)
+        jobs = self.store.queue([JobState.SUBMITTED], BATCH, due_by=now)   # waiting ones when due
         context = self._placement_context(now, jobs) if jobs else None  # one per pass
         self._committed = None
         for job in sorted(jobs, key=lambda j: (_lowered(j), j.submitted_at, j.id)):
@@ -349,7 +359,7 @@ class Broker:
             event = Event(EventKind.PLACE, now, why,
                           (("pool", c.pool), ("site", c.site), ("score", f"{c.score:.4f}"),
                            *_estimates(c, d.reference)))
-            placed = apply(job, event, placement=Placement(c.site, c.pool, c.agreement))
+            placed = apply(job, event, placement=Placement(c.site, c.pool, c.agreement), not_before=None)
             # The dispatch intent goes in the same write; this process remembers it wrote it,
             # so its own first attempt skips the look-up (after a crash, the next one does not).
             intent = Event(EventKind.NOTE, now, f"dispatching to {c.site}", ((INTENT, "dispatch"),))
@@ -362,8 +372,19 @@ class Broker:
         if d.verdict is Verdict.REJECT:
             self._save(apply(job, Event(EventKind.FAIL, now, d.explain())))
             return False
-        self._note_once(job, d.explain(), now)
+        self._wait(job, d, now, loads)
         return False
+
+    def _wait(self, job: Job, d: Decision, now: datetime, loads: dict[tuple[str, str], PoolLoad]) -> None:
+        """Note why the job waits. While every site answers, only a new UTC day (an agreement
+        in force) or month (quotas renewed) can change that: the job is tried again at the
+        next midnight, and until then leaves the queue to the jobs behind it."""
+        if any(not load.available for load in loads.values()):
+            self._note_once(job, d.explain(), now)   # a site that is down may answer next pass
+            return
+        retry = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
+        why = f"{d.explain()} Tried again at {retry:%Y-%m-%d %H:%M} UTC, when the day turns."
+        self._save(apply(job, Event(EventKind.NOTE, now, why), not_before=retry))
 
     def _passes(self, job: Job, review: Review, now: datetime) -> bool:
         """Act on the gate's review: False (and the job held, failed or put back with
@@ -401,8 +422,7 @@ class Broker:
 
     def _dispatch_placed(self, loads: dict[tuple[str, str], PoolLoad]) -> int:
         count = 0
-        jobs = self.store.list_jobs([JobState.PLACED], limit=BATCH)
-        for job in sorted(jobs, key=lambda j: (j.submitted_at, j.id)):
+        for job in self.store.queue([JobState.PLACED], BATCH):
             with self._isolated(job):
                 count += self._dispatch_one(job, loads)
         return count

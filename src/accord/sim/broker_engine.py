@@ -41,7 +41,8 @@ from accord.domain.placement import PoolLoad, pool_keys
 from accord.domain.statement import key_id
 from accord.domain.usage import UsageRecord
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
-from accord.service.broker import BATCH, Broker, StepReport
+from accord.service import broker as live_broker
+from accord.service.broker import Broker, StepReport
 from accord.service.ledger import LedgerService
 from accord.sim.forecast import forecast_source
 from accord.sim.kernel import GIVE_UP_S, next_day
@@ -444,7 +445,7 @@ class BrokerEngine:
         if counts.get(JobState.DEFERRED.value) or counts.get(JobState.PLACED.value):
             return k + 1
         waiting = counts.get(JobState.SUBMITTED.value, 0)
-        if waiting and (report.placed or waiting >= BATCH):
+        if waiting and (report.placed or waiting >= live_broker.BATCH):
             return k + 1
         t = k * self.step
         soon = min([arrival, *(s.next_change() for s in live.sites.values()),

@@ -2,7 +2,8 @@
 
 Time jumps from event to event (a heap; no fixed step). Jobs arrive in submit order (a
 sorted stream merged with the heap, so arrivals cost no heap operation); the broker places
-the jobs that arrived in dispatcher passes (every ``pass_s``; 0: at once), with the same
+the jobs that arrived in dispatcher passes (every ``pass_s``, at most the broker's
+``BATCH`` a pass, oldest first; 0: at once), with the same
 :func:`accord.domain.placement.choose` as the live broker's ``place()``, over loads it
 updates within a pass by the broker's rule (:func:`~accord.domain.placement.after_placing`),
 with contexts built by the broker's :func:`~accord.service.placement_context.build_context`
@@ -43,6 +44,7 @@ from accord.domain.placement import (
     flexibility_s,
     pool_keys,
 )
+from accord.service import broker
 from accord.service.placement_context import build_context
 from accord.sim.accounting import Accounts, SimLedger
 from accord.sim.forecast import forecast_source
@@ -195,8 +197,13 @@ class Simulation:
         at = datetime.fromtimestamp(t, UTC)
         if self.due:
             self._reconsider(t, at)
-        jobs, self.pending = self.pending, []
-        for job in sorted(jobs):   # first come, first served: job numbers follow submit order
+        jobs = sorted(self.pending)   # first come, first served: job numbers follow submit order
+        if self.cfg.pass_s > 0 and len(jobs) > broker.BATCH:   # as the broker: a batch a pass
+            jobs, self.pending = jobs[:broker.BATCH], jobs[broker.BATCH:]
+            self._schedule_pass(t + self.cfg.pass_s)
+        else:
+            self.pending = []
+        for job in jobs:
             self._place(job, t, at)
         if self.waiting and t < self.give_up:
             # The broker tries them every pass, but only a new day (an agreement comes into

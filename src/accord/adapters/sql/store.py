@@ -17,7 +17,19 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from accord.adapters.sql.schema import job_events, jobs, usage_records
@@ -200,6 +212,27 @@ class SqlStore:
             query = query.where(jobs.c.owner == owner)
         if before is not None:
             query = query.where(jobs.c.id < before)
+        with self.transaction() as conn:
+            rows = conn.execute(query).mappings().all()
+            return self._load(conn, list(rows))
+
+    def queue(
+        self,
+        states: Sequence[JobState],
+        limit: int,
+        *,
+        due_by: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Job]:
+        """See :meth:`accord.ports.JobStore.queue`."""
+        c = jobs.c
+        query = (select(jobs).where(c.state.in_([s.value for s in states]))
+                 .order_by(c.submitted_at.asc(), c.id.asc()).limit(limit))
+        if due_by is not None:
+            query = query.where(or_(c.not_before.is_(None), c.not_before <= due_by))
+        if after is not None:
+            at, job_id = after
+            query = query.where(or_(c.submitted_at > at, and_(c.submitted_at == at, c.id > job_id)))
         with self.transaction() as conn:
             rows = conn.execute(query).mappings().all()
             return self._load(conn, list(rows))
