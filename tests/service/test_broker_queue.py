@@ -6,6 +6,7 @@ deferred job is reconsidered in turn. Real SQLite store, fake sites."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -142,3 +143,25 @@ def test_a_job_waiting_for_its_earliest_start_is_not_reconsidered(small_federati
         clock.advance(601)
     kinds = [e.event.kind for e in store.get_job(job).story]
     assert kinds == [EventKind.SUBMIT, EventKind.DEFER]
+
+
+def test_allocation_checks_count_every_active_job(small_federation: Federation, store: SqlStore) -> None:
+    """The use not yet in the ledger is read from every placed, dispatched or running job,
+    a page at a time (it once stopped at the newest 10 × BATCH)."""
+    b, clock = make(small_federation, store)
+    ids = submit(b, clock, {"site": "paris"}, 45)
+    for _ in range(23):
+        b.step()
+    assert states(store, ids) == [JobState.COMPLETED] * 45
+    for job in (store.get_job(i) for i in ids):   # back to running, as if the sites had not ended them
+        store.save_job(replace(job, state=JobState.RUNNING))
+
+    class Counting:
+        def committed(self, jobs: list[object], at: datetime) -> dict[tuple[str, str, str], float]:
+            self.seen = len(jobs)
+            return {}
+
+    b.gate = gate = Counting()  # type: ignore[assignment]
+    b._committed = None
+    b._committed_use(clock.now())
+    assert gate.seen == 45

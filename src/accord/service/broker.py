@@ -406,10 +406,16 @@ class Broker:
         return True
 
     def _committed_use(self, now: datetime) -> dict[tuple[str, str, str], float]:
-        """Estimated units of jobs placed abroad and not yet ended (read once per pass)."""
+        """Estimated units of jobs placed abroad and not yet ended (read once per pass, all
+        of them, a page at a time)."""
         if self._committed is None:
-            active = self.store.list_jobs([JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING],
-                                          limit=10 * BATCH)
+            active: list[Job] = []
+            page: list[Job] | None = None
+            while page is None or len(page) == 10 * BATCH:
+                after = (page[-1].submitted_at, page[-1].id) if page else None
+                page = self.store.queue([JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING],
+                                        10 * BATCH, after=after)
+                active += page
             self._committed = self.gate.committed(active, now) if self.gate else {}
         return self._committed
 
