@@ -28,7 +28,7 @@ from accord.domain.projects import Allocation, AllocationState, Project, User
 from accord.ports import StoredToken
 from accord.service.access import AccessService
 from accord.service.audit import AuditWriter
-from accord.service.broker import Broker
+from accord.service.broker import Broker, every_job
 
 ID = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -299,7 +299,7 @@ def _held(job: Job) -> dict[str, Any]:
 
 
 def _release_allocation_holds(broker: Broker, a: Allocation) -> None:
-    for job in broker.store.list_jobs([JobState.HELD], limit=1000):
+    for job in every_job(broker.store, [JobState.HELD]):
         last = _last_hold(job)
         if job.spec.project == a.project and last is not None and last.get("allocation"):
             broker.release(job.id, f"allocation {a.id} approved: {a.units:g} units under {a.agreement}")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from accord.domain.carbon import DEFAULT_HOST_SHARE, job_energy_kwh
-from accord.domain.jobs import Job, JobState
+from accord.domain.jobs import Job
 from accord.domain.placement import Verdict
-from accord.service.broker import Broker
+from accord.service.broker import ACTIVE, Broker, every_job
 from accord.service.gate import Action, Gate
 
 
@@ -28,8 +28,7 @@ def preview_doc(broker: Broker, gate: Gate, job: Job, notes: list[str]) -> dict[
     start = d.start or broker.clock.now()
     cost = gate.units(job.spec, c.site, c.pool, start) if c.agreement else 0.0
     kwh = job_energy_kwh(job.spec.gpus, pool.power_w, job.spec.time_limit_s, site.pue, DEFAULT_HOST_SHARE)
-    active = broker.store.list_jobs([JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING], limit=5000)
-    review = gate.review(job, c, start, gate.committed(active, start))
+    review = gate.review(job, c, start, gate.committed(every_job(broker.store, ACTIVE), start))
     doc.update(site=c.site, pool=c.pool, agreement=c.agreement, start=start.isoformat(),
                cost_units=round(cost, 4), energy_kwh=round(kwh, 3),
                emissions_kg=None if c.emissions_g is None else round(c.emissions_g / 1000, 3),

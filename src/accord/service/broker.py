@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
@@ -409,13 +409,7 @@ class Broker:
         """Estimated units of jobs placed abroad and not yet ended (read once per pass, all
         of them, a page at a time)."""
         if self._committed is None:
-            active: list[Job] = []
-            page: list[Job] | None = None
-            while page is None or len(page) == 10 * BATCH:
-                after = (page[-1].submitted_at, page[-1].id) if page else None
-                page = self.store.queue([JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING],
-                                        10 * BATCH, after=after)
-                active += page
+            active = every_job(self.store, ACTIVE)
             self._committed = self.gate.committed(active, now) if self.gate else {}
         return self._committed
 
@@ -585,6 +579,20 @@ def _changed(state: JobState, remote: RemoteState) -> bool:
     if remote is RemoteState.PENDING:
         return False
     return not (remote is RemoteState.RUNNING and state is JobState.RUNNING)
+
+
+ACTIVE = (JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING)   # placed and not yet ended
+
+
+def every_job(store: JobStore, states: Sequence[JobState]) -> list[Job]:
+    """Every job in ``states``, oldest first, read ``10 × BATCH`` at a time (never cut off)."""
+    out: list[Job] = []
+    page: list[Job] | None = None
+    while page is None or len(page) == 10 * BATCH:
+        after = (page[-1].submitted_at, page[-1].id) if page else None
+        page = store.queue(states, 10 * BATCH, after=after)
+        out += page
+    return out
 
 
 def _placement_deferred(job: Job) -> bool:
