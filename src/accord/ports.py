@@ -159,10 +159,13 @@ class JobStore(Protocol):
         *,
         due_by: datetime | None = None,
         after: tuple[datetime, str] | None = None,
+        story: bool = True,
     ) -> list[Job]:
         """Jobs in ``states`` first come, first served: oldest submission first (then id), at
         most ``limit``. With ``due_by``, only those whose ``not_before`` is unset or at most
-        ``due_by``; with ``after``, only those after that (submitted at, id), to page on."""
+        ``due_by``; with ``after``, only those after that (submitted at, id), to page on.
+        ``story=False`` leaves their stories empty (much faster, to read specs and placements;
+        such a job is not to be saved)."""
         ...
 
     def tracked(self) -> list[tuple[str, str, str, JobState]]:

@@ -100,6 +100,8 @@ def test_the_work_queue_is_first_come_first_served_and_pages(store: SqlStore) ->
     assert [j.id for j in rest] == ["j3", "j0"]
     assert store.queue(submitted, 2, after=(rest[-1].submitted_at, rest[-1].id)) == []
     assert [j.id for j in store.queue([JobState.CANCELLED, JobState.SUBMITTED], 1)] == ["j4"]
+    bare = store.queue(submitted, 10, story=False)
+    assert [(j.id, j.spec, j.story) for j in bare] == [(j.id, j.spec, ()) for j in store.queue(submitted, 10)]
 
 
 def test_unknown_job_is_not_found(store: SqlStore) -> None:

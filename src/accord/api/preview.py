@@ -28,7 +28,7 @@ def preview_doc(broker: Broker, gate: Gate, job: Job, notes: list[str]) -> dict[
     start = d.start or broker.clock.now()
     cost = gate.units(job.spec, c.site, c.pool, start) if c.agreement else 0.0
     kwh = job_energy_kwh(job.spec.gpus, pool.power_w, job.spec.time_limit_s, site.pue, DEFAULT_HOST_SHARE)
-    review = gate.review(job, c, start, gate.committed(every_job(broker.store, ACTIVE), start))
+    review = gate.review(job, c, start, gate.committed(every_job(broker.store, ACTIVE, story=False), start))
     doc.update(site=c.site, pool=c.pool, agreement=c.agreement, start=start.isoformat(),
                cost_units=round(cost, 4), energy_kwh=round(kwh, 3),
                emissions_kg=None if c.emissions_g is None else round(c.emissions_g / 1000, 3),

@@ -409,7 +409,7 @@ class Broker:
         """Estimated units of jobs placed abroad and not yet ended (read once per pass, all
         of them, a page at a time)."""
         if self._committed is None:
-            active = every_job(self.store, ACTIVE)
+            active = every_job(self.store, ACTIVE, story=False)   # specs and placements suffice
             self._committed = self.gate.committed(active, now) if self.gate else {}
         return self._committed
 
@@ -584,13 +584,14 @@ def _changed(state: JobState, remote: RemoteState) -> bool:
 ACTIVE = (JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING)   # placed and not yet ended
 
 
-def every_job(store: JobStore, states: Sequence[JobState]) -> list[Job]:
-    """Every job in ``states``, oldest first, read ``10 × BATCH`` at a time (never cut off)."""
+def every_job(store: JobStore, states: Sequence[JobState], story: bool = True) -> list[Job]:
+    """Every job in ``states``, oldest first, read ``10 × BATCH`` at a time (never cut off);
+    ``story=False``: without their stories (see :meth:`~accord.ports.JobStore.queue`)."""
     out: list[Job] = []
     page: list[Job] | None = None
     while page is None or len(page) == 10 * BATCH:
         after = (page[-1].submitted_at, page[-1].id) if page else None
-        page = store.queue(states, 10 * BATCH, after=after)
+        page = store.queue(states, 10 * BATCH, after=after, story=story)
         out += page
     return out
 

@@ -223,6 +223,7 @@ class SqlStore:
         *,
         due_by: datetime | None = None,
         after: tuple[datetime, str] | None = None,
+        story: bool = True,
     ) -> list[Job]:
         """See :meth:`accord.ports.JobStore.queue`."""
         c = jobs.c
@@ -235,7 +236,7 @@ class SqlStore:
             query = query.where(or_(c.submitted_at > at, and_(c.submitted_at == at, c.id > job_id)))
         with self.transaction() as conn:
             rows = conn.execute(query).mappings().all()
-            return self._load(conn, list(rows))
+            return self._load(conn, list(rows)) if story else [_job_from(r, []) for r in rows]
 
     def add_usage(self, record: UsageRecord) -> bool:
         """Store a usage record once; True if it is new, False if its id was already stored."""
