@@ -223,3 +223,40 @@ def test_bad_outages_are_reported_with_their_lines(tmp_path: Path, capsys: Captu
         assert simulate("--scenario", str(FIXTURES / "scenario.toml"), "--outage", flag,
                         "--out", str(tmp_path / "out")) == 2
         assert "--outage" in capsys.readouterr().err
+
+
+def test_failures_drawn_at_random_are_the_same_for_a_site_in_every_variant(tmp_path: Path,
+                                                                          capsys: Capture) -> None:
+    text = (FIXTURES / "scenario.toml").read_text()
+    drawn = tmp_path / "drawn.toml"
+    drawn.write_text(text + "\n[failures]\nmtbf_hours = 48\nmttr_hours = 6\n")
+    (tmp_path / "federation.toml").write_text((FIXTURES / "federation.toml").read_text())
+    common = ("--jobs", "300", "--policy", "home")
+    assert simulate("--scenario", str(drawn), *common, "--out", str(tmp_path / "a")) == 0
+    doc = json.loads((tmp_path / "a" / "results.json").read_text())
+    today, growth = doc["variants"]
+    assert doc["scenario"]["failures"] == {"mtbf_hours": 48.0, "mttr_hours": 6.0, "seed": 1}
+    assert today["failures"] and today["outages"] == []
+    for site in ("bristol", "paris", "juelich"):
+        mine = [o for o in today["failures"] if o["site"] == site]
+        assert mine and mine == [o for o in growth["failures"] if o["site"] == site]
+    assert {o["site"] for o in growth["failures"]} >= {"ne-agz"} and "cambridge" not in {
+        o["site"] for o in growth["failures"]}
+    assert "outages drawn at random" in (tmp_path / "a" / "report.html").read_text()
+    flags = ("--mtbf-hours", "48", "--mttr-hours", "6")
+    assert simulate("--scenario", str(FIXTURES / "scenario.toml"), *common, *flags,
+                    "--out", str(tmp_path / "b")) == 0
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["variants"][0]["failures"] == \
+        today["failures"]
+    assert simulate("--scenario", str(FIXTURES / "scenario.toml"), *common, *flags, "--seed", "2",
+                    "--out", str(tmp_path / "c")) == 0
+    assert json.loads((tmp_path / "c" / "results.json").read_text())["variants"][0]["failures"] != \
+        today["failures"]
+    capsys.readouterr()
+    drawn.write_text(text + "\n[failures]\nmtbf_hours = -1\nmttr = 6\n")
+    assert simulate("--scenario", str(drawn), "--out", str(tmp_path / "d")) == 2
+    err = capsys.readouterr().err
+    assert "failures.mtbf_hours" in err and "failures.mttr" in err and "failures.mttr_hours" in err, err
+    assert simulate("--scenario", str(FIXTURES / "scenario.toml"), "--mtbf-hours", "5",
+                    "--out", str(tmp_path / "e")) == 2
+    assert "--mtbf-hours: goes with --mttr-hours" in capsys.readouterr().err

@@ -7,6 +7,7 @@ Every site has one pool of 1,000 W GPUs at PUE 1.0, so a GPU-hour is 1 kW × (1 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from datetime import UTC, datetime
 
@@ -19,7 +20,7 @@ from accord.sim.broker_engine import BrokerEngine
 from accord.sim.cli import ProgressBar
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, balances, comparable, final_balances, jain, summary, utilisation
-from accord.sim.model import Outage, Outcome, Policy, Settings
+from accord.sim.model import Failures, Outage, Outcome, Policy, Settings, draw_outages
 from accord.sim.oracle import oracle_emissions
 from tests.sim.helpers import KW, T0_S, federation, flat, steps, workload
 
@@ -258,3 +259,15 @@ def test_an_outage_of_an_unknown_site_is_refused_with_its_field() -> None:
             engine(ONE_SITE, workload([(0, 1, 60)]), {}, cfg)
         assert [(p.where, p.got) for p in err.value.problems] == [
             ("outages", "nowhere"), ("outages", "a: 2020-03-02T00:00:00Z to 2020-03-02T00:00:00Z")]
+
+
+def test_drawn_outages_follow_their_means() -> None:
+    """Over 20,000 hours, outages every 10 h on average lasting 1 h: about 20,000 / 11 of
+    them, 1 h long on average; the same seed draws the same, another seed others."""
+    f = Failures(10 * 3600.0, 3600.0, seed=3)
+    out = draw_outages(f, ["a"], 0.0, 20_000 * 3600.0)
+    assert len(out) == pytest.approx(20_000 / 11, rel=0.05)
+    assert np.mean([o.end_s - o.start_s for o in out]) == pytest.approx(3600, rel=0.05)
+    assert all(a.end_s <= b.start_s for a, b in itertools.pairwise(out))
+    assert out == draw_outages(f, ["a"], 0.0, 20_000 * 3600.0)
+    assert out != draw_outages(Failures(10 * 3600.0, 3600.0, seed=4), ["a"], 0.0, 20_000 * 3600.0)

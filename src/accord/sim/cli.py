@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from accord.domain.carbon import Forecast
 from accord.domain.errors import AccordError, InvalidInput, Problem
 from accord.domain.traces import HomeRule, TraceFormat
-from accord.sim.model import POLICY_HELP, Engine, Outage, Policy
+from accord.sim.model import POLICY_HELP, Engine, Failures, Outage, Policy
 from accord.sim.scenario import DEFAULT_START, Scenario, load_scenario, resolve_path
 
 EXIT_INPUT = 2
@@ -65,6 +65,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--outage", action="append", metavar="SITE,START,END",
                    help="site SITE does not answer from START to END (ISO times), in every variant "
                         "that has it; repeatable")
+    p.add_argument("--mtbf-hours", type=float, help="draw outages at random for every site: the mean "
+                                                   "time between them (with --mttr-hours)")
+    p.add_argument("--mttr-hours", type=float, help="the mean length of a drawn outage")
     p.add_argument("--out", type=Path, required=True, help="directory for the report and data")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(simulate=run)
@@ -149,6 +152,8 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         changes["start"] = _start(args.start)
     if args.outage:
         changes["outages"] = (*(base.outages if base else ()), *_outages(args.outage))
+    if args.mtbf_hours is not None or args.mttr_hours is not None:
+        changes["failures"] = _failures(args, base)
     _check_numbers(changes)
     if base is None:
         return Scenario(**{"federation": Path(), "trace": Path(), "carbon": None, "start": DEFAULT_START,
@@ -185,6 +190,19 @@ def _start(text: str, flag: str = "--start") -> datetime:
     except ValueError:
         raise InvalidInput([Problem(flag, "is not a time", text, "e.g. 2020-01-06T00:00:00Z")]) from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _failures(args: argparse.Namespace, base: Scenario | None) -> Failures:
+    if args.mtbf_hours is None or args.mttr_hours is None:
+        raise InvalidInput([Problem("--mtbf-hours", "goes with --mttr-hours", None,
+                                    "both, e.g. --mtbf-hours 720 --mttr-hours 6")])
+    problems = [Problem(flag, "is out of range", str(v), "a number of hours > 0")
+                for flag, v in (("--mtbf-hours", args.mtbf_hours), ("--mttr-hours", args.mttr_hours))
+                if not (v > 0 and v < float("inf"))]
+    if problems:
+        raise InvalidInput(problems)
+    seed = args.seed if args.seed is not None else base.seed if base else 1
+    return Failures(args.mtbf_hours * 3600, args.mttr_hours * 3600, seed)
 
 
 def _outages(texts: list[str]) -> list[Outage]:

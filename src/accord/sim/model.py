@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -81,6 +82,41 @@ def merged(outages: Iterable[Outage]) -> tuple[Outage, ...]:
             out[-1] = replace(out[-1], end_s=max(out[-1].end_s, o.end_s))
         else:
             out.append(o)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """Outages drawn at random for every site: the times between them and their lengths are
+    exponential with means ``mtbf_s`` and ``mttr_s`` (whole seconds, at least one), from
+    ``seed`` and the site's id (so a site has the same outages in every variant that has it)."""
+
+    mtbf_s: float
+    mttr_s: float
+    seed: int = 1
+
+
+def draw_outages(failures: Failures, sites: Iterable[str], start_s: float,
+                 end_s: float) -> tuple[Outage, ...]:
+    """Each site's outages that start in [start_s, end_s), drawn as :class:`Failures` says.
+
+    >>> out = draw_outages(Failures(86_400.0, 3_600.0, seed=7), ["a"], 0.0, 30 * 86_400.0)
+    >>> out == draw_outages(Failures(86_400.0, 3_600.0, seed=7), ["a"], 0.0, 30 * 86_400.0)
+    True
+    >>> all(o.site == "a" and 0 <= o.start_s < o.end_s for o in out) and len(out) > 5
+    True
+    """
+    out: list[Outage] = []
+    for site in sorted(set(sites)):
+        rng = np.random.default_rng([failures.seed, zlib.crc32(site.encode())])
+        t = start_s
+        while True:
+            t += float(rng.exponential(failures.mtbf_s))
+            if t >= end_s:
+                break
+            length = max(1.0, float(round(rng.exponential(failures.mttr_s))))
+            out.append(Outage(site, float(round(t)), float(round(t)) + length))
+            t = round(t) + length
     return tuple(out)
 
 

@@ -112,6 +112,10 @@ def html_report(results: Results) -> str:
         if v.get("outages"):
             parts.append("<p>Sites down (they start nothing and do not answer the broker): " + "; ".join(
                 f"{_e(o['site'])} from {_e(o['start'])} to {_e(o['end'])}" for o in v["outages"]) + ".</p>")
+        if v.get("failures"):
+            down_h = sum(_hours(o["end"]) - _hours(o["start"]) for o in v["failures"])
+            parts.append(f"<p>{len(v['failures'])} outages drawn at random ({down_h:,.1f} site-hours down in "
+                         "all; the list is in results.json).</p>")
         parts.append(_table(["policy", "jobs done", "rejected", "deferred", "abroad", "MWh", "t CO2e",
                              "kg/job", "wait mean h", "p50", "p95", "p99", "bsld", "Jain", "saving",
                              "share of achievable"], [_run_row(r) for r in v["runs"]]))
@@ -139,6 +143,10 @@ _CSS = ("body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1200px;col
         "text-align:right}th{background:#f2f2f2}td:first-child{text-align:left}.row{display:flex;"
         "flex-wrap:wrap;gap:1em}.notes{color:#7a4b00}svg{background:#fff;border:1px solid #ddd}"
         "footer{color:#888;margin-top:2em}")
+
+
+def _hours(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp() / 3600
 
 
 def _run_row(r: Mapping[str, Any]) -> list[str]:

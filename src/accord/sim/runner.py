@@ -30,7 +30,7 @@ from accord.domain.traces import Trace, assign_homes, parse_trace, scale, sniff_
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, comparable, summary
-from accord.sim.model import Engine, Outage, Policy, Settings, Workload
+from accord.sim.model import Engine, Outage, Policy, Settings, Workload, draw_outages
 from accord.sim.oracle import oracle_emissions
 from accord.sim.scenario import Scenario, apply_variant, check_outages, locate
 
@@ -163,7 +163,10 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(trace.skipped.items()))
         notes.append(f"trace rows skipped: {skipped}")
     out = []
-    for name, fed, outages in variants:
+    for name, fed, given in variants:
+        drawn = () if s.failures is None else draw_outages(s.failures, (x.id for x in fed.sites), first,
+                                                            span_end.timestamp())
+        outages = given + drawn
         runs = [simulate(name, fed, work, carbon, _settings(s, p, outages), progress, s.engine)
                 for p in s.policies]
         oracle = oracle_emissions(fed, work, carbon, slack_s=2 * s.pass_s)
@@ -173,7 +176,9 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
                     "sites": [{"id": x.id, "partner": x.partner, "zone": x.grid_zone, "gpus": x.total_gpus}
                               for x in fed.sites],
                     "outages": [{"site": o.site, "start": _iso(o.start_s), "end": _iso(o.end_s)}
-                                for o in outages],
+                                for o in given],
+                    "failures": [{"site": o.site, "start": _iso(o.start_s), "end": _iso(o.end_s)}
+                                 for o in drawn],
                     "baseline": baseline.policy.value,
                     "runs": [summary(r, mask, baseline, oracle) for r in runs]})
     return Results(describe(s, trace, work), out, notes)
@@ -218,4 +223,7 @@ def describe(s: Scenario, trace: Trace, work: Workload) -> dict[str, Any]:
             "load": s.load, "size": s.size, "pass_seconds": s.pass_s, "backfill": s.backfill,
             "engine": s.engine.value, "replan_seconds": s.replan_s, "forecast": s.forecast.value,
             "window_hours": s.window_h, "theme": work.theme,
+            "failures": None if s.failures is None else {
+                "mtbf_hours": s.failures.mtbf_s / 3600, "mttr_hours": s.failures.mttr_s / 3600,
+                "seed": s.failures.seed},
             "homes": {p: int((work.home == i).sum()) for i, p in enumerate(work.partners)}}

@@ -18,6 +18,10 @@ A scenario is TOML (``docs/design/simulator.md`` documents every key)::
     start = 2020-01-08T06:00:00Z
     end = 2020-01-09T18:00:00Z
 
+    [failures]                          # outages drawn at random for every site, as well
+    mtbf_hours = 720                    # mean time between failures, per site
+    mttr_hours = 6                      # mean time to repair
+
     [[variants]]                        # federation variants (capacity planning)
     name = "growth zone"
     remove_sites = ["juelich"]
@@ -46,9 +50,9 @@ from accord.domain.federation import Federation
 from accord.domain.federation_schema import parse_federation
 from accord.domain.fieldreader import FieldReader
 from accord.domain.traces import HomeRule, TraceFormat
-from accord.sim.model import Engine, Outage, Policy
+from accord.sim.model import Engine, Failures, Outage, Policy
 
-SECTIONS = ("simulation", "trace", "homes", "jobs", "variants", "outages")
+SECTIONS = ("simulation", "trace", "homes", "jobs", "variants", "outages", "failures")
 SIM_KEYS = ("federation", "trace", "carbon", "start", "seed", "policies", "pass_seconds", "refresh_seconds",
             "replan_seconds", "backfill", "backfill_depth", "engine", "forecast")
 TRACE_KEYS = ("jobs", "load", "size", "format", "round_minutes", "procs_per_gpu")
@@ -56,6 +60,7 @@ HOME_KEYS = ("by", "shares")
 JOB_KEYS = ("theme", "sector", "window_hours")
 VARIANT_KEYS = ("name", "add_sites", "remove_sites", "pools", "outages")
 OUTAGE_KEYS = ("site", "start", "end")
+FAILURE_KEYS = ("mtbf_hours", "mttr_hours", "seed")
 DEFAULT_START = datetime(2020, 1, 6, tzinfo=UTC)   # a Monday inside the shared intensity data
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
@@ -103,6 +108,7 @@ class Scenario:
     window_h: float | None = None
     variants: tuple[Variant, ...] = (Variant("base"),)
     outages: tuple[Outage, ...] = ()   # in every variant that has the site
+    failures: Failures | None = None   # outages drawn at random for every site
     source: str = "<command line>"
     text: str = ""
 
@@ -180,6 +186,8 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
     variants = tuple(_variant(r, v, i) for i, v in enumerate(r.tables(doc, "variants", "")))
     variants = variants or (Variant("base"),)
     outages = outage_list(r, doc, "")
+    seed = int(_num(r, sim, "seed", "simulation", 1, 0))
+    failures = _failures(r, r.table(doc, "failures", ""), seed) if "failures" in doc else None
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         r.add("variants", "variant names must be unique", ", ".join(names), "distinct names")
@@ -189,7 +197,7 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
     scenario = Scenario(
         federation=resolve_path(fed, base), trace=resolve_path(trace, base),
         carbon=resolve_path(carbon, base) if carbon else None, start=start,
-        seed=int(_num(r, sim, "seed", "simulation", 1, 0)), policies=policies,
+        seed=seed, policies=policies,
         pass_s=_num(r, sim, "pass_seconds", "simulation", 60.0, 0), refresh_s=_num(
             r, sim, "refresh_seconds", "simulation", 1800.0, 60),
         replan_s=_num(r, sim, "replan_seconds", "simulation", 0.0, 0),
@@ -207,7 +215,7 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
         shares=shares, theme=r.text(jobs, "theme", "jobs", required=False),
         sector=r.text(jobs, "sector", "jobs", required=False),
         window_h=r.number(jobs, "window_hours", "jobs", minimum=0, maximum=24 * 30, required=False),
-        variants=variants, outages=outages, source=source, text=text)
+        variants=variants, outages=outages, failures=failures, source=source, text=text)
     if r.problems:   # every field is read before any problem is reported
         raise InvalidInput(r.problems)
     return scenario
@@ -295,6 +303,16 @@ def outage_list(r: FieldReader, parent: Mapping[str, Any], path: str) -> tuple[O
         elif site is not None and start is not None and end is not None:
             out.append(Outage(site, start.timestamp(), end.timestamp()))
     return tuple(out)
+
+
+def _failures(r: FieldReader, t: Mapping[str, Any], seed: int) -> Failures | None:
+    r.unknown_keys(t, "failures", FAILURE_KEYS)
+    mtbf = r.number(t, "mtbf_hours", "failures", minimum=0.01)
+    mttr = r.number(t, "mttr_hours", "failures", minimum=0.001)
+    own = r.integer(t, "seed", "failures", minimum=0) if "seed" in t else seed
+    if mtbf is None or mttr is None or own is None:
+        return None
+    return Failures(mtbf * 3600, mttr * 3600, own)
 
 
 def check_outages(s: Scenario, variant: Variant, fed: Federation, base: Federation) -> tuple[Outage, ...]:
