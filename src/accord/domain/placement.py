@@ -49,6 +49,7 @@ from accord.domain.placement_records import (
     Rejection,
     Verdict,
     after_placing,
+    retry_waiting_at,
 )
 from accord.domain.placement_scoring import _Placer
 
@@ -71,6 +72,7 @@ __all__ = [
     "forecast_zones",
     "place",
     "pool_keys",
+    "retry_waiting_at",
 ]
 
 

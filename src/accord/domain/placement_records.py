@@ -9,6 +9,7 @@ name; import them from there.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -37,6 +38,17 @@ class PoolLoad:
     queued_gpus: int = 0
     available: bool = True
     note: str = ""
+
+
+def retry_waiting_at(t: float) -> float:
+    """When a job that had to WAIT while every site answered is tried again (epoch
+    seconds): the next UTC midnight, as only a new day (an agreement in force) or month
+    (quotas renewed) can change that verdict. The broker and the simulator both use it.
+
+    >>> retry_waiting_at(86_400.0 * 3 + 5)
+    345600.0
+    """
+    return (math.floor(t / 86_400) + 1) * 86_400.0
 
 
 def after_placing(free: int, queued: int, gpus: int) -> tuple[int, int]:

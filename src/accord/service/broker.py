@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
 from accord.domain import codec
 from accord.domain.errors import Busy, Conflict, InDoubt, NotFound, Unavailable
@@ -34,6 +34,7 @@ from accord.domain.placement import (
     forecast_zones,
     place,
     pool_keys,
+    retry_waiting_at,
 )
 from accord.domain.usage import usage_from_job
 from accord.ports import (
@@ -382,7 +383,7 @@ class Broker:
         if any(not load.available for load in loads.values()):
             self._note_once(job, d.explain(), now)   # a site that is down may answer next pass
             return
-        retry = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
+        retry = datetime.fromtimestamp(retry_waiting_at(now.timestamp()), UTC)
         why = f"{d.explain()} Tried again at {retry:%Y-%m-%d %H:%M} UTC, when the day turns."
         self._save(apply(job, Event(EventKind.NOTE, now, why), not_before=retry))
 

@@ -37,7 +37,7 @@ from accord.domain.federation import Federation, Site
 from accord.domain.jobs import Event, EventKind, Job, JobState
 from accord.domain.jobs import Outcome as SiteOutcome
 from accord.domain.ledger import Entry
-from accord.domain.placement import PoolLoad, pool_keys
+from accord.domain.placement import PoolLoad, pool_keys, retry_waiting_at
 from accord.domain.statement import key_id
 from accord.domain.usage import UsageRecord
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
@@ -45,7 +45,7 @@ from accord.service import broker as live_broker
 from accord.service.broker import Broker, StepReport
 from accord.service.ledger import LedgerService
 from accord.sim.forecast import forecast_source
-from accord.sim.kernel import GIVE_UP_S, next_day
+from accord.sim.kernel import GIVE_UP_S
 from accord.sim.model import Outage, Outcome, Policy, Settings, Workload, checked_outages, policy_weights
 from accord.sim.sites import PoolScheduler
 
@@ -449,7 +449,7 @@ class BrokerEngine:
             return k + 1
         t = k * self.step
         soon = min([arrival, *(s.next_change() for s in live.sites.values()),
-                    next_day(t) if waiting else math.inf])
+                    retry_waiting_at(t) if waiting else math.inf])
         return k + 1 if soon == math.inf else max(k + 1, math.ceil(soon / self.step))
 
     def history(self) -> list[tuple[float, str, str, str, float]]:

@@ -43,6 +43,7 @@ from accord.domain.placement import (
     choose,
     flexibility_s,
     pool_keys,
+    retry_waiting_at,
 )
 from accord.service import broker
 from accord.service.placement_context import build_context
@@ -211,7 +212,7 @@ class Simulation:
             # context refresh of the next UTC day. A job still waiting a year after the last
             # submission never runs.
             refresh = self.cfg.refresh_s
-            self._schedule_pass(math.ceil(next_day(t) / refresh) * refresh)
+            self._schedule_pass(math.ceil(retry_waiting_at(t) / refresh) * refresh)
 
     def _choose(self, job: int, spec: JobSpec, at: datetime) -> Choice:
         self.out.decisions[job] += 1
@@ -363,8 +364,3 @@ class Simulation:
 def _late(spec: JobSpec, c: Choice) -> bool:
     """Whether a run started at the choice's start would end after the job's deadline."""
     return spec.deadline is not None and c.start_s + spec.time_limit_s > spec.deadline.timestamp()
-
-
-def next_day(t: float) -> float:
-    """The start of the UTC day after the one containing ``t`` (epoch seconds)."""
-    return (math.floor(t / 86_400) + 1) * 86_400.0

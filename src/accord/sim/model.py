@@ -130,14 +130,16 @@ def checked_outages(outages: Iterable[Outage], sites: Iterable[str]) -> tuple[Ou
     problems = [Problem("outages", "names no site of the federation", o.site, ", ".join(ids))
                 for o in given if o.site not in ids]
     problems += [Problem("outages", "must end after it starts",
-                         f"{o.site}: {_utc(o.start_s)} to {_utc(o.end_s)}", "an end later than the start")
+                         f"{o.site}: {utc_text(o.start_s)} to {utc_text(o.end_s)}",
+                         "an end later than the start")
                  for o in given if not o.end_s > o.start_s]
     if problems:
         raise InvalidInput(problems)
     return merged(given)
 
 
-def _utc(epoch_s: float) -> str:
+def utc_text(epoch_s: float) -> str:
+    """``epoch_s`` as ISO 8601 UTC text ending in Z (how outages are written out)."""
     return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -30,7 +30,7 @@ from accord.domain.traces import Trace, assign_homes, parse_trace, scale, sniff_
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, comparable, summary
-from accord.sim.model import Engine, Outage, Policy, Settings, Workload, draw_outages
+from accord.sim.model import Engine, Outage, Policy, Settings, Workload, draw_outages, utc_text
 from accord.sim.oracle import oracle_emissions
 from accord.sim.scenario import Scenario, apply_variant, check_outages, locate
 
@@ -175,10 +175,7 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
         out.append({"name": name, "gpus": sum(x.total_gpus for x in fed.sites),
                     "sites": [{"id": x.id, "partner": x.partner, "zone": x.grid_zone, "gpus": x.total_gpus}
                               for x in fed.sites],
-                    "outages": [{"site": o.site, "start": _iso(o.start_s), "end": _iso(o.end_s)}
-                                for o in given],
-                    "failures": [{"site": o.site, "start": _iso(o.start_s), "end": _iso(o.end_s)}
-                                 for o in drawn],
+                    "outages": _listed(given), "failures": _listed(drawn),
                     "baseline": baseline.policy.value,
                     "runs": [summary(r, mask, baseline, oracle) for r in runs]})
     return Results(describe(s, trace, work), out, notes)
@@ -211,8 +208,8 @@ def _settings(s: Scenario, policy: Policy, outages: tuple[Outage, ...]) -> Setti
                     outages)
 
 
-def _iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")
+def _listed(outages: tuple[Outage, ...]) -> list[dict[str, str]]:
+    return [{"site": o.site, "start": utc_text(o.start_s), "end": utc_text(o.end_s)} for o in outages]
 
 
 def describe(s: Scenario, trace: Trace, work: Workload) -> dict[str, Any]:
