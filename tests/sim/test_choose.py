@@ -11,7 +11,16 @@ from hypothesis import given, settings
 
 from accord.domain.federation import Federation
 from accord.domain.jobs import JobSpec
-from accord.domain.placement import PlacementContext, PoolLoad, choose, place, pool_keys
+from accord.domain.placement import (
+    TIE,
+    PlacementContext,
+    PoolLoad,
+    Verdict,
+    choose,
+    place,
+    pool_keys,
+    standing_terms,
+)
 from tests.unit.test_placement_reference import cases
 
 
@@ -44,3 +53,28 @@ def test_choose_agrees_with_place(
         if d.chosen.emissions_g is not None:
             assert c.emissions_g is not None
             assert abs(c.emissions_g - d.chosen.emissions_g) <= 1e-9 * d.chosen.emissions_g
+
+
+def _from_standing(spec: JobSpec, fed: Federation, free: np.ndarray, queued: np.ndarray,
+                   available: np.ndarray, at: datetime) -> tuple[Verdict, int]:
+    """choose()'s answer without a context, worked out as standing_terms() says it is."""
+    st = standing_terms(spec, fed, at)
+    up = st.allowed & available
+    if not up.any():
+        down = bool((st.allowed & ~available).any()) or bool(st.transient.any())
+        return (Verdict.WAIT if down else Verdict.REJECT), -1
+    score = np.where(up, np.maximum(spec.gpus - free, 0.0) + queued, np.inf) * st.wait_scale + st.part
+    score[~up] = np.inf
+    return Verdict.PLACE, int(np.flatnonzero(score <= score.min() + TIE)[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_standing_terms_and_the_loads_give_chooses_answer(
+        case: tuple[JobSpec, Federation, dict[tuple[str, str], PoolLoad], datetime, PlacementContext],
+) -> None:
+    """What the simulator's compiled loop relies on (``accord.sim.native``)."""
+    spec, fed, loads, at, _ = case
+    free, queued, available = _arrays(fed, loads)
+    c = choose(spec, fed, free, queued, available, at)
+    assert (c.verdict, c.pool) == _from_standing(spec, fed, free, queued, available, at)

@@ -337,3 +337,38 @@ def test_history_policy_decides_as_best_start_on_the_forecast_would() -> None:
     now_total = sum(integrate(s, at(i), at(i + k)) for i in decisions)
     assert fast.decisions == len(decisions)
     assert fast.aggregate_saving == pytest.approx(1 - paid_by_general / now_total, abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 900), min_size=1, max_size=30), st.sampled_from([900, 1800, 3600]),
+       st.lists(st.tuples(st.floats(-5, 40), st.floats(0, 30)), min_size=1, max_size=20))
+def test_means_over_many_spans_are_mean_over_each(values: list[float], step: int,
+                                                  spans: list[tuple[float, float]]) -> None:
+    """The simulator's vector form (``IntensitySeries.means``) gives ``mean``'s figures,
+    and NaN where ``mean`` refuses (a span not covered, or empty)."""
+    import numpy as np
+
+    s = series("GB", T0, step, values)
+    a = np.array([T0.timestamp() + h * 3600 for h, _ in spans])
+    b = a + np.array([d * 3600 for _, d in spans])
+    got = s.means(a, b).tolist()
+    for x, y, g in zip(a.tolist(), b.tolist(), got, strict=True):
+        try:
+            want = s.mean(datetime.fromtimestamp(x, UTC), datetime.fromtimestamp(y, UTC))
+        except InvalidInput:
+            assert math.isnan(g)
+            continue
+        assert g == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_energy_of_many_jobs_is_the_energy_of_each_and_refuses_bad_values() -> None:
+    import numpy as np
+
+    gpus, power, secs, pue = (np.array([8.0, 3.0]), np.array([700.0, 400.0]), np.array([3600.0, 7.5]),
+                              np.array([1.1, 1.4]))
+    assert carbon.jobs_energy_kwh(gpus, power, secs, pue).tolist() == [
+        job_energy_kwh(8, 700, 3600, 1.1), job_energy_kwh(3, 400, 7.5, 1.4)]
+    with pytest.raises(InvalidInput) as e:
+        carbon.jobs_energy_kwh(gpus, power, np.array([1.0, -2.0]), np.array([0.9, 1.0]))
+    text = str(e.value)
+    assert "seconds" in text and "-2.0" in text and "pue" in text and "0.9" in text

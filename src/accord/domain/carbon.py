@@ -23,6 +23,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
 
 from accord.domain.errors import InvalidInput, Problem
 
@@ -149,6 +153,30 @@ class IntensitySeries:
                                         f"[{start.isoformat()}, {end.isoformat()})", "start < end")])
         return integrate(self, start, end) * HOUR_S / (end - start).total_seconds()
 
+    def means(self, start_s: NDArray[np.float64], end_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        """:meth:`mean` over many spans [start_s, end_s) at once (epoch seconds); NaN where a
+        span is empty or the series does not cover it.
+
+        >>> s = series("GB", datetime(2020, 1, 1, tzinfo=UTC), 1800, [100.0, 200.0])
+        >>> t0 = s.start.timestamp()
+        >>> s.means(np.array([t0 + 900, t0]), np.array([t0 + 2700, t0 + 7200])).tolist()
+        [150.0, nan]
+        """
+        origin = self.starts[0].timestamp()
+        a, b = start_s - origin, end_s - origin
+        secs, cum, values = np.array(self._secs), np.array(self._cum), np.array(self.values)
+        ok = (a >= secs[0]) & (b <= secs[-1]) & (b > a)
+
+        def antiderivative(x: NDArray[np.float64]) -> NDArray[np.float64]:
+            i = np.minimum(np.searchsorted(secs, x, side="right") - 1, len(values) - 1)
+            i = np.maximum(i, 0)
+            out: NDArray[np.float64] = cum[i] + values[i] * (x - secs[i])
+            return out
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (antiderivative(b) - antiderivative(a)) / HOUR_S * HOUR_S / (b - a)
+        return np.where(ok, mean, np.nan)
+
     def slice(self, start: datetime, end: datetime) -> IntensitySeries:
         """The part of the series that covers [start, end) (whole steps, values unchanged).
 
@@ -268,7 +296,36 @@ def job_energy_kwh(gpus: int, power_w: float, seconds: float, pue: float,
     problems += _pue_problems(pue)
     if problems:
         raise InvalidInput(problems)
+    return _facility_kwh(float(gpus), power_w, seconds, pue, host_share)
+
+
+_N = TypeVar("_N", float, NDArray[np.float64])
+
+
+def _facility_kwh(gpus: _N, power_w: _N, seconds: _N, pue: _N, host_share: float) -> _N:
     return gpus * power_w * (1.0 + host_share) * seconds / 3.6e6 * pue
+
+
+def jobs_energy_kwh(gpus: NDArray[np.float64], power_w: NDArray[np.float64], seconds: NDArray[np.float64],
+                    pue: NDArray[np.float64], host_share: float = DEFAULT_HOST_SHARE) -> NDArray[np.float64]:
+    """:func:`job_energy_kwh` of many jobs at once (arrays of equal length), the same figures.
+
+    >>> jobs_energy_kwh(np.array([8.0, 1.0]), np.array([700.0, 1000.0]), np.array([3600.0, 3600.0]),
+    ...                 np.array([1.0, 1.5]), 0.0).tolist()
+    [5.6, 1.5]
+
+    Raises:
+        InvalidInput: a negative count, power or runtime, a non-finite one, or a PUE below 1.
+    """
+    problems = [Problem(name, "must be finite numbers >= 0", str(v[~(np.isfinite(v) & (v >= 0))][0]),
+                        "numbers >= 0")
+                for name, v in (("gpus", gpus), ("power_w", power_w), ("seconds", seconds))
+                if not bool(np.all(np.isfinite(v) & (v >= 0)))]
+    if not bool(np.all(pue >= 1)):
+        problems.append(Problem("pue", "must be at least 1", str(pue[~(pue >= 1)][0]), "a number >= 1"))
+    if problems:
+        raise InvalidInput(problems)
+    return _facility_kwh(gpus, power_w, seconds, pue, host_share)
 
 
 def energy_kwh_from_joules(consumed_j: float, pue: float) -> float:

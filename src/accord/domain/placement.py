@@ -29,12 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from accord.domain.carbon import HOUR_S
-from accord.domain.federation import Federation
+from accord.domain.federation import Agreement, Federation
 from accord.domain.jobs import JobSpec
 from accord.domain.placement_forecast import PlacementContext, ZoneForecast
 from accord.domain.placement_index import _index, _static_reason
@@ -73,6 +74,7 @@ __all__ = [
     "place",
     "pool_keys",
     "retry_waiting_at",
+    "standing_terms",
 ]
 
 
@@ -168,3 +170,31 @@ def flexibility_s(spec: JobSpec, federation: Federation, at: datetime) -> tuple[
     hosts = ix.hosts(spec.partner, spec.theme, at.date(), spec.sector)
     return tuple(0.0 if a is None else a.default_flexibility_hours * HOUR_S for a in hosts.first)
 
+
+
+class Standing(NamedTuple):
+    """What :func:`choose` weighs, without a context, that the loads do not change; per pool
+    in :func:`pool_keys` order (see :func:`standing_terms`)."""
+
+    allowed: NDArray[np.bool_]          # the job may run there, availability aside
+    part: NDArray[np.float64]           # the weighted terms other than wait (border, ...)
+    wait_scale: NDArray[np.float64]     # the wait weight per GPU: wait term = GPUs ahead × this
+    agreements: tuple[Agreement | None, ...]   # what it runs under there (None: at home)
+    transient: NDArray[np.bool_]        # refused, but the refusal may pass later
+
+
+def standing_terms(spec: JobSpec, federation: Federation, at: datetime) -> Standing:
+    """The part of the pre-carbon placement (``choose`` without a context) that the loads
+    do not change, for a loop that keeps the loads itself (the simulator's compiled loop).
+    From it and the loads, ``choose``'s answer is: over the allowed pools that are
+    available, the least ``max(GPUs − free, 0) + queued`` × ``wait_scale`` + ``part``, scores
+    within :data:`TIE` of the least going to the first pool in order; if there is none,
+    WAIT when an allowed pool is down or a refusal is transient, else REJECT (a property
+    test checks this against ``choose``).
+    """
+    p = _Placer(spec, federation, {}, at, None)
+    fx = p._fixed()
+    transient = np.zeros(len(fx.ok), np.bool_)
+    for k, why in fx.refused:
+        transient[k] = why.transient
+    return Standing(fx.ok.copy(), fx.part.copy(), fx.wait_scale.copy(), tuple(fx.agreements), transient)

@@ -17,7 +17,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from accord.domain.carbon import DEFAULT_HOST_SHARE, IntensitySeries, job_emissions_g, job_energy_kwh
+import numpy as np
+from numpy.typing import NDArray
+
+from accord.domain.carbon import (
+    DEFAULT_HOST_SHARE,
+    IntensitySeries,
+    job_emissions_g,
+    job_energy_kwh,
+    jobs_energy_kwh,
+)
 from accord.domain.errors import InvalidInput
 from accord.domain.federation import Federation, GpuPool, Site
 from accord.domain.ledger import usage_entries
@@ -49,6 +58,31 @@ class Accounts:
             out.emissions_g[job] = job_emissions_g(kwh, s, a, b)
         except InvalidInput:   # the run is not covered by the zone's data: emissions unknown
             out.emissions_g[job] = math.nan
+
+    def record_all(self, pool: NDArray[np.int64], gpus: NDArray[np.int64], start: NDArray[np.float64],
+                   end: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(energy, emissions) of every job at once: :meth:`record`'s figures by the vector
+        forms of the same arithmetic (``carbon.jobs_energy_kwh``, ``IntensitySeries.means``);
+        NaN for a job that never ran (``pool`` -1 or no end) or whose run the zone's data
+        does not cover."""
+        ran = (pool >= 0) & ~np.isnan(end)
+        energy, emissions = np.full(len(pool), np.nan), np.full(len(pool), np.nan)
+        k = pool[ran]
+        power = np.array(self.power, np.float64)[k]
+        pue = np.array([s.pue for s in self.sites], np.float64)[k]
+        a, b = start[ran], end[ran]
+        kwh = jobs_energy_kwh(gpus[ran].astype(np.float64), power, b - a, pue, DEFAULT_HOST_SHARE)
+        energy[ran] = kwh
+        grams = np.full(len(kwh), np.nan)
+        zone = np.array([next(i for i, t in enumerate(self.series) if t is s) for s in self.series])[k]
+        for z in np.unique(zone).tolist():
+            s = self.series[z]
+            mine = zone == z
+            if s is not None:
+                x, y = a[mine], b[mine]
+                grams[mine] = kwh[mine] * s.means(x, np.where(y > x, y, x + 1))
+        emissions[ran] = grams
+        return energy, emissions
 
 
 class SimLedger:

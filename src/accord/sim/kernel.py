@@ -50,6 +50,7 @@ from accord.service.placement_context import build_context
 from accord.sim.accounting import Accounts, SimLedger
 from accord.sim.forecast import forecast_source
 from accord.sim.model import Outage, Outcome, Policy, Settings, Workload, checked_outages, policy_weights
+from accord.sim.native_run import run_native
 from accord.sim.sites import PoolScheduler
 
 # event kinds, in the order they are handled at equal times: capacity is freed first, then
@@ -71,8 +72,10 @@ class Simulation:
     """
 
     def __init__(self, federation: Federation, workload: Workload, carbon: Mapping[str, IntensitySeries],
-                 settings: Settings, progress: Callable[[int, int], None] | None = None) -> None:
+                 settings: Settings, progress: Callable[[int, int], None] | None = None, *,
+                 native: bool = True) -> None:
         self.work, self.carbon, self.cfg = workload, carbon, settings
+        self.native = native and settings.policy is Policy.HOME and len(workload) > 0
         self.progress = progress
         self.weights = policy_weights(settings.policy, federation.placement)
         self.fed = replace(federation, placement=self.weights)
@@ -112,7 +115,14 @@ class Simulation:
 
     # ── the loop ──
     def run(self) -> Outcome:
-        """Simulate every job to its end (or rejection); the per-job outcome."""
+        """Simulate every job to its end (or rejection); the per-job outcome.
+
+        A run whose placement needs no context (home-site FIFO) goes through the same loop
+        compiled (:mod:`accord.sim.native`), unless ``native=False`` was passed."""
+        if self.native:
+            out = run_native(self)
+            if out is not None:
+                return out
         collecting = gc.isenabled()
         gc.disable()   # the loop makes no reference cycles; a collection would only walk its records
         try:
