@@ -1,9 +1,10 @@
 """Accounting in the simulator, with the broker's code: energy and emissions per job, and
 the reciprocity ledger's entries for cross-border use (quota used, balances).
 
-Energy is ``carbon.job_energy_kwh`` (GPUs × power × (1 + host share) × run × PUE) and
-emissions ``carbon.job_emissions_g`` over the actual run in the site's zone: the figures
-``footprint.with_footprint`` puts on a usage record. A cross-border job's usage record goes
+Energy is ``carbon.job_energy_kwh``'s formula (GPUs × power × (1 + host share) × run ×
+PUE) and emissions ``carbon.job_emissions_g``'s (energy × mean intensity over the actual run
+in the site's zone): the figures ``footprint.with_footprint`` puts on a usage record,
+computed for every job at once once the run is over. A cross-border job's usage record goes
 through ``ledger.usage_entries``, the function that posts the live ledger's entries (one
 per UTC month, priced at the exchange rate in force at its start), and the simulated
 ledger adds their units to the quota used and the agreements' balances.
@@ -20,51 +21,29 @@ from decimal import Decimal
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.domain.carbon import (
-    DEFAULT_HOST_SHARE,
-    IntensitySeries,
-    job_emissions_g,
-    job_energy_kwh,
-    jobs_energy_kwh,
-)
-from accord.domain.errors import InvalidInput
+from accord.domain.carbon import DEFAULT_HOST_SHARE, IntensitySeries, jobs_energy_kwh
 from accord.domain.federation import Federation, GpuPool, Site
 from accord.domain.ledger import usage_entries
 from accord.domain.usage import UsageRecord
-from accord.sim.model import Outcome
 
 
 class Accounts:
-    """Energy and emissions of each finished job, written into the outcome."""
+    """Energy and emissions of the jobs of a run, per pool (in ``keys`` order)."""
 
     def __init__(self, federation: Federation, keys: tuple[tuple[str, str], ...],
-                 carbon: Mapping[str, IntensitySeries], jobs: int) -> None:
+                 carbon: Mapping[str, IntensitySeries]) -> None:
         sites = {s.id: s for s in federation.sites}
         self.sites = [sites[k[0]] for k in keys]
         self.power = [sites[k[0]].pool(k[1]).power_w for k in keys]
         self.series = [carbon.get(sites[k[0]].grid_zone) for k in keys]
 
-    def record(self, job: int, pool: int, gpus: int, start: float, end: float, out: Outcome) -> None:
-        """Energy and emissions of ``job``'s run [start, end) at ``pool``."""
-        site = self.sites[pool]
-        kwh = job_energy_kwh(gpus, self.power[pool], end - start, site.pue, DEFAULT_HOST_SHARE)
-        out.energy_kwh[job] = kwh
-        s = self.series[pool]
-        if s is None:
-            return
-        a = datetime.fromtimestamp(start, UTC)
-        b = datetime.fromtimestamp(end if end > start else start + 1, UTC)
-        try:
-            out.emissions_g[job] = job_emissions_g(kwh, s, a, b)
-        except InvalidInput:   # the run is not covered by the zone's data: emissions unknown
-            out.emissions_g[job] = math.nan
-
     def record_all(self, pool: NDArray[np.int64], gpus: NDArray[np.int64], start: NDArray[np.float64],
                    end: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """(energy, emissions) of every job at once: :meth:`record`'s figures by the vector
-        forms of the same arithmetic (``carbon.jobs_energy_kwh``, ``IntensitySeries.means``);
-        NaN for a job that never ran (``pool`` -1 or no end) or whose run the zone's data
-        does not cover."""
+        """(energy, emissions) of every job at once, the figures ``footprint.with_footprint``
+        puts on a usage record by the vector forms of its arithmetic
+        (``carbon.jobs_energy_kwh``, ``IntensitySeries.means``; a run of no length counts one
+        second); NaN for a job that never ran (``pool`` -1 or no end) or whose run the
+        zone's data does not cover."""
         ran = (pool >= 0) & ~np.isnan(end)
         energy, emissions = np.full(len(pool), np.nan), np.full(len(pool), np.nan)
         k = pool[ran]

@@ -45,8 +45,16 @@ from accord.service import broker as live_broker
 from accord.service.broker import Broker, StepReport
 from accord.service.ledger import LedgerService
 from accord.sim.forecast import forecast_source
-from accord.sim.kernel import GIVE_UP_S
-from accord.sim.model import Outage, Outcome, Policy, Settings, Workload, checked_outages, policy_weights
+from accord.sim.model import (
+    GIVE_UP_S,
+    Outage,
+    Outcome,
+    Policy,
+    Settings,
+    Workload,
+    checked_outages,
+    policy_weights,
+)
 from accord.sim.sites import PoolScheduler
 
 OWNER = "sim"

@@ -15,10 +15,11 @@ As the broker does, a deferred job is reconsidered every ``replan_s`` and releas
 when the best choice moved to another site or at least a slot earlier; otherwise it is
 released at its start and placed then, at the pool then chosen (a job is shifted in time
 once); a deferral that would end the run after the job's deadline places it now.
-When a job ends, its energy and emissions come from ``accord.domain.carbon`` (the same
-arithmetic as the broker's usage records) and its cross-border use goes into the
-simulated ledger (``accord.sim.accounting``), whose quota used and balances feed the next
-placement contexts. The same inputs give the same run.
+When a job ends, its cross-border use goes into the simulated ledger
+(``accord.sim.accounting``), whose quota used and balances feed the next placement
+contexts; once every job has run, the energy and emissions of all come from
+``accord.domain.carbon`` at once (:meth:`~accord.sim.accounting.Accounts.record_all`: the
+arithmetic of the broker's usage records, in vector form). The same inputs give the same run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
+from numpy.typing import NDArray
 
 from accord.domain.carbon import IntensitySeries
 from accord.domain.federation import Federation
@@ -49,15 +51,24 @@ from accord.service import broker
 from accord.service.placement_context import build_context
 from accord.sim.accounting import Accounts, SimLedger
 from accord.sim.forecast import forecast_source
-from accord.sim.model import Outage, Outcome, Policy, Settings, Workload, checked_outages, policy_weights
+from accord.sim.model import (
+    DOWN,
+    FINISH,
+    GIVE_UP_S,
+    PASS,
+    RELEASE,
+    REPLAN,
+    UP,
+    Outage,
+    Outcome,
+    Policy,
+    Settings,
+    Workload,
+    checked_outages,
+    policy_weights,
+)
 from accord.sim.native_run import run_native
 from accord.sim.sites import PoolScheduler
-
-# event kinds, in the order they are handled at equal times: capacity is freed first, then
-# sites come back or go down, the pass that places comes last (after the arrivals, releases
-# and reconsiderations it serves)
-FINISH, UP, DOWN, RELEASE, REPLAN, PASS = 0, 1, 2, 3, 4, 5
-GIVE_UP_S = 366 * 86_400          # jobs still waiting this long after the last submission are rejected
 
 
 class Simulation:
@@ -92,7 +103,7 @@ class Simulation:
         self.available = np.ones(n, np.bool_)
         self.sched = [PoolScheduler(p.gpus, settings.backfill, settings.backfill_depth) for p in self.pools]
         self.ledger = SimLedger(federation)
-        self.accounts = Accounts(federation, self.keys, carbon, len(workload))
+        self.accounts = Accounts(federation, self.keys, carbon)
         self.source = forecast_source(settings.forecast, carbon, 2 * self.weights.slot_s)
         self.out = Outcome.empty(len(workload))
         self.heap: list[tuple[float, int, int, int]] = []
@@ -165,7 +176,17 @@ class Simulation:
             self.progress(n, n)
         self.ledger.flush(math.inf)
         self.out.rejected_waiting(self.waiting)
+        self.account()
         return self.out
+
+    def account(self, runs: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]] | None = None,
+                ) -> None:
+        """Energy and emissions of every job that ran, into the outcome; ``runs`` is the
+        outcome's (pool, start, end) as arrays, when the caller has them."""
+        o = self.out
+        pool, start, end = runs or (np.array(o.pool, np.int64), np.array(o.start), np.array(o.end))
+        energy, emissions = self.accounts.record_all(pool, np.asarray(self.work.gpus, np.int64), start, end)
+        o.energy_kwh, o.emissions_g = energy.tolist(), emissions.tolist()
 
     def _push(self, t: float, kind: int, job: int) -> int:
         self.seq += 1
@@ -330,7 +351,6 @@ class Simulation:
         self.sched[pool].finish(job)
         self.out.end[job] = t
         agreement = self.out.agreement[job]
-        self.accounts.record(job, pool, g, self.out.start[job], t, self.out)
         if agreement:
             post = (agreement, self.work.partners[int(self.work.home[job])], pool, g, self.out.start[job], t)
             if self.paused[pool]:   # the broker reads its usage once the site answers again

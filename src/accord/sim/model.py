@@ -19,6 +19,13 @@ Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 
 
+# The simulation kernel's event kinds (its Python and compiled loops), in the order they are
+# handled at equal times: capacity is freed first, then sites come back or go down, the pass
+# that places comes last (after the arrivals, releases and reconsiderations it serves).
+FINISH, UP, DOWN, RELEASE, REPLAN, PASS = 0, 1, 2, 3, 4, 5
+GIVE_UP_S = 366 * 86_400   # jobs still waiting this long after the last submission are rejected
+
+
 class Policy(enum.Enum):
     """How the simulated broker places jobs (``docs/design/simulator.md``)."""
 

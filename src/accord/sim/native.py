@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from accord.domain.placement import after_placing, retry_waiting_at
+from accord.sim.model import DOWN, FINISH, PASS, UP
+
 # How the functions are compiled (cached on disk, so a process compiles them once per
 # machine). ``inline`` ones are small and hot: inlined into their callers. ``lean`` ones
 # allocate nothing, so they are compiled without the runtime's reference counting (a numba
@@ -36,7 +39,6 @@ INLINE: dict[str, Any] = {"cache": True, "inline": "always"}
 LEAN: dict[str, Any] = {"cache": True, "_nrt": False}
 LEAN_INLINE: dict[str, Any] = {**LEAN, "inline": "always"}
 
-FINISH, UP, DOWN, RELEASE, REPLAN, PASS = 0, 1, 2, 3, 4, 5   # as accord.sim.kernel
 INF = math.inf
 
 # slots of the scalar state: ints and floats
@@ -45,6 +47,10 @@ PASS_AT, CONTEXT_UNTIL, GIVE_UP = 0, 1, 2
 
 
 KIND = 1 << 56   # heap entries order by (time, kind × KIND + sequence number)
+
+# the broker's own rules, compiled from the domain's code
+_after_placing = njit(**INLINE)(after_placing)
+_retry_waiting_at = njit(**INLINE)(retry_waiting_at)
 
 
 @njit(**INLINE)
@@ -160,7 +166,7 @@ def _sift(idx, i, n, key, tie):
 
 @njit(**INLINE)
 def _start(job, k, t, gpus, req, pools, runs, exp_end):
-    _cap, sfree, squeued, qhead, qtail, qnext, qprev = pools
+    sfree, squeued, qhead, qtail, qnext, qprev = pools[1], pools[2], pools[3], pools[4], pools[5], pools[6]
     run_off, run_cnt, run_jobs, run_pos = runs[0], runs[1], runs[2], runs[3]
     # unlink from the queue
     p, q = qprev[job], qnext[job]
@@ -185,8 +191,8 @@ def _start(job, k, t, gpus, req, pools, runs, exp_end):
 @njit(**LEAN)
 def _schedule_pool(k, t, gpus, req, pools, runs, exp_end, backfill, depth, started):
     """The jobs queued at pool ``k`` that start at ``t``, in order, into ``started``; how many."""
-    _cap, sfree, _squeued, qhead, _qtail, qnext, _qprev = pools
-    run_off, run_cnt, run_jobs, _run_pos = runs[0], runs[1], runs[2], runs[3]
+    sfree, qhead, qnext = pools[1], pools[3], pools[5]
+    run_off, run_cnt, run_jobs = runs[0], runs[1], runs[2]
     count = 0
     while qhead[k] >= 0 and gpus[qhead[k]] <= sfree[k]:
         job = qhead[k]
@@ -230,8 +236,10 @@ def _schedule_pool(k, t, gpus, req, pools, runs, exp_end, backfill, depth, start
 
 @njit(**INLINE)
 def _schedule(k, t, jobs, pools, runs, exp_end, cfg, free, queued, paused, heap, si, out):
-    _sub, gpus, run, req, _cls = jobs
-    _cap, sfree, squeued, qhead, _qtail, _qnext, _qprev = pools
+    """Start what pool ``k`` can start at ``t`` (nothing while its site is down), with
+    their FINISH events; the pool's free and queued GPUs as the broker sees them."""
+    gpus, run, req = jobs[1], jobs[2], jobs[3]
+    sfree, squeued, qhead = pools[1], pools[2], pools[3]
     started = out[7]
     if qhead[k] >= 0 and not paused[k]:
         count = _schedule_pool(k, t, gpus, req, pools, runs, exp_end, cfg[2] > 0, int(cfg[3]), started)
@@ -264,12 +272,13 @@ def _epoch(t, bounds):
 
 @njit(**INLINE)
 def _place(job, t, jobs, terms, loads, pools, runs, exp_end, cfg, heap, si, out, lists):
-    _sub, gpus, _run, _req, cls = jobs
+    """Place ``job`` at ``t`` as ``choose()`` would without a context (see the module
+    docstring); queue it at the pool chosen, or note it as waiting or rejected."""
+    gpus, cls = jobs[1], jobs[4]
     ok, part, agr, transient, wait_scale, bounds = terms
     free, queued, vfree, vqueued, available, paused = loads
-    placed_at, _start, _end, pool, agreement, decisions, rejected = out[0], out[1], out[2], out[3], out[4], \
-        out[5], out[6]
-    _pend, waiting, _posted, _read_s, _held = lists[0], lists[1], lists[2], lists[3], lists[4]
+    placed_at, pool, agreement, decisions, rejected = out[0], out[3], out[4], out[5], out[6]
+    waiting = lists[1]
     decisions[job] += 1
     e, c, g = _epoch(t, bounds), cls[job], float(gpus[job])
     allowed, others, temporary = ok[e, c], part[e, c], transient[e, c]
@@ -299,11 +308,9 @@ def _place(job, t, jobs, terms, loads, pools, runs, exp_end, cfg, heap, si, out,
         top += 1
     placed_at[job] = t
     agreement[job] = agr[e, c, top]
-    f, q = vfree[top], vqueued[top]
-    vfree[top] = f - gpus[job]
-    vqueued[top] = q + max(0, gpus[job] - max(int(f), 0))
-    # enqueue at the pool
-    _cap, _sfree, squeued, qhead, qtail, qnext, qprev = pools
+    vfree[top], vqueued[top] = _after_placing(int(vfree[top]), int(vqueued[top]), gpus[job])
+    # queue it at the pool
+    squeued, qhead, qtail, qnext, qprev = pools[2], pools[3], pools[4], pools[5], pools[6]
     pool[job] = top
     qprev[job] = qtail[top]
     qnext[job] = -1
@@ -318,8 +325,9 @@ def _place(job, t, jobs, terms, loads, pools, runs, exp_end, cfg, heap, si, out,
 
 @njit(**LEAN)
 def _pass(t, jobs, terms, loads, pools, runs, exp_end, cfg, sf, heap, si, out, lists):
-    free, queued, vfree, vqueued, _available, _paused = loads
-    pend, waiting, _posted, _read_s, _held = lists[0], lists[1], lists[2], lists[3], lists[4]
+    """A dispatcher pass at ``t``: the jobs pending, oldest first, at most a batch."""
+    free, queued, vfree, vqueued = loads[0], loads[1], loads[2], loads[3]
+    pend, waiting = lists[0], lists[1]
     if t >= sf[CONTEXT_UNTIL]:
         sf[CONTEXT_UNTIL] = (math.floor(t / cfg[1]) + 1) * cfg[1]
         for x in range(si[N_WAIT]):
@@ -348,17 +356,18 @@ def _pass(t, jobs, terms, loads, pools, runs, exp_end, cfg, sf, heap, si, out, l
         _place(todo[x], t, jobs, terms, loads, pools, runs, exp_end, cfg, heap, si, out, lists)
     if si[N_WAIT] > 0 and t < sf[GIVE_UP]:
         refresh = cfg[1]
-        retry = (math.floor(t / 86_400) + 1) * 86_400.0   # placement.retry_waiting_at
-        _schedule_pass(math.ceil(retry / refresh) * refresh, cfg, sf, heap, si)
+        _schedule_pass(math.ceil(_retry_waiting_at(t) / refresh) * refresh, cfg, sf, heap, si)
 
 
 @njit(**INLINE)
 def _finish(job, t, jobs, loads, pools, runs, exp_end, cfg, heap, si, out, lists):
-    _sub, gpus, _run, _req, _cls = jobs
-    free, queued, _vfree, _vqueued, _available, paused = loads
-    _cap, sfree, _squeued, _qhead, _qtail, _qnext, _qprev = pools
+    """``job`` ended at ``t``: free its GPUs, note its usage as read (or, while its site
+    is down, to be read when it answers), start what can start."""
+    gpus = jobs[1]
+    free, queued, paused = loads[0], loads[1], loads[5]
+    sfree = pools[1]
     run_off, run_cnt, run_jobs, run_pos = runs[0], runs[1], runs[2], runs[3]
-    _pend, _waiting, posted, read_s, held = lists[0], lists[1], lists[2], lists[3], lists[4]
+    posted, read_s, held = lists[2], lists[3], lists[4]
     k = out[3][job]
     if len(exp_end):
         slot, last = run_pos[job], run_off[k] + run_cnt[k] - 1
@@ -381,7 +390,9 @@ def _finish(job, t, jobs, loads, pools, runs, exp_end, cfg, heap, si, out, lists
 
 @njit(**LEAN)
 def _site(outage, up, t, jobs, loads, pools, runs, exp_end, cfg, sf, heap, si, out, lists, site_of, o_site):
-    free, queued, _vfree, _vqueued, available, paused = loads
+    """The site of ``outage`` goes down or comes back (then: what queued there starts, the
+    usage of jobs that ended meanwhile is read, the waiting jobs go to the next pass)."""
+    free, queued, available, paused = loads[0], loads[1], loads[4], loads[5]
     pend, waiting, posted, read_s, held = lists[0], lists[1], lists[2], lists[3], lists[4]
     site = o_site[outage]
     for k in range(len(site_of)):
@@ -418,7 +429,7 @@ def run_loop(jobs, terms, caps, site_of, outages, cfg, give_up, out, lists):
     ``lists`` (see :meth:`accord.sim.kernel.Simulation.run`). Returns (how many jobs still
     wait, at the start of ``lists[1]``; how many cross-border jobs were read, in order, at
     the start of ``lists[2]``; whether the run completed: False if the heap filled up)."""
-    sub, _gpus, _run, _req, _cls = jobs
+    sub = jobs[0]
     o_site, o_start, o_end = outages
     n, npools = len(sub), len(caps)
     size = 2 * n + 2 * len(o_site) + 1024

@@ -17,13 +17,11 @@ from numpy.typing import NDArray
 from accord.domain.federation import Federation
 from accord.domain.placement import TIE, standing_terms
 from accord.service import broker
+from accord.sim.model import GIVE_UP_S
 
 if TYPE_CHECKING:
     from accord.sim.kernel import Simulation
     from accord.sim.model import Outcome
-
-GIVE_UP_S = 366 * 86_400   # as accord.sim.kernel
-
 
 def rule_epochs(fed: Federation) -> list[float]:
     """The UTC midnights (epoch s) at which an agreement or an exchange rate starts or
@@ -128,10 +126,9 @@ def _terms(sim: Simulation, first: list[int]) -> tuple[list[str], NDArray[np.boo
 
 
 def _fill(sim: Simulation, names: list[str], out: tuple[NDArray, ...]) -> None:  # type: ignore[type-arg]
-    o, w = sim.out, sim.work
+    o = sim.out
     o.placed_at, o.start, o.end = out[0].tolist(), out[1].tolist(), out[2].tolist()
     o.pool = out[3].tolist()
     o.agreement = np.array(names, object)[out[4] + 1].tolist()
     o.decisions, o.rejected = out[5].tolist(), out[6].tolist()
-    energy, emissions = sim.accounts.record_all(out[3], np.asarray(w.gpus, np.int64), out[1], out[2])
-    o.energy_kwh, o.emissions_g = energy.tolist(), emissions.tolist()
+    sim.account((out[3], out[1], out[2]))
