@@ -339,13 +339,16 @@ def test_history_policy_decides_as_best_start_on_the_forecast_would() -> None:
     assert fast.aggregate_saving == pytest.approx(1 - paid_by_general / now_total, abs=1e-12)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.floats(0, 900), min_size=1, max_size=30), st.sampled_from([900, 1800, 3600]),
-       st.lists(st.tuples(st.floats(-5, 40), st.floats(0, 30)), min_size=1, max_size=20))
+       st.lists(st.tuples(st.floats(-5, 40), st.floats(1 / 3600, 30)), min_size=1, max_size=20))
 def test_means_over_many_spans_are_mean_over_each(values: list[float], step: int,
                                                   spans: list[tuple[float, float]]) -> None:
-    """The simulator's vector form (``IntensitySeries.means``) gives ``mean``'s figures,
-    and NaN where ``mean`` refuses (a span not covered, or empty)."""
+    """The simulator's vector form (``IntensitySeries.means``) gives ``mean``'s figures for
+    spans of a second or more (the simulator's shortest run), and NaN where ``mean`` refuses
+    (a span not covered). ``mean`` takes datetimes, to the microsecond, and ``means`` float
+    seconds: a boundary moved by half a microsecond changes a one-second mean by up to 5e-7
+    of its value (Hypothesis found a 3.6 µs span where they differ by 2.5e-9)."""
     import numpy as np
 
     s = series("GB", T0, step, values)
@@ -358,7 +361,7 @@ def test_means_over_many_spans_are_mean_over_each(values: list[float], step: int
         except InvalidInput:
             assert math.isnan(g)
             continue
-        assert g == pytest.approx(want, rel=1e-9, abs=1e-9)
+        assert g == pytest.approx(want, rel=1e-6, abs=1e-9)
 
 
 def test_energy_of_many_jobs_is_the_energy_of_each_and_refuses_bad_values() -> None:
