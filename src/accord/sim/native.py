@@ -108,39 +108,22 @@ def _pop(heap, si):
 
 
 @njit(**LEAN)
-def _sort(a, n):
-    """Sort ``a[:n]`` in place (a heapsort: quick to compile, no allocation)."""
-    for top in range(n // 2 - 1, -1, -1):
-        _sift_values(a, top, n)
-    for end in range(n - 1, 0, -1):
-        a[0], a[end] = a[end], a[0]
-        _sift_values(a, 0, end)
-
-
-@njit(**LEAN_INLINE)
-def _sift_values(a, i, n):
-    while True:
-        left, right, big = 2 * i + 1, 2 * i + 2, i
-        if left < n and a[big] < a[left]:
-            big = left
-        if right < n and a[big] < a[right]:
-            big = right
-        if big == i:
-            return
-        a[i], a[big] = a[big], a[i]
-        i = big
-
-
-@njit(**LEAN)
 def _before(a, b, key, tie):
     return key[a] < key[b] or (key[a] == key[b] and tie[a] < tie[b])
 
 
 @njit(**LEAN)
 def _order(key, tie, idx, n):
-    """Fill ``idx[:n]`` with the indices of ``key[:n]`` by (key, tie), ascending (a heapsort)."""
+    """Fill ``idx[:n]`` with the indices of ``key[:n]`` by (key, tie), ascending."""
     for x in range(n):
         idx[x] = x
+    _heapsort(idx, n, key, tie)
+
+
+@njit(**LEAN)
+def _heapsort(idx, n, key, tie):
+    """Sort the entries of ``idx[:n]`` in place by (key[entry], tie[entry]), ascending (a
+    heapsort: quick to compile, allocates nothing)."""
     for top in range(n // 2 - 1, -1, -1):
         _sift(idx, top, n, key, tie)
     for end in range(n - 1, 0, -1):
@@ -338,7 +321,7 @@ def _pass(t, jobs, terms, loads, pools, runs, exp_end, cfg, sf, heap, si, out, l
         vfree[k] = free[k]
         vqueued[k] = queued[k]
     m = si[N_PEND]
-    _sort(pend, m)   # first come, first served: job numbers follow submit order
+    _heapsort(pend, m, lists[6], lists[6])   # first come, first served: job numbers follow submit order
     batch, count = int(cfg[4]), m
     if cfg[0] > 0 and m > batch:   # as the broker: a batch a pass
         count = batch

@@ -64,8 +64,9 @@ def run_native(sim: Simulation) -> Outcome | None:
     nan = np.full(n, math.nan)
     out = (nan.copy(), nan.copy(), nan.copy(), np.full(n, -1, np.int64), np.full(n, -1, np.int64),
            np.zeros(n, np.int64), np.zeros(n, np.bool_), np.zeros(n, np.int64), np.empty(len(caps)))
+    # pending, waiting, read (posted), read at, held, a pass's batch; the jobs by number (a sort key)
     lists = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64), nan.copy(),
-             np.zeros(n, np.int64), np.zeros(n, np.int64))
+             np.zeros(n, np.int64), np.zeros(n, np.int64), np.arange(n, dtype=np.int64))
     waiting, posted, complete = native.run_loop(jobs, tuple(arrays), caps, site_of, outages, cfg,
                                                 float(sub[-1]) + GIVE_UP_S, out, lists)
     if not complete:
