@@ -17,6 +17,7 @@ from accord.domain.placement import (
     PoolLoad,
     Verdict,
     choose,
+    pick,
     place,
     pool_keys,
     standing_terms,
@@ -78,3 +79,18 @@ def test_standing_terms_and_the_loads_give_chooses_answer(
     free, queued, available = _arrays(fed, loads)
     c = choose(spec, fed, free, queued, available, at)
     assert (c.verdict, c.pool) == _from_standing(spec, fed, free, queued, available, at)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_pick_chooses_what_choose_chooses(
+        case: tuple[JobSpec, Federation, dict[tuple[str, str], PoolLoad], datetime, PlacementContext],
+) -> None:
+    """choose()'s last step in scalar form (what the simulator compiles) gives choose()'s
+    Choice, field for field, with and without a context."""
+    spec, fed, loads, at, ctx = case
+    free, queued, available = _arrays(fed, loads)
+    for context in (ctx, None):
+        want = choose(spec, fed, free, queued, available, at, context=context)
+        got = choose(spec, fed, free, queued, available, at, context=context, pick=pick)
+        assert got == want

@@ -22,7 +22,9 @@ functions and re-exports the public records, so callers import everything from h
 * :mod:`accord.domain.placement_forecast`: :class:`ZoneForecast` and its arithmetic,
   :class:`PlacementContext`;
 * :mod:`accord.domain.placement_index`: the per-federation index and caches (internal);
-* :mod:`accord.domain.placement_scoring`: the decision itself, ``_Placer`` (internal).
+* :mod:`accord.domain.placement_scoring`: the decision itself, ``_Placer`` (internal);
+* :mod:`accord.domain.placement_pick`: :func:`pick`, choose()'s last step in scalar form
+  (what the simulator compiles).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from accord.domain.federation import Agreement, Federation
 from accord.domain.jobs import JobSpec
 from accord.domain.placement_forecast import PlacementContext, ZoneForecast
 from accord.domain.placement_index import _index, _static_reason
+from accord.domain.placement_pick import Picker, pick
 from accord.domain.placement_records import (
     ALTERNATIVES,
     MAX_START_SLOTS,
@@ -61,6 +64,7 @@ __all__ = [
     "Candidate",
     "Choice",
     "Decision",
+    "Picker",
     "PlacementContext",
     "PoolLoad",
     "Rejection",
@@ -71,6 +75,7 @@ __all__ = [
     "choose",
     "flexibility_s",
     "forecast_zones",
+    "pick",
     "place",
     "pool_keys",
     "retry_waiting_at",
@@ -134,6 +139,7 @@ def choose(
     at: datetime,
     *,
     context: PlacementContext | None = None,
+    pick: Picker | None = None,
 ) -> Choice:
     """The fast path of :func:`place` for callers that keep the loads as arrays (the
     simulator): the same constraints, scores and choice, without the decision's records
@@ -141,9 +147,12 @@ def choose(
     pool in :func:`pool_keys` order; the caller must not change them while this runs.
 
     ``place(spec, fed, loads, at, context=c).chosen`` is the pool and start this returns
-    (a property test checks it on random federations and loads).
+    (a property test checks it on random federations and loads). ``pick`` is
+    :func:`~accord.domain.placement_pick.pick` or that function compiled: the same
+    choice, from the decision's standing table in scalar loops (a property test checks
+    that too).
     """
-    return _Placer(spec, federation, {}, at, context, (free, queued, available)).quick()
+    return _Placer(spec, federation, {}, at, context, (free, queued, available)).quick(pick)
 
 
 def allowed_pools(spec: JobSpec, federation: Federation, at: datetime) -> tuple[bool, ...]:

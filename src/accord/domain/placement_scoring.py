@@ -24,6 +24,19 @@ from accord.domain.federation import Agreement, Federation, QuotaPeriod
 from accord.domain.jobs import JobSpec
 from accord.domain.placement_forecast import PlacementContext
 from accord.domain.placement_index import Bools, Floats, _Hosts, _index, _Pool, _remember
+from accord.domain.placement_pick import (
+    BEST,
+    KW_BEST,
+    KW_NOW,
+    OK,
+    PART,
+    REF,
+    ROWS,
+    SPEND,
+    START,
+    WAIT_SCALE,
+    Picker,
+)
 from accord.domain.placement_records import (
     ALTERNATIVES,
     MAX_START_SLOTS,
@@ -94,6 +107,7 @@ class _Fixed(NamedTuple):
     spend: Floats      # the emissions weight where there is a forecast, else 0
     block: Floats      # 0 where allowed, +inf elsewhere (added to the scores)
     candidates: Floats  # 0 where the reference may be (home pools with a forecast, else any), +inf elsewhere
+    table: Floats      # the same, one row per term, for :func:`~accord.domain.placement_pick.pick`
 
 
 class _Rules(NamedTuple):
@@ -141,9 +155,21 @@ class _Placer:
             return Decision(scored[0], None, (), scored[1], self.at)
         return self._choose(scored)
 
-    def quick(self) -> Choice:
+    def quick(self, pick: Picker | None = None) -> Choice:
         """The fast path: the same scoring and choice as :meth:`decide`, without building
-        the decision's records (explanation, alternatives, reference)."""
+        the decision's records (explanation, alternatives, reference); with ``pick``
+        (:func:`~accord.domain.placement_pick.pick`, or that function compiled), the
+        winner comes from it over the standing table."""
+        if pick is not None and self.arrays is not None:
+            fx = self._fixed()
+            free, queued, available = self.arrays
+            top = pick(self.spec.gpus, free, queued, available, fx.table, self.w.emissions,
+                       np.empty(len(free), np.float64))
+            if top >= 0:
+                _, start, kw_best = fx.table[KW_NOW:, top].tolist()
+                grams = None if math.isnan(kw_best) else self.spec.gpus * kw_best / HOUR_S
+                verdict = Verdict.DEFER if start > self.at_s else Verdict.PLACE
+                return Choice(verdict, top, start, fx.agreements[top], grams)
         scored = self._score()
         if not isinstance(scored, _Scored):
             return Choice(scored[0], -1, self.s0_s, None, None)
@@ -226,9 +252,17 @@ class _Placer:
         best = np.where(unknown, 0.0, rows[3] if rows is not None else 0.0)
         spend = np.where(unknown, 0.0, w.emissions)
         home = known & self.hosts.home
+        table = np.empty((ROWS, len(ix.pools)), np.float64)
+        table[OK], table[REF] = ok, known.astype(np.float64) + home
+        table[WAIT_SCALE], table[PART], table[BEST], table[SPEND] = r.wait_scale, r.part, best, spend
+        if rows is None:
+            table[KW_NOW] = table[KW_BEST] = math.nan
+            table[START] = self.s0_s
+        else:
+            table[KW_NOW], table[START], table[KW_BEST] = ix.kw * rows[0], rows[2], rows[3]
         return _Fixed(ok, int(np.count_nonzero(ok)), r.recip, r.part, r.wait_scale, r.static, r.refused,
                       r.agreements, self.gaps, rows, known, home, best, spend, r.block,
-                      np.where(home if home.any() else known, 0.0, math.inf))
+                      np.where(home if home.any() else known, 0.0, math.inf), table)
 
     def _make_rules(self) -> _Rules:
         ix, w = self.ix, self.w

@@ -39,6 +39,7 @@ from accord.domain.federation import Federation
 from accord.domain.jobs import JobSpec
 from accord.domain.placement import (
     Choice,
+    Picker,
     PlacementContext,
     Verdict,
     after_placing,
@@ -87,6 +88,10 @@ class Simulation:
                  native: bool = True) -> None:
         self.work, self.carbon, self.cfg = workload, carbon, settings
         self.native = native and settings.policy is Policy.HOME and len(workload) > 0
+        self.pick: Picker | None = None   # choose()'s last step compiled, for the other policies
+        if native and settings.policy is not Policy.HOME and len(workload) > 0:
+            from accord.sim.native import pick  # numba: compiled, or loaded from its cache, on first use
+            self.pick = pick
         self.progress = progress
         self.weights = policy_weights(settings.policy, federation.placement)
         self.fed = replace(federation, placement=self.weights)
@@ -248,7 +253,7 @@ class Simulation:
     def _choose(self, job: int, spec: JobSpec, at: datetime) -> Choice:
         self.out.decisions[job] += 1
         return choose(spec, self.fed, self.view_free, self.view_queued, self.available, at,
-                      context=None if self.cfg.policy is Policy.HOME else self.context)
+                      context=None if self.cfg.policy is Policy.HOME else self.context, pick=self.pick)
 
     def _place(self, job: int, t: float, at: datetime) -> None:
         spec = self.specs.get(job) or self._spec(job)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from accord.domain import placement_pick
 from accord.domain.placement import after_placing, retry_waiting_at
 from accord.sim.model import DOWN, FINISH, PASS, UP
 
@@ -51,6 +52,9 @@ KIND = 1 << 56   # heap entries order by (time, kind × KIND + sequence number)
 # the broker's own rules, compiled from the domain's code
 _after_placing = njit(**INLINE)(after_placing)
 _retry_waiting_at = njit(**INLINE)(retry_waiting_at)
+# choose()'s last step, for the Python loop's decisions with a context (carbon-aware and the
+# other policies but home-site FIFO): called from Python, once a decision
+pick = njit(**LEAN)(placement_pick.pick)
 
 
 @njit(**INLINE)
