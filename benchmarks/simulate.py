@@ -10,14 +10,17 @@ start up to 12 h late.
 
 Measured in the same run, pinned to one CPU:
 
-1. Accord's simulator, carbon-aware policy (``placement.choose`` for every decision, the
-   broker's energy and ledger arithmetic for every finished job);
+1. Accord's simulator, carbon-aware policy (``placement.choose`` for every decision, its
+   last step compiled (``placement.pick``); the broker's energy and ledger arithmetic for
+   every finished job); with ``--carbon-python``, again with ``choose`` all in numpy, and
+   every job's outcome compared;
 2. Accord's simulator, home-site FIFO (the baseline policy), jobs placed on arrival;
 3. a straightforward SimPy implementation of home-site FIFO on the same input (a process
    per job, a ``Container`` of GPUs per pool, the same choice of home pool); its mean wait
    is printed next to run 2's as a check that both simulate the same thing.
 
     uv run python benchmarks/simulate.py [--jobs 1000000] [--cpu 0] [--simpy-jobs N] [--replan 600]
+                                         [--carbon-python]
 """
 
 from __future__ import annotations
@@ -156,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "(the live broker: 600; default 0, off)")
     ap.add_argument("--skip-carbon", action="store_true", help="leave out the carbon-aware run")
     ap.add_argument("--skip-python", action="store_true", help="leave out home-site FIFO's Python loop")
+    ap.add_argument("--carbon-python", action="store_true",
+                    help="run carbon-aware again with choose() all in numpy (no compiled pick), and compare")
     args = ap.parse_args(argv)
     if args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})
@@ -179,13 +184,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         carbon_s, carbon_cpu, c = ours(fed, w, carbon, Settings(Policy.CARBON, replan_s=args.replan))
         decisions = sum(c.decisions)
-        print(f"accord, carbon-aware (Python loop): {carbon_s:.1f} s wall ({carbon_cpu:.1f} s CPU) = "
+        print(f"accord, carbon-aware (Python loop, compiled pick): {carbon_s:.1f} s wall "
+              f"({carbon_cpu:.1f} s CPU) = "
               f"{len(w) / carbon_s:,.0f} jobs/s "
               f"({decisions:,} placement decisions, {decisions / carbon_s:,.0f}/s; deferred "
               f"{sum(c.deferred) / len(w):.0%}, abroad {sum(1 for a in c.agreement if a) / len(w):.0%}; "
               f"mean wait {mean_wait(w, c) / 3600:.2f} h; "
               f"emissions {np.nansum(c.emissions_g) / 1e6:,.0f} t); "
               f"peak RSS so far {rss_mib():,.0f} MiB")
+        if args.carbon_python:
+            cfg = Settings(Policy.CARBON, replan_s=args.replan)
+            cp_s, cp_cpu, cp = ours(fed, w, carbon, cfg, native=False)
+            same = (cp.pool == c.pool and cp.start == c.start and cp.end == c.end
+                    and cp.deferred == c.deferred and cp.decisions == c.decisions
+                    and cp.energy_kwh == c.energy_kwh
+                    and np.array_equal(cp.emissions_g, c.emissions_g, equal_nan=True))
+            print(f"accord, carbon-aware (Python loop, choose() in numpy): {cp_s:.1f} s wall "
+                  f"({cp_cpu:.1f} s CPU); "
+                  f"every job's pool, start, end, deferral, decisions, energy and emissions "
+                  f"{'identical' if same else 'NOT identical'} to the compiled pick's")
     home = Settings(Policy.HOME, pass_s=0)
     t0 = time.perf_counter()
     tiny = Workload(w.submit_s[:3], w.gpus[:3], w.runtime_s[:3], w.requested_s[:3], w.home[:3], w.partners,
@@ -222,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("ratio (jobs per CPU second) against SimPy's home-site FIFO: accord's home-site FIFO, compiled "
           "loop "
           f"{len(w) / home_cpu / rate_simpy:.1f}x (target >= 20x); Python loop "
-          f"{len(w) / py_cpu / rate_simpy:.2f}x; accord's carbon-aware (Python loop) "
+          f"{len(w) / py_cpu / rate_simpy:.2f}x; accord's carbon-aware (Python loop, compiled pick) "
           f"{len(w) / carbon_cpu / rate_simpy:.2f}x")
     print(f"peak memory (ru_maxrss): {rss_mib():,.0f} MiB; load average at the end "
           f"{os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")

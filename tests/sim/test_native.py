@@ -2,7 +2,9 @@
 Python loop does: every job's pool, agreement, placement time, start, end, decisions and
 rejection are equal, energy too, emissions within 1e-9 (vector arithmetic); the ledger gets
 the same entries. On random federations, workloads, outages and passes (Hypothesis), a
-small batch, and the real Philly trace."""
+small batch, and the real Philly trace. The same holds for the other policies between the
+Python loop with choose()'s last step compiled (``native.pick``) and with choose() all in
+numpy."""
 
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def assert_same(fed: Federation, work: Workload, carbon: dict[str, IntensitySeri
     fast = Simulation(fed, work, carbon, cfg)
     slow = Simulation(fed, work, carbon, cfg, native=False)
     a, b = fast.run(), slow.run()
-    assert fast.native and not slow.native
+    assert fast.native or fast.pick is not None
+    assert not slow.native and slow.pick is None
     for j in range(len(work)):
         row_a, row_b = _row(a, j), _row(b, j)
         assert all(x == y or (x != x and y != y) for x, y in zip(row_a, row_b, strict=True)), \
@@ -50,6 +53,13 @@ def _row(o: Outcome, j: int) -> tuple[Any, ...]:
 def test_the_compiled_loop_runs_home_fifo_as_the_python_loop(case: Any, pass_s: float, depth: int) -> None:
     fed, work, carbon, cfg = case
     assert_same(fed, work, carbon, replace(cfg, policy=Policy.HOME, pass_s=pass_s, backfill_depth=depth))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.sampled_from([Policy.EARLIEST, Policy.CARBON, Policy.CARBON_RECIPROCITY]))
+def test_the_compiled_pick_places_as_choose_in_numpy(case: Any, policy: Policy) -> None:
+    fed, work, carbon, cfg = case
+    assert_same(fed, work, carbon, replace(cfg, policy=policy))
 
 
 def test_a_small_batch_and_a_site_down(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,23 +86,27 @@ def test_a_job_no_home_site_can_take_is_rejected_at_once() -> None:
     assert_same(fed, work, {"GB": flat("GB", 100.0)}, Settings(Policy.HOME))
 
 
-@pytest.mark.parametrize("backfill", [False, True])
-def test_the_compiled_loop_agrees_on_the_real_philly_trace(backfill: bool) -> None:
+@pytest.mark.parametrize(("policy", "backfill"), [(Policy.HOME, False), (Policy.HOME, True),
+                                                  (Policy.CARBON, False), (Policy.CARBON_RECIPROCITY, True)])
+def test_the_compiled_loop_agrees_on_the_real_philly_trace(policy: Policy, backfill: bool) -> None:
     """2,000 jobs of the Philly trace at 3 times their arrival rate over five small sites,
-    on the real GB, FR and DE intensity of March 2020."""
+    on the real GB, FR and DE intensity of March 2020 (with the carbon policies, each job
+    may start up to 6 h late, and each partner may use 400 H100-hours a month abroad)."""
     from accord.sim.runner import load_carbon
 
     path = shared_data_dir() / "traces" / "philly_sia.csv"
     trace = scale(parse_trace(path.read_text(encoding="utf-8"), str(path), TraceFormat.PHILLY),
                   jobs=2000, load=3.0)
+    carbon_aware = policy is not Policy.HOME   # abroad with 6 h of flexibility, a small quota
     fed = federation([("a", "uk", "GB", 32), ("a2", "uk", "GB", 16), ("b", "fr", "FR", 32),
-                      ("c", "de", "DE", 16), ("c2", "de", "DE", 24)])
+                      ("c", "de", "DE", 16), ("c2", "de", "DE", 24)],
+                     6.0 if carbon_aware else 0.0, 400.0 if carbon_aware else 1e9)
     home, partners = assign_homes(trace, {"uk": 2.0, "fr": 1.0, "de": 1.0}, HomeRule.GROUP, 1,
                                   ["de", "fr", "uk"])
     work = Workload(trace.submit_s + T0_S, np.minimum(trace.gpus, 16), trace.runtime_s, trace.requested_s,
-                    home, partners, "ai", "academia", None)
+                    home, partners, "ai", "academia", 6 * 3600.0 if carbon_aware else None)
     start = T0_S - 86_400
     carbon, _ = load_carbon(shared_data_dir() / "carbon", ["GB", "FR", "DE"],
                             flat("GB", 1.0).start, flat("GB", 1.0, hours=24 * 120).end)
     assert start < work.submit_s[0]
-    assert_same(fed, work, carbon, Settings(Policy.HOME, backfill=backfill))
+    assert_same(fed, work, carbon, Settings(policy, backfill=backfill))
