@@ -208,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tiny = Workload(w.submit_s[:3], w.gpus[:3], w.runtime_s[:3], w.requested_s[:3], w.home[:3], w.partners,
                     w.theme, w.sector, w.window_s)
     Simulation(fed, tiny, carbon, home).run()
-    print(f"accord, home-site FIFO: compiled loop ready in {time.perf_counter() - t0:.1f} s (numba import, "
-          "then compile, or load from its cache)")
+    print(f"accord, home-site FIFO: compiled loop ready in {time.perf_counter() - t0:.1f} s (compile, "
+          "or load from its cache; numba was imported by the carbon-aware run unless it was skipped)")
     home_s, home_cpu, h = ours(fed, w, carbon, home)
     print(f"accord, home-site FIFO (compiled loop): {home_s:.2f} s wall ({home_cpu:.2f} s CPU) = "
           f"{len(w) / home_s:,.0f} jobs/s; mean wait {mean_wait(w, h) / 3600:.3f} h; "

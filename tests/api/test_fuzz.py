@@ -88,6 +88,17 @@ def _no_lifespan(app: Any) -> Any:
     return wrapped
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _stop_schemathesis_portal() -> Iterator[None]:
+    """schemathesis serves in-process ASGI calls from one event-loop thread for the whole
+    process, stopped only at exit; a thread left running makes every later test that checks
+    the ledger in slices spawn its worker processes instead of forking them (about 2 s a
+    check): stop it once this module's fuzzing is done (a later call starts another)."""
+    yield
+    from schemathesis.python import asgi
+    asgi._shutdown()
+
+
 @contextmanager
 def serving(federation: Federation, where: Path, url: str | None = None) -> Iterator[Live]:
     """The full app (broker, ledger, access) over ``url`` (default SQLite in ``where``),
