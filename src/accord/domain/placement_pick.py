@@ -50,6 +50,7 @@ def pick(gpus: int, free: Floats, queued: Floats, available: NDArray[np.bool_], 
     for k in range(n):
         if table[REF, k] == 2.0 and available[k]:
             home = True
+            break
     want = 2.0 if home else 1.0
     ref, low, allowed = -1, math.inf, False
     for k in range(n):

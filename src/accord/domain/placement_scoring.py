@@ -160,13 +160,13 @@ class _Placer:
         the decision's records (explanation, alternatives, reference); with ``pick``
         (:func:`~accord.domain.placement_pick.pick`, or that function compiled), the
         winner comes from it over the standing table."""
-        if pick is not None and self.arrays is not None:
+        if pick is not None:
             fx = self._fixed()
-            free, queued, available = self.arrays
+            free, queued, available = self.arrays if self.arrays is not None else self.ix.loads(self.loads)
             top = pick(self.spec.gpus, free, queued, available, fx.table, self.w.emissions,
                        np.empty(len(free), np.float64))
             if top >= 0:
-                _, start, kw_best = fx.table[KW_NOW:, top].tolist()
+                start, kw_best = fx.table.item(START, top), fx.table.item(KW_BEST, top)
                 grams = None if math.isnan(kw_best) else self.spec.gpus * kw_best / HOUR_S
                 verdict = Verdict.DEFER if start > self.at_s else Verdict.PLACE
                 return Choice(verdict, top, start, fx.agreements[top], grams)
