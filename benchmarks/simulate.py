@@ -20,7 +20,7 @@ Measured in the same run, pinned to one CPU:
    is printed next to run 2's as a check that both simulate the same thing.
 
     uv run python benchmarks/simulate.py [--jobs 1000000] [--cpu 0] [--simpy-jobs N] [--replan 600]
-                                         [--carbon-python]
+                                         [--carbon-python] [--time-parts]
 """
 
 from __future__ import annotations
@@ -138,6 +138,42 @@ def ours(fed: Federation, w: Workload, carbon: Mapping[str, IntensitySeries],
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
+def time_parts(fed: Federation, w: Workload, carbon: Mapping[str, IntensitySeries],
+               settings: Settings) -> None:
+    """The carbon-aware run with timers around each decision's fast path (``_Placer.quick``)
+    and the building of what the loads do not change when the cache misses
+    (``_Placer._make_fixed``); the rest is the kernel's own Python and each decision's set-up.
+    The timers add their own cost (two clock reads a call)."""
+    from accord.domain import placement_scoring
+
+    spent: dict[str, list[float]] = {}
+
+    def timed(name: str) -> None:
+        inner = getattr(placement_scoring._Placer, name)
+        spent[name] = [0.0, 0]
+        clock = time.perf_counter
+
+        def wrapper(*a: object, **k: object) -> object:
+            t = clock()
+            try:
+                return inner(*a, **k)
+            finally:
+                spent[name][0] += clock() - t
+                spent[name][1] += 1
+
+        setattr(placement_scoring._Placer, name, wrapper)
+
+    for name in ("quick", "_make_fixed"):
+        timed(name)
+    total, _, _ = ours(fed, w, carbon, settings)
+    (quick, decisions), (misses, missed) = spent["quick"], spent["_make_fixed"]
+    print(f"accord, carbon-aware with timers: {total:.1f} s wall; {decisions:,} decisions in "
+          f"_Placer.quick {quick:.1f} s, of which {missed:,} cache misses (_make_fixed) "
+          f"{misses:.1f} s ({misses / max(missed, 1) * 1e6:.0f} us each) and the cached decisions "
+          f"{quick - misses:.1f} s ({(quick - misses) / max(decisions - missed, 1) * 1e6:.1f} us each); "
+          f"outside quick {total - quick:.1f} s")
+
+
 def mean_wait(w: Workload, out: Outcome) -> float:
     start = np.array(out.start)
     return float(np.nanmean(start - w.submit_s))
@@ -159,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "(the live broker: 600; default 0, off)")
     ap.add_argument("--skip-carbon", action="store_true", help="leave out the carbon-aware run")
     ap.add_argument("--skip-python", action="store_true", help="leave out home-site FIFO's Python loop")
+    ap.add_argument("--time-parts", action="store_true",
+                    help="only the carbon-aware run, timing the decisions' parts; nothing else")
     ap.add_argument("--carbon-python", action="store_true",
                     help="run carbon-aware again with choose() all in numpy (no compiled pick), and compare")
     args = ap.parse_args(argv)
@@ -179,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n in notes:
         print(f"  carbon: {n}")
 
+    if args.time_parts:
+        time_parts(fed, w, carbon, Settings(Policy.CARBON, replan_s=args.replan))
+        return 0
     if args.skip_carbon:
         carbon_s = carbon_cpu = float("nan")
     else:
