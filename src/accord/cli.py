@@ -415,9 +415,19 @@ def _ledger(args: argparse.Namespace, client: Any) -> None:
         _print(args, head, lambda h: f"closed {h['period']}: {h['tree_size']} entries, "
                                      f"root {h['root']}")
     elif args.action == "correct":
+        from accord.client import segment
+
+        missing = [name for name, value in (("entry", args.entry), ("--kind", args.kind),
+                                            ("--units", args.units), ("--reason", args.reason))
+                   if not value]
+        if missing:
+            raise InvalidInput([Problem(name, "is required", allowed="accord ledger correct ENTRY "
+                                        "--kind KIND --units UNITS --reason TEXT") for name in missing])
         body = {"kind": args.kind, "units": args.units, "reason": args.reason,
                 "author": args.author}
-        e = client.request("POST", f"/api/v1/ledger/entries/{args.entry}/corrections", json=body)
+        # the id quoted as one path segment: a month's entry id has a '#' (usage:site:ref#YYYY-MM)
+        e = client.request("POST", f"/api/v1/ledger/entries/{segment(args.entry)}/corrections",
+                           json=body)
         _print(args, e, lambda x: f"{x['seq']}: {x['kind']} {x['units']} ({x['id']})")
     elif args.action == "key":
         print(client.http.get("/api/v1/ledger/public-key").text, end="")

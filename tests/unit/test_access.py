@@ -131,6 +131,49 @@ def test_audit_records_are_scoped_for_partner_auditors() -> None:
     assert not ac.can_audit(who()).allowed
 
 
+# ── who may correct a ledger entry ───────────────────────────────────────────────────
+# An entry of a uk job run at fr's Paris site: a correction takes units from the host, fr.
+WRITE = frozenset({TokenScope.LEDGER_WRITE})
+READ = frozenset({TokenScope.LEDGER_READ})
+ADMIN_GRANT = Grant(Role.ADMIN, ScopeKind.GLOBAL)
+PO = Grant(Role.PROGRAMME_OFFICER, ScopeKind.PARTNER, "fr")
+CORRECTORS = [
+    # (who, allowed, the rule's words)
+    (who("root", ADMIN_GRANT), True, "admin"),
+    (who("root", ADMIN_GRANT, scopes=WRITE), True, "admin"),
+    (who("root", ADMIN_GRANT, scopes=frozenset({TokenScope.ADMIN})), True, "admin"),
+    (who("root", ADMIN_GRANT, scopes=READ), False, "lacks a scope (needs=ledger:write"),
+    (who("pofr", PO), True, "programme officer of the host partner (host=fr)"),
+    (who("pofr", PO, scopes=WRITE), True, "programme officer of the host partner (host=fr)"),
+    (who("pofr", PO, scopes=READ), False, "lacks a scope (needs=ledger:write"),
+    (who("pofr", PO, scopes=frozenset({TokenScope.JOBS_WRITE})), False, "needs=ledger:write"),
+    # officers of another partner, the requester's included
+    (who("pouk", Grant(Role.PROGRAMME_OFFICER, ScopeKind.PARTNER, "uk"), scopes=WRITE), False,
+     "only the operator or the host partner's programme officer"),
+    (who("pokr", Grant(Role.PROGRAMME_OFFICER, ScopeKind.PARTNER, "kr")), False,
+     "only the operator or the host partner's programme officer"),
+    # a researcher, with a ledger:write token and with no token at all
+    (who("alice", scopes=WRITE), False, "only the operator or the host partner's programme officer"),
+    (who("alice"), False, "only the operator or the host partner's programme officer"),
+    (who("alice", member=("proj",), pi=("proj",), scopes=WRITE), False,
+     "only the operator or the host partner's programme officer"),
+    # other roles, even of the host, even with ledger:write
+    (who("audfr", Grant(Role.AUDITOR, ScopeKind.PARTNER, "fr"), scopes=WRITE), False,
+     "only the operator or the host partner's programme officer"),
+    (who("aud", Grant(Role.AUDITOR, ScopeKind.GLOBAL), scopes=WRITE), False,
+     "only the operator or the host partner's programme officer"),
+    (who("opfr", Grant(Role.SITE_OPERATOR, ScopeKind.SITE, "paris"), scopes=WRITE), False,
+     "only the operator or the host partner's programme officer"),
+]
+
+
+@pytest.mark.parametrize(("p", "allowed", "rule"), CORRECTORS)
+def test_who_may_correct_an_entry(p: Principal, allowed: bool, rule: str) -> None:
+    decided = ac.can_correct(p, "fr")
+    assert decided.allowed is allowed
+    assert rule in decided.explain()
+
+
 @given(st.sampled_from(list(Role)), st.sampled_from(["uk", "fr", "kr", ""]),
        st.text(min_size=1, max_size=8))
 def test_nobody_without_a_tie_reads_a_job(role: Role, target: str, user: str) -> None:

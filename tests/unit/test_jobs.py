@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from accord.domain.jobs import (
     EventKind,
     JobSpec,
     JobState,
+    allowed_events,
     apply,
     new_job,
     next_state,
@@ -27,21 +29,95 @@ from tests.conftest import T0
 SPEC = JobSpec(name="t", gpus=1, time_limit_s=60, command=("true",))
 
 
+# The lifecycle of docs/design/job-lifecycle.md, written out by hand: every move a job may
+# make, (state, event) -> next state. Any pair not here is refused; NOTE (not listed) is
+# taken in every state and changes nothing.
+SUBMITTED, HELD, DEFERRED, PLACED = (JobState.SUBMITTED, JobState.HELD, JobState.DEFERRED,
+                                     JobState.PLACED)
+DISPATCHED, RUNNING = JobState.DISPATCHED, JobState.RUNNING
+COMPLETED, FAILED, CANCELLED, TIMED_OUT = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED,
+                                           JobState.TIMED_OUT)
+EXPECTED_MOVES: dict[tuple[JobState, EventKind], JobState] = {
+    # waiting for placement: placed, deferred (a time), held (a person), failed (no site can
+    # ever take it), cancelled
+    (SUBMITTED, EventKind.PLACE): PLACED,
+    (SUBMITTED, EventKind.DEFER): DEFERRED,
+    (SUBMITTED, EventKind.HOLD): HELD,
+    (SUBMITTED, EventKind.FAIL): FAILED,
+    (SUBMITTED, EventKind.CANCEL): CANCELLED,
+    # held for a person (e.g. a compliance approval): released back to placement, refused, cancelled
+    (HELD, EventKind.RELEASE): SUBMITTED,
+    (HELD, EventKind.FAIL): FAILED,
+    (HELD, EventKind.CANCEL): CANCELLED,
+    # deferred to a time: released back to placement, held, cancelled
+    (DEFERRED, EventKind.RELEASE): SUBMITTED,
+    (DEFERRED, EventKind.HOLD): HELD,
+    (DEFERRED, EventKind.CANCEL): CANCELLED,
+    # placed: dispatched to its site, requeued when the site is unreachable, held, failed, cancelled
+    (PLACED, EventKind.DISPATCH): DISPATCHED,
+    (PLACED, EventKind.REQUEUE): SUBMITTED,
+    (PLACED, EventKind.HOLD): HELD,
+    (PLACED, EventKind.FAIL): FAILED,
+    (PLACED, EventKind.CANCEL): CANCELLED,
+    # at the site, not started: starts, or ends before a poll saw it run (short jobs),
+    # or requeued when the site lost it
+    (DISPATCHED, EventKind.START): RUNNING,
+    (DISPATCHED, EventKind.REQUEUE): SUBMITTED,
+    (DISPATCHED, EventKind.COMPLETE): COMPLETED,
+    (DISPATCHED, EventKind.FAIL): FAILED,
+    (DISPATCHED, EventKind.TIME_OUT): TIMED_OUT,
+    (DISPATCHED, EventKind.CANCEL): CANCELLED,
+    # running: one of the four ends
+    (RUNNING, EventKind.COMPLETE): COMPLETED,
+    (RUNNING, EventKind.FAIL): FAILED,
+    (RUNNING, EventKind.TIME_OUT): TIMED_OUT,
+    (RUNNING, EventKind.CANCEL): CANCELLED,
+    # completed, failed, cancelled, timed_out: final, nothing moves them
+}
+
+
+def test_the_transition_table_is_exactly_the_lifecycle() -> None:
+    assert len(EXPECTED_MOVES) == 26
+    assert TRANSITIONS == EXPECTED_MOVES
+    assert frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT}) == FINAL_STATES
+
+
 @pytest.mark.parametrize("state", list(JobState))
 @pytest.mark.parametrize("kind", list(EventKind))
-def test_transition_table_is_the_only_way_to_move(state: JobState, kind: EventKind) -> None:
+def test_every_state_and_event(state: JobState, kind: EventKind) -> None:
     if kind is EventKind.NOTE:
         assert next_state(state, kind) is state
-    elif (state, kind) in TRANSITIONS:
-        assert next_state(state, kind) is TRANSITIONS[(state, kind)]
+    elif (state, kind) in EXPECTED_MOVES:
+        assert next_state(state, kind) is EXPECTED_MOVES[(state, kind)]
     else:
         with pytest.raises(InvalidTransition, match=f"cannot take event '{kind.value}'"):
             next_state(state, kind)
 
 
+@pytest.mark.parametrize(("state", "allowed"), [
+    (SUBMITTED, "cancel, defer, fail, hold, place"),
+    (HELD, "cancel, fail, release"),
+    (DEFERRED, "cancel, hold, release"),
+    (PLACED, "cancel, dispatch, fail, hold, requeue"),
+    (DISPATCHED, "cancel, complete, fail, requeue, start, time_out"),
+    (RUNNING, "cancel, complete, fail, time_out"),
+    (COMPLETED, "none (final state)"),
+    (FAILED, "none (final state)"),
+    (CANCELLED, "none (final state)"),
+    (TIMED_OUT, "none (final state)"),
+])
+def test_a_refusal_lists_what_the_state_allows(state: JobState, allowed: str) -> None:
+    with pytest.raises(InvalidTransition, match=f"allowed: {re.escape(allowed)}$"):
+        next_state(state, EventKind.SUBMIT)   # no state takes a second submission
+    assert sorted(k.value for k in allowed_events(state)) == (
+        [] if allowed.startswith("none") else allowed.split(", "))
+
+
 def test_final_states_accept_only_notes() -> None:
-    for state in FINAL_STATES:
-        assert not [k for (s, k) in TRANSITIONS if s is state]
+    for state in (COMPLETED, FAILED, CANCELLED, TIMED_OUT):
+        assert state.is_final
+        assert allowed_events(state) == ()
+        assert next_state(state, EventKind.NOTE) is state
 
 
 def test_happy_path_story() -> None:

@@ -14,6 +14,7 @@ ends (:mod:`accord.domain.footprint`, ``docs/design/carbon-accounting.md``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -119,10 +120,24 @@ def split_by_month(record: UsageRecord) -> tuple[MonthShare, ...]:
         shares.append(MonthShare(cursor.strftime("%Y-%m"), seconds,
                                  record.gpu_seconds * seconds / total))
         cursor = piece_end
-    drift = record.gpu_seconds - sum(s.gpu_seconds for s in shares)
-    last = shares[-1]
-    shares[-1] = MonthShare(last.period, last.seconds, last.gpu_seconds + drift)
-    return tuple(shares)
+    return _adding_up(shares, record.gpu_seconds)
+
+
+def _adding_up(shares: list[MonthShare], whole: float) -> tuple[MonthShare, ...]:
+    """The shares with each running total moved to the nearest whole number of ulps of
+    ``whole`` (the last running total is ``whole`` itself). Every such number up to
+    ``whole`` is a float, so each running total, and so the sum of the shares, is exact
+    (correcting only the last share by the drift can miss ``whole`` by an ulp); no share
+    is negative, and each moves by a few ulps of ``whole`` at most."""
+    quantum = math.ulp(whole)
+    out: list[MonthShare] = []
+    done = running = 0.0
+    for i, s in enumerate(shares):
+        running += s.gpu_seconds
+        upto = whole if i == len(shares) - 1 else min(whole, round(running / quantum) * quantum)
+        out.append(MonthShare(s.period, s.seconds, upto - done))
+        done = upto
+    return tuple(out)
 
 
 def _next_month(t: datetime) -> datetime:
