@@ -1,5 +1,11 @@
 """A small world of partners, people, roles, projects and allocations behind a live app,
-shared by the access tests: who may see and do what is tested against it."""
+shared by the access tests: who may see and do what is tested against it.
+
+Its time is a :class:`FakeClock` (``start``, by default :data:`T0`), never the machine's:
+tokens expire, allocations and agreements are in force, and embargoes lift by that clock.
+A test that needs a month names it relative to the clock (:func:`month_of`,
+:data:`MONTH0`, :data:`MONTH1`), so the world behaves the same whatever today's date is.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +28,23 @@ from accord.api.app import create_app
 from accord.domain import signing
 from accord.domain.access import TokenScope
 from accord.domain.federation import Federation
+from accord.domain.ledger import next_period
 from accord.service.access import AccessService, RateLimiter
 from accord.service.broker import Broker
 from accord.service.gate import Gate
 from accord.service.ledger import LedgerService
 from tests.conftest import SMALL_FEDERATION
 
-T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)   # the world's "now": inside every agreement it uses
+
+
+def month_of(at: datetime) -> str:
+    """The ``YYYY-MM`` month of ``at`` (UTC)."""
+    return at.astimezone(UTC).strftime("%Y-%m")
+
+
+MONTH0 = month_of(T0)             # the world's current month
+MONTH1 = next_period(MONTH0)      # and the next
 ADMIN_TOKEN = "local-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ALL_SCOPES = [s.value for s in TokenScope]
@@ -98,6 +114,7 @@ class World:
     access: AccessService
     ledger: LedgerService
     clock: FakeClock
+    store: SqlStore
     tokens: dict[str, str] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
 
@@ -143,11 +160,13 @@ def world_federation(extra: str = "") -> Federation:
 
 @contextmanager
 def make_world(tmp: Path, *, verifier: Callable[[str], tuple[str, str]] | None = None,
-               people: bool = True, token_limit: int = 1000, extra: str = "") -> Iterator[World]:
-    """A live app over a fresh SQLite store with (optionally) everyone in :data:`PEOPLE`."""
+               people: bool = True, token_limit: int = 1000, extra: str = "",
+               start: datetime = T0) -> Iterator[World]:
+    """A live app over a fresh SQLite store with (optionally) everyone in :data:`PEOPLE`;
+    its clock is a :class:`FakeClock` set to ``start`` (the machine's clock is never read)."""
     fed = world_federation(extra)
     store = SqlStore(f"sqlite:///{tmp / 'world.db'}")
-    clock = FakeClock(T0)
+    clock = FakeClock(start)
     ledger = LedgerService(fed, SqlLedger(store), clock, signing.generate_private_key(), "test-log", Closure)
     access = AccessService(fed, SqlAccess(store), clock, ADMIN_TOKEN, verifier,
                            token_limiter=RateLimiter(token_limit, 60.0))
@@ -157,7 +176,7 @@ def make_world(tmp: Path, *, verifier: Callable[[str], tuple[str, str]] | None =
     try:
         with TestClient(create_app(broker, ADMIN_TOKEN, ledger=ledger, access=access),
                         raise_server_exceptions=False) as client:
-            w = World(client, broker, access, ledger, clock)
+            w = World(client, broker, access, ledger, clock, store)
             if people:
                 for user, (institution, grants) in PEOPLE.items():
                     w.enrol(user, institution, grants)

@@ -285,6 +285,8 @@ def _partners(job: Job, broker: Broker) -> tuple[str, ...]:
 def _visible_jobs(broker: Broker, p: Principal, state: list[JobState] | None, limit: int,
                   before: str | None) -> list[Job]:
     """Newest first, the jobs ``p`` may see, reading the store page by page."""
+    if not p.allows(TokenScope.JOBS_READ):
+        return []     # a token without jobs:read lists no job, the admin's neither
     if p.is_admin:
         return broker.store.list_jobs(state, limit=limit, before=before)
     out: list[Job] = []

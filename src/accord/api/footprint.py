@@ -19,7 +19,7 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 from fastapi import Depends, FastAPI, Query
 
 from accord.domain import codec
-from accord.domain.access import Principal, sees_usage
+from accord.domain.access import Principal, TokenScope, sees_usage, token_scope
 from accord.domain.footprint import GroupBy, parse_group, totals
 from accord.domain.jobs import Job
 from accord.domain.ledger import next_period, parse_period
@@ -63,6 +63,8 @@ def add_footprint_routes(app: FastAPI, store: JobStore, caller: Any,
                                             description="YYYY-MM: runs started that month (UTC)")
                           ] = None,
     ) -> dict[str, Any]:
+        if (refusal := token_scope(p, TokenScope.JOBS_READ)) is not None:
+            refusal.require()   # the totals are of jobs' footprints
         by = parse_group(group)
         visible = [r for r in _records(store, period)
                    if sees_usage(p, project=r.project, site=r.site, requester=r.requester_partner,

@@ -14,11 +14,13 @@ from accord.api.common import note_audit
 from accord.domain.access import (
     Principal,
     Role,
+    TokenScope,
     can_audit,
     can_correct,
     can_operate_ledger,
     can_read_agreement,
     can_reconcile,
+    token_scope,
 )
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
 from accord.domain.jobs import Job
@@ -65,6 +67,8 @@ def add_ledger_routes(app: FastAPI, ledger: LedgerService, caller: Any, broker: 
     def ledger_balances(p: Principal = Depends(caller),
                         agreement: Annotated[str | None, Query(max_length=64)] = None,
                         period: PeriodQuery = None) -> dict[str, Any]:
+        if (refusal := token_scope(p, TokenScope.LEDGER_READ)) is not None:
+            refusal.require()     # the admin's token too: a token without ledger:read reads no books
         if agreement is None and not p.is_admin:
             raise Forbidden("name an agreement (?agreement=...) whose books you may read: "
                             + (", ".join(overseen(p)) or "none"))
@@ -83,6 +87,8 @@ def add_ledger_routes(app: FastAPI, ledger: LedgerService, caller: Any, broker: 
             agreement_of(p, agreement)
         elif not p.is_admin:
             raise Forbidden("name an agreement (?agreement=...) or a job (?job=...) you may see")
+        elif (refusal := token_scope(p, TokenScope.LEDGER_READ)) is not None:
+            refusal.require()     # every agreement's entries: the admin's token must allow it too
         found = ledger.ledger.entries(agreement=agreement, period=period, job_id=job)
         return {"entries": [{**to_document(e), "hash": e.hash} for e in found[-1000:]]}
 

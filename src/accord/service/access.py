@@ -224,14 +224,14 @@ class AccessService:
         return self.store.tokens(p.user)
 
     def revoke_token(self, p: Principal, token_id: str, source: str) -> StoredToken:
-        """Revoke one of the caller's tokens (admins: anyone's).
+        """Revoke one of the caller's tokens (admins, with a token that may manage users: anyone's).
 
         Raises:
             Forbidden: not the caller's (also when it does not exist: no leak).
         """
         self.token_limiter.take(f"{p.user}|{source}", "token")
         stored = self.store.token(token_id)
-        if stored is None or (stored.user != p.user and not p.is_admin):
+        if stored is None or (stored.user != p.user and not can_manage_users(p).allowed):
             raise Forbidden(f"token {token_id} does not exist or is not yours")
         self.store.revoke_token(token_id, self.clock.now())
         return self.store.token(token_id) or stored
@@ -411,6 +411,8 @@ class AccessService:
         a partner they oversee."""
         if project_id is not None:
             self.project(p, project_id)
+        if not p.allows(TokenScope.PROJECTS_READ):
+            return []     # a token without projects:read lists none (an officer's or the admin's neither)
         out = []
         for a in self.store.allocations(project=project_id):
             if p.is_admin or p.holds(Role.PROGRAMME_OFFICER, a.host) or p.holds(Role.AUDITOR, a.host):

@@ -176,12 +176,15 @@ class CampaignService:
         c = parse_campaign(json.loads(doc), self.broker.federation, _trust_versions(json.loads(doc)))
         return replace(c, created_by=by, created_at=at)
 
-    def get(self, p: Principal, campaign_id: str) -> Campaign:
-        """A campaign the caller may see.
+    def get(self, p: Principal, campaign_id: str, scope: TokenScope = TokenScope.JOBS_READ) -> Campaign:
+        """A campaign the caller may see, with a token that has ``scope``.
 
         Raises:
-            Forbidden: it does not exist or the caller may not see it (same words).
+            Forbidden: the token lacks ``scope`` (named, whatever the campaign); it does not
+                exist or the caller may not see it (same words).
         """
+        if (refusal := token_scope(p, scope)) is not None:
+            refusal.require()
         hidden = f"campaign {campaign_id} does not exist or you may not see it"
         try:
             c = self._load(campaign_id)
@@ -191,7 +194,13 @@ class CampaignService:
         return c
 
     def visible(self, p: Principal) -> list[Campaign]:
-        """The campaigns the caller may see, oldest first."""
+        """The campaigns the caller may see, oldest first.
+
+        Raises:
+            Forbidden: the token lacks jobs:read.
+        """
+        if (refusal := token_scope(p, TokenScope.JOBS_READ)) is not None:
+            refusal.require()
         out = []
         for cid in self.store.campaign_ids():
             c = self._load(cid)
@@ -374,11 +383,11 @@ class CampaignService:
         (``partner`` may be omitted when that is one partner of the campaign).
 
         Raises:
-            Forbidden: the campaign is not visible; not that partner's programme officer;
-                the embargo does not wait for approvals.
+            Forbidden: the token lacks projects:write; the campaign is not visible; not that
+                partner's programme officer; the embargo does not wait for approvals.
             InvalidInput: ``partner`` omitted and the caller oversees several partners.
         """
-        c = self.get(p, campaign_id)
+        c = self.get(p, campaign_id, TokenScope.PROJECTS_WRITE)
         if partner is None:
             mine = [x for x in c.partners if p.holds(Role.PROGRAMME_OFFICER, x)]
             if len(mine) > 1:

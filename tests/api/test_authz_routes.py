@@ -1,0 +1,79 @@
+"""Every route of the app is either in the authorisation matrix or on a short public list:
+a route added without saying who may call it fails here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Mount, Route
+
+from tests.api.access_world import World, make_world
+from tests.api.test_authz_matrix import MATRIX
+
+# (method, path template) → why anyone may call it without a token ("*": a mount, every method)
+PUBLIC: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): "liveness probe: says only 'ok'",
+    ("GET", "/"): "status page: the federation's public shape (partners, sites), no one's data",
+    ("GET", "/api/v1/ledger/public-key"): "the operator's public key: anyone verifies statements offline",
+    ("GET", "/openapi.json"): "the API's schema",
+    ("GET", "/docs"): "the schema's Swagger UI",
+    ("GET", "/docs/oauth2-redirect"): "Swagger UI's OAuth2 helper page",
+    ("GET", "/redoc"): "the schema's ReDoc page",
+    ("*", "/dashboard"): "the dashboard's static files: they hold no data and read everything "
+                         "through the API with the user's own token",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with make_world(tmp_path_factory.mktemp("routes"), people=False) as w:
+        yield w
+
+
+def declared(w: World) -> dict[tuple[str, str], Route | Mount]:
+    """(method, path template) of every route of the app (HEAD, which Starlette adds to
+    every GET of a plain route, aside)."""
+    found: dict[tuple[str, str], Route | Mount] = {}
+    for r in w.client.app.routes:   # type: ignore[attr-defined]
+        if isinstance(r, Mount):
+            found["*", r.path] = r
+        elif isinstance(r, APIRoute | Route):
+            for method in sorted((r.methods or set()) - {"HEAD"}):
+                found[method, r.path] = r
+        else:
+            raise AssertionError(f"a route of an unexpected kind: {r!r}")
+    return found
+
+
+def test_every_route_is_in_the_matrix_or_public(world: World) -> None:
+    routes = declared(world)
+    matrix = {c.key for c in MATRIX}
+    assert len([k for k in routes if isinstance(routes[k], APIRoute)]) >= 48   # the app is whole
+    unlisted = sorted(k for k in routes if k not in matrix and k not in PUBLIC)
+    assert not unlisted, f"routes nobody said who may call: add them to MATRIX (or PUBLIC): {unlisted}"
+    both = sorted(matrix & PUBLIC.keys())
+    assert not both, f"public routes in the matrix: {both}"
+    stale = sorted((matrix | PUBLIC.keys()) - routes.keys())
+    assert not stale, f"the matrix or the public list names routes the app does not have: {stale}"
+
+
+def test_each_case_requests_the_route_it_is_filed_under(world: World) -> None:
+    routes = declared(world)
+    for case in MATRIX:
+        route = routes[case.key]
+        path = re.sub(r"\{\w+\}", "x1", (case.path or case.route).split("?")[0])
+        assert isinstance(route, APIRoute) and route.path_regex.match(path), (case.id, route)
+        first = next(r for r in world.client.app.routes   # type: ignore[attr-defined]
+                     if isinstance(r, APIRoute) and case.method in (r.methods or ())
+                     and r.path_regex.match(path))
+        assert first is route, f"{case.id} would be served by {first.path}"
+
+
+def test_public_routes_answer_without_a_token(world: World) -> None:
+    for method, path in PUBLIC:
+        url = "/dashboard/" if method == "*" else path
+        r = world.client.request("GET" if method == "*" else method, url)
+        assert r.status_code == 200, (method, path, r.status_code, r.text[:200])
