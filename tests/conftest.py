@@ -1,7 +1,8 @@
 """Shared fixtures: federations, stores on SQLite and PostgreSQL, the no-skip rule.
 
-With ``ACCORD_REQUIRE_ALL=1`` (the test command sets it), a skipped test fails
-the run: integration tests must run in CI, never be skipped there.
+With ``ACCORD_REQUIRE_ALL=1`` (the test command sets it), a skipped, xfailed or
+xpassed test fails the run: integration tests must run in CI, never be skipped there,
+and an ``xfail`` marker must not turn a failing test into a green run.
 """
 
 from __future__ import annotations
@@ -158,15 +159,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_pg_schema(request.getfixturevalue("pg_database"))
 
 
+# What ACCORD_REQUIRE_ALL=1 refuses: a test that did not run, or whose verdict was
+# inverted by a marker (an expected failure, or one that unexpectedly passed), is not a pass.
+NOT_RUN_OR_EXCUSED = ("skipped", "xfailed", "xpassed")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if anything was skipped while ACCORD_REQUIRE_ALL is set."""
+    """Fail the run if anything was skipped, xfailed or xpassed while ACCORD_REQUIRE_ALL is set."""
     if os.environ.get("ACCORD_REQUIRE_ALL") != "1":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
-    if skipped and exitstatus == 0:
+    counts = {kind: len(reporter.stats.get(kind, [])) if reporter else 0
+              for kind in NOT_RUN_OR_EXCUSED}
+    if any(counts.values()) and exitstatus == 0:
         session.exitstatus = 1
         if reporter:
+            reporter.ensure_newline()
+            found = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
             reporter.write_line(
-                f"ACCORD_REQUIRE_ALL=1: {skipped} test(s) skipped; every test must run here",
-                red=True)
+                f"ACCORD_REQUIRE_ALL=1: {found}; every test must run and pass here "
+                "(no skip, no xfail)", red=True)

@@ -45,7 +45,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from accord.adapters.clock import SystemClock
+from accord.adapters.clock import FakeClock
 from accord.adapters.local_backend import LocalBackend
 from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
@@ -99,14 +99,19 @@ def _stop_schemathesis_portal() -> Iterator[None]:
     asgi._shutdown()
 
 
+NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
+
+
 @contextmanager
 def serving(federation: Federation, where: Path, url: str | None = None) -> Iterator[Live]:
     """The full app (broker, ledger, access) over ``url`` (default SQLite in ``where``),
     with a few objects of each kind to aim at."""
     store = SqlStore(url or f"sqlite:///{where / 'a.db'}")
     ledger = build_ledger(federation, store, where)
+    clock = FakeClock(NOW)   # inside uk-fr and the seeded allocation, whatever today is
+    ledger.clock = clock
     backends = {s.id: LocalBackend(s, where / "jobs") for s in federation.sites}
-    broker = Broker(federation, store, dict(backends), SystemClock(),
+    broker = Broker(federation, store, dict(backends), clock,
                     quota_used=ledger.quota_used, balance=ledger.net_balance)
     app = create_app(broker, TOKEN, ledger=ledger)
     try:

@@ -38,6 +38,17 @@ def make_job(
     return replace(job, placement=Placement(h.backend.site_id, h.pool))
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str,
+               interval_s: float = 0.1) -> None:
+    """Return once ``condition()`` holds; fail naming ``what`` if it still does not after
+    ``timeout_s`` (a bound, never a guess at how long something takes)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not {what} after {timeout_s} s")
+        time.sleep(interval_s)
+
+
 def wait_final(h: BackendHarness, ref: str, until: Callable[[RemoteStatus], bool] | None = None
                ) -> RemoteStatus:
     deadline = time.monotonic() + h.timeout_s
@@ -89,12 +100,16 @@ class SiteBackendContract:
     ) -> None:
         marker = tmp_path_factory.mktemp("twice") / "runs"
         marker.parent.chmod(0o777)
-        job = make_job(backend, f"twice-{unique}", ["bash", "-c", f"echo run >> {marker}"])
+        # The run writes its line first and then holds its GPU for 2 s: a second run, which
+        # the second submit would have started alongside the first, has written its line by
+        # the time the first ends.
+        job = make_job(backend, f"twice-{unique}", ["bash", "-c", f"echo run >> {marker}; sleep 2"])
         first = backend.backend.submit(job)
         second = backend.backend.submit(job)
         assert second.adopted and second.backend_ref == first.backend_ref
-        wait_final(backend, first.backend_ref)
-        time.sleep(0.5)
+        assert wait_final(backend, first.backend_ref).state is RemoteState.COMPLETED
+        wait_until(lambda: marker.exists() and marker.read_text() != "", backend.timeout_s,
+                   f"written by the job: {marker}")
         assert marker.read_text() == "run\n"
 
     def test_cancel_stops_the_job(self, backend: BackendHarness, unique: str) -> None:
@@ -125,4 +140,4 @@ def _logs_eventually(h: BackendHarness, ref: str, job: Job, needle: str) -> str:
         time.sleep(0.2)
 
 
-__all__ = ["BackendHarness", "Busy", "SiteBackendContract", "make_job", "wait_final"]
+__all__ = ["BackendHarness", "Busy", "SiteBackendContract", "make_job", "wait_final", "wait_until"]

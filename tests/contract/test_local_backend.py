@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,13 @@ from accord.adapters.local_backend import LocalBackend
 from accord.domain.errors import Busy
 from accord.domain.federation import Federation
 from accord.ports import RemoteState
-from tests.contract.backend_suite import BackendHarness, SiteBackendContract, make_job, wait_final
+from tests.contract.backend_suite import (
+    BackendHarness,
+    SiteBackendContract,
+    make_job,
+    wait_final,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -78,8 +83,16 @@ def test_a_killed_runner_is_reported_lost_and_its_job_killed(backend: BackendHar
     status = wait_final(backend, ref)
     assert status.state is RemoteState.LOST
     assert "vanished" in status.reason
-    time.sleep(0.5)
-    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
+    wait_until(lambda: _gone_or_zombie(child), 10, f"killed: the lost job's process {child}")
+
+
+def _gone_or_zombie(pid: int) -> bool:
+    """Whether process ``pid`` has ended (gone, or a zombie nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")   # the state, after "(command)"
 
 
 def test_result_file_is_the_truth(backend: BackendHarness, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from accord.adapters.federation_file import parse_federation_text
 from accord.domain.federation import Federation
+from tests.integration.in_force import agreements_end
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "slurm-testbed.sh"
@@ -99,7 +100,7 @@ id = "uk-fr"
 name = "UK-France"
 parties = ["uk", "fr"]
 start = 2025-01-01
-end = 2030-12-31
+end = {agreements_end().isoformat()}
 [[agreements.quotas]]
 requester = "uk"
 host = "fr"

@@ -43,6 +43,7 @@ from accord.service.ledger import LedgerService
 from tests.api.access_world import cancel_unfinished
 from tests.conftest import SMALL_FEDERATION
 from tests.fixtures.campaigns.model_server import EXPECTED, ModelServer
+from tests.integration.in_force import write_in_force
 from tests.integration.server import AccordProcess, run_cli
 from tests.integration.slurm_testbed import slurm_federation_text
 
@@ -274,8 +275,7 @@ sector = "academia"
 
 
 def test_the_cli_runs_a_campaign_on_local_sites_and_the_dispatcher_collects(tmp_path: Path) -> None:
-    fed = tmp_path / "federation.toml"
-    fed.write_text(LOCAL_FEDERATION)
+    fed = write_in_force(tmp_path / "federation.toml", LOCAL_FEDERATION)   # uk-fr in force today
     server = AccordProcess(tmp_path / "data", fed)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         server.env[var] = "http://127.0.0.1:9"            # the jobs reach nothing but loopback

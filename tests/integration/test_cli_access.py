@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.in_force import demo_in_force
 from tests.integration.server import AccordProcess, run_cli
 
 RESEARCHER_SCOPES = ("jobs:read", "jobs:write", "projects:read", "projects:write")
@@ -43,7 +44,8 @@ class Ran:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccordProcess]:
-    proc = AccordProcess(tmp_path_factory.mktemp("access"))
+    home = tmp_path_factory.mktemp("access")   # the demo federation, uk-fr in force today
+    proc = AccordProcess(home / "data", demo_in_force(home / "federation.toml"))
     proc.start()
     yield proc
     proc.stop()

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import SMALL_FEDERATION
+from tests.integration.in_force import write_in_force
 from tests.integration.server import AccordProcess
 
 JOBS = 18
@@ -36,8 +37,7 @@ def test_kill_9_at_random_moments_loses_and_repeats_nothing(
     db_url: str, tmp_path: Path, seed: int
 ) -> None:
     rng = random.Random(seed)
-    fed = tmp_path / "f.toml"
-    fed.write_text(SMALL_FEDERATION)
+    fed = write_in_force(tmp_path / "f.toml", SMALL_FEDERATION)
     ran = tmp_path / "ran.txt"
     ran.touch()
     server = AccordProcess(tmp_path / "data", fed, db_url)

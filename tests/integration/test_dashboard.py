@@ -8,6 +8,10 @@ token through the API, as a deployment would. The administrator also runs one jo
 the UK at Killarney under ``uk-ca`` (so the agreement's books have an entry) and submits a
 large run from Canada that the compliance rules hold for Isambard-AI's operator.
 
+The demo federation's agreements end on fixed dates; the server runs on a copy of it whose
+agreements end years from today (:mod:`tests.integration.in_force`), so that ``uk-ca`` is
+in force whenever the test runs.
+
 Then, through the browser only: Ada signs in, previews and submits a job from the form,
 watches it finish without reloading and opens its placement explanation; she cannot open
 an agreement's page (the API refuses with 403 and the page says so). The officer downloads
@@ -30,7 +34,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, Response, ViewportSize, expect, sync_playwright
 
-from tests.conftest import DEMO
+from tests.integration.in_force import demo_in_force
 from tests.integration.server import AccordProcess
 
 pytestmark = pytest.mark.integration
@@ -121,13 +125,14 @@ def wait_for_job(w: World, job_id: str, states: set[str], timeout: float = 60) -
             time.sleep(0.3)
 
 
-def wait_for_ledger(w: World, job_id: str, timeout: float = 30) -> None:
-    """Until the job's usage is posted to the ledger."""
+def wait_for_ledger(w: World, job_id: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """The job's ledger entries, once its usage is posted."""
     deadline = time.monotonic() + timeout
     with w.admin() as admin:
-        while not _ok(admin.get("/api/v1/ledger/entries", params={"job": job_id}))["entries"]:
+        while not (entries := _ok(admin.get("/api/v1/ledger/entries", params={"job": job_id}))["entries"]):
             assert time.monotonic() < deadline, f"job {job_id}'s usage was never posted"
             time.sleep(0.3)
+    return list(entries)
 
 
 def launch(pw: Playwright) -> Browser:
@@ -157,7 +162,8 @@ def unlabelled_controls(page: Page) -> list[str]:
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    server = AccordProcess(tmp_path_factory.mktemp("dashboard"), DEMO)
+    home = tmp_path_factory.mktemp("dashboard")
+    server = AccordProcess(home / "data", demo_in_force(home / "federation.toml"))
     server.start()
     try:
         yield build_world(server)
@@ -273,7 +279,8 @@ def test_a_researcher_cannot_open_an_agreement_page(world: World, page: Page) ->
 def test_an_officer_downloads_a_statement_and_verifies_it_in_the_page(
         world: World, page: Page, tmp_path: Path) -> None:
     wait_for_job(world, world.jobs["abroad"], {"completed"})
-    wait_for_ledger(world, world.jobs["abroad"])
+    posted = wait_for_ledger(world, world.jobs["abroad"])
+    period = posted[0]["period"]   # the month the run was booked in (the page offers the last 6)
     sign_in(page, world.server.url, world.tokens["pouk"])
     page.get_by_role("link", name="Agreements").click()
     page.get_by_role("link", name="UK–Canada cooperation in AI compute (uk-ca)").click()
@@ -284,12 +291,14 @@ def test_an_officer_downloads_a_statement_and_verifies_it_in_the_page(
     expect(page.locator("figure").first).to_contain_text("Net balance per partner")
     assert unlabelled_controls(page) == []
 
+    page.get_by_label("Period", exact=True).select_option(period)
     with page.expect_download() as got:
         page.get_by_role("button", name="Download JSON").click()
     saved = tmp_path / got.value.suggested_filename
     got.value.save_as(saved)
     doc = json.loads(saved.read_text())
-    assert doc["agreement"]["id"] == "uk-ca" and doc["entries"], doc["totals"]
+    assert doc["agreement"]["id"] == "uk-ca" and doc["period"] == period, doc["totals"]
+    assert posted[0]["id"] in {json.loads(e["body"])["id"] for e in doc["entries"]}
     expect(page.get_by_label("Operator's public key (PEM)")).to_have_value(
         (world.server.data_dir / "ledger-signing.pub.pem").read_text())
 

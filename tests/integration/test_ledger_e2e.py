@@ -10,19 +10,17 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.conftest import SMALL_FEDERATION
+from tests.integration.in_force import write_in_force
 from tests.integration.server import AccordProcess
 
 
 def test_statement_round_trip_and_tamper_detection(tmp_path: Path) -> None:
-    fed = tmp_path / "f.toml"
-    fed.write_text(SMALL_FEDERATION)
+    fed = write_in_force(tmp_path / "f.toml", SMALL_FEDERATION)   # uk-fr in force today
     server = AccordProcess(tmp_path / "data", fed)
     server.start()
-    period = datetime.now(UTC).strftime("%Y-%m")
     try:
         sub = server.cli("submit", "--json", "--wait", "--partner", "uk", "--theme", "climate",
                          "--gpu-model", "A100", "--gpus", "2", "--", "sleep", "1")
@@ -31,6 +29,7 @@ def test_statement_round_trip_and_tamper_detection(tmp_path: Path) -> None:
         assert (job["site"], job["agreement"]) == ("paris", "uk-fr")
         entries = _wait_for_entries(server, job["id"])
         assert entries[0]["requester"] == "uk" and entries[0]["host"] == "fr"
+        period = entries[0]["period"]   # the month the job ran in, not the month the test began
         balances = json.loads(server.cli("ledger", "balances", "--json", check=True).stdout)
         assert float(balances["total"]) == 0
         out = tmp_path / "statement.json"
@@ -41,6 +40,9 @@ def test_statement_round_trip_and_tamper_detection(tmp_path: Path) -> None:
         assert "Net balance per partner" in html
     finally:
         server.stop()
+    stated = json.loads(out.read_text())
+    assert stated["period"] == period
+    assert entries[0]["id"] in {json.loads(e["body"])["id"] for e in stated["entries"]}
     elsewhere = tmp_path / "partner"
     elsewhere.mkdir()
     shutil.copy(out, elsewhere / "statement.json")
