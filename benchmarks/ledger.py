@@ -41,9 +41,9 @@ from accord.adapters.clock import FakeClock
 from accord.adapters.federation_file import parse_federation_text
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
-from accord.domain import merkle, signing
-from accord.domain.ledger import usage_entries
-from accord.domain.usage import UsageRecord
+from accord.domain.ledger import merkle, signing
+from accord.domain.ledger.entries import usage_entries
+from accord.domain.ledger.usage import UsageRecord
 from accord.service.ledger import LedgerService
 
 PG_ADMIN = os.environ.get("ACCORD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -23,13 +23,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
-from accord.domain.merkle import (
-    MerkleTree,
-    leaf_hash,
-    root,
-    verify_consistency,
-    verify_inclusion,
-)
+from accord.domain.ledger.merkle import MerkleTree, leaf_hash, root, verify_consistency, verify_inclusion
 
 T = TypeVar("T")
 

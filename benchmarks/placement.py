@@ -39,10 +39,12 @@ from tests.unit.test_placement_reference import Choice, naive_choice
 from accord.adapters.carbon.chain import standard_chain
 from accord.adapters.carbon.files import shared_data_dir
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain.carbon import HOUR_S, IntensitySeries, series
-from accord.domain.federation import Federation
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import MAX_START_SLOTS, PlacementContext, PoolLoad, place
+from accord.domain.carbon.series import HOUR_S, IntensitySeries, series
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext
+from accord.domain.placement.place import place
+from accord.domain.placement.records import MAX_START_SLOTS, PoolLoad
 from accord.ports import CarbonSource
 from accord.service.placement_context import build_context
 

@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from accord.adapters.carbon.files import shared_data_dir
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain.carbon import IntensitySeries
-from accord.domain.federation import Federation
-from accord.domain.placement import pool_keys
-from accord.domain.traces import HomeRule, Trace, TraceFormat, assign_homes, parse_trace, scale
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.federation.model import Federation
+from accord.domain.placement.place import pool_keys
+from accord.domain.traces.trace import HomeRule, Trace, TraceFormat, assign_homes, parse_trace, scale
 from accord.sim.kernel import Simulation
 from accord.sim.model import Outcome, Policy, Settings, Workload
 from accord.sim.runner import load_carbon
@@ -144,12 +144,12 @@ def time_parts(fed: Federation, w: Workload, carbon: Mapping[str, IntensitySerie
     and the building of what the loads do not change when the cache misses
     (``_Placer._make_fixed``); the rest is the kernel's own Python and each decision's set-up.
     The timers add their own cost (two clock reads a call)."""
-    from accord.domain import placement_scoring
+    from accord.domain.placement import scoring
 
     spent: dict[str, list[float]] = {}
 
     def timed(name: str) -> None:
-        inner = getattr(placement_scoring._Placer, name)
+        inner = getattr(scoring._Placer, name)
         spent[name] = [0.0, 0]
         clock = time.perf_counter
 
@@ -161,7 +161,7 @@ def time_parts(fed: Federation, w: Workload, carbon: Mapping[str, IntensitySerie
                 spent[name][0] += clock() - t
                 spent[name][1] += 1
 
-        setattr(placement_scoring._Placer, name, wrapper)
+        setattr(scoring._Placer, name, wrapper)
 
     for name in ("quick", "_make_fixed"):
         timed(name)

@@ -33,8 +33,8 @@ from accord.adapters.clock import SystemClock
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.adapters.slurm.commands import Completed, SubprocessRunner
 from accord.adapters.sql.store import SqlStore
-from accord.domain import codec
-from accord.domain.jobs import Event, EventKind, JobSpec, JobState, Placement, apply, new_job
+from accord.domain.jobs import codec
+from accord.domain.jobs.model import Event, EventKind, JobSpec, JobState, Placement, apply, new_job
 from accord.service.broker import Broker
 
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from accord.adapters.federation_file import load_federation, parse_federation_text
-from accord.domain.federation import Federation
+from accord.domain.federation.model import Federation
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "src" / "accord" / "data" / "demo-federation.toml"

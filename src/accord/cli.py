@@ -371,7 +371,7 @@ def _ledger_verify(args: argparse.Namespace) -> int:
 def _statement_verify(args: argparse.Namespace) -> int:
     """Verify a statement offline with only the file and the operator's public key."""
     from accord.adapters.keys import read_public_key
-    from accord.domain.statement import verify_statement
+    from accord.domain.ledger.statement import verify_statement
 
     if args.verify_args[0] != "verify" or len(args.verify_args) != 2:
         raise InvalidInput([Problem("statement", "unknown form", " ".join(args.verify_args),

@@ -34,9 +34,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from accord.cli import add_job_arguments, job_document
-from accord.domain.access import GRANTABLE, ROLE_SCOPES, AffiliationKind, ScopeKind
+from accord.domain.access.projects import AllocationState
+from accord.domain.access.rules import GRANTABLE, ROLE_SCOPES, AffiliationKind, ScopeKind
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.projects import AllocationState
 
 Doc = dict[str, Any]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.cli_access import Api, Handler
-from accord.domain.campaigns import EmbargoKind
+from accord.domain.campaigns.campaign import EmbargoKind
 from accord.domain.errors import InvalidInput, Problem
 
 Doc = dict[str, Any]

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from accord.domain.access import Affiliation, Grant, TokenScope
-from accord.domain.audit import AuditRecord
-from accord.domain.campaigns import CollectedLog, Run
-from accord.domain.carbon import IntensitySeries
+from accord.domain.access.audit import AuditRecord
+from accord.domain.access.projects import Allocation, AllocationState, Project, User
+from accord.domain.access.rules import Affiliation, Grant, TokenScope
+from accord.domain.campaigns.campaign import CollectedLog, Run
+from accord.domain.carbon.series import IntensitySeries
 from accord.domain.errors import AccordError
-from accord.domain.jobs import Job, JobState, Outcome
-from accord.domain.placement import PoolLoad
-from accord.domain.projects import Allocation, AllocationState, Project, User
-from accord.domain.reconcile import SiteUsage
-from accord.domain.usage import UsageRecord
+from accord.domain.jobs.model import Job, JobState, Outcome
+from accord.domain.ledger.reconcile import SiteUsage
+from accord.domain.ledger.usage import UsageRecord
+from accord.domain.placement.records import PoolLoad
 
 
 class Clock(Protocol):

@@ -24,10 +24,10 @@ from accord.adapters.slurm.backend import SlurmBackend
 from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
-from accord.domain import signing
 from accord.domain.errors import Conflict, InvalidInput, Problem
-from accord.domain.federation import BackendKind, Federation
-from accord.domain.statement import key_id
+from accord.domain.federation.model import BackendKind, Federation
+from accord.domain.ledger import signing
+from accord.domain.ledger.statement import key_id
 from accord.ports import CarbonSource, SiteBackend
 from accord.service.access import AccessService
 from accord.service.broker import Broker

@@ -25,10 +25,10 @@ from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
-from accord.domain import signing
-from accord.domain.access import TokenScope
-from accord.domain.federation import Federation
-from accord.domain.ledger import next_period
+from accord.domain.access.rules import TokenScope
+from accord.domain.federation.model import Federation
+from accord.domain.ledger import signing
+from accord.domain.ledger.entries import next_period
 from accord.service.access import AccessService, RateLimiter
 from accord.service.broker import Broker
 from accord.service.gate import Gate

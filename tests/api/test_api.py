@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from accord.adapters.clock import SystemClock
 from accord.adapters.local_backend import LocalBackend
 from accord.adapters.sql.store import SqlStore
-from accord.domain.federation import Federation
+from accord.domain.federation.model import Federation
 from accord.service.broker import Broker
 from tests.api.conftest import AUTH
 

@@ -28,8 +28,8 @@ from fastapi.testclient import TestClient
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.campaign_store import SqlCampaigns
-from accord.domain.campaigns import CollectedLog
-from accord.domain.usage import UsageRecord
+from accord.domain.campaigns.campaign import CollectedLog
+from accord.domain.ledger.usage import UsageRecord
 from tests.api.access_world import ALL_SCOPES, MONTH0, MONTH1, T0, World, make_world
 
 # alice: researcher (uk, Bristol), PI of climate-a (the project of the jobs, allocation and

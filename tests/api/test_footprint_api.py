@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.store import SqlStore
-from accord.domain.federation import Federation
-from accord.domain.usage import UsageRecord
+from accord.domain.federation.model import Federation
+from accord.domain.ledger.usage import UsageRecord
 from accord.service.broker import Broker
 from tests.api.conftest import AUTH
 from tests.conftest import T0

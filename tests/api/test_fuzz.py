@@ -49,7 +49,7 @@ from accord.adapters.clock import FakeClock
 from accord.adapters.local_backend import LocalBackend
 from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
-from accord.domain.federation import Federation
+from accord.domain.federation.model import Federation
 from accord.runtime import build_ledger
 from accord.service.broker import Broker
 from tests.api.conftest import AUTH, TOKEN

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from accord.domain.errors import Busy
-from accord.domain.jobs import Job, JobSpec, Placement, new_job
+from accord.domain.jobs.model import Job, JobSpec, Placement, new_job
 from accord.ports import RemoteState, RemoteStatus, SiteBackend
 
 

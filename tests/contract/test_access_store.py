@@ -12,10 +12,10 @@ from sqlalchemy.exc import DBAPIError
 
 from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.store import SqlStore
-from accord.domain.access import Affiliation, AffiliationKind, Grant, Role, ScopeKind, TokenScope
-from accord.domain.audit import AuditRecord, Outcome
+from accord.domain.access.audit import AuditRecord, Outcome
+from accord.domain.access.projects import Allocation, AllocationState, Project, User, decide
+from accord.domain.access.rules import Affiliation, AffiliationKind, Grant, Role, ScopeKind, TokenScope
 from accord.domain.errors import Conflict, NotFound
-from accord.domain.projects import Allocation, AllocationState, Project, User, decide
 from accord.ports import StoredToken
 
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)

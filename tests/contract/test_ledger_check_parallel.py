@@ -22,10 +22,10 @@ from accord.adapters.sql import ledger_check
 from accord.adapters.sql.ledger_check import Parallel, check_store
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
-from accord.domain import merkle, signing
-from accord.domain.federation import Federation
-from accord.domain.ledger import usage_entries
-from accord.domain.usage import UsageRecord
+from accord.domain.federation.model import Federation
+from accord.domain.ledger import merkle, signing
+from accord.domain.ledger.entries import usage_entries
+from accord.domain.ledger.usage import UsageRecord
 from accord.service.ledger import LedgerService, VerifyReport
 from tests.contract.ledger_tamper import TAMPER, stray, tamper
 
@@ -78,7 +78,7 @@ def store(db_url: str, small_federation: Federation) -> Iterator[SqlStore]:
 
 def test_slices_join_into_the_same_chain_and_merkle_tree(store: SqlStore) -> None:
     ledger = SqlLedger(store)
-    single, sliced = check_store(ledger, N, ONE_PASS), check_store(ledger, N, SLICED)
+    single, sliced = check_store(store, N, ONE_PASS), check_store(store, N, SLICED)
     assert single.ok and sliced.ok
     assert (sliced.count, sliced.last_hash) == (single.count, single.last_hash) == (N, ledger.head()[1])
     leaves = [merkle.leaf_hash(b) for b in ledger.leaf_bodies(N)]
@@ -123,12 +123,12 @@ def test_a_verify_while_other_threads_run_spawns_its_workers(store: SqlStore) ->
     other.start()
     try:
         assert ledger_check._context().get_start_method() == "spawn"
-        sliced = check_store(SqlLedger(store), N, SLICED)
+        sliced = check_store(store, N, SLICED)
     finally:
         stop.set()
         other.join()
     assert sliced.ok and sliced.merkle_tree().root() == check_store(
-        SqlLedger(store), N, ONE_PASS).merkle_tree().root()
+        store, N, ONE_PASS).merkle_tree().root()
     if threading.active_count() == 1:
         assert ledger_check._context().get_start_method() == "fork"
 

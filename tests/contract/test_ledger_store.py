@@ -17,10 +17,10 @@ from sqlalchemy import text
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
-from accord.domain import signing
-from accord.domain.federation import Federation
-from accord.domain.statement import verify_statement
-from accord.domain.usage import UsageRecord
+from accord.domain.federation.model import Federation
+from accord.domain.ledger import signing
+from accord.domain.ledger.statement import verify_statement
+from accord.domain.ledger.usage import UsageRecord
 from accord.service.ledger import LedgerService
 from tests.contract.ledger_tamper import TAMPER as ALL_TAMPERING
 from tests.contract.ledger_tamper import tamper

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from accord.adapters.sql.store import SqlStore
-from accord.domain import codec
 from accord.domain.errors import Conflict, NotFound
-from accord.domain.jobs import Event, EventKind, JobSpec, JobState, Placement, apply, new_job
+from accord.domain.jobs import codec
+from accord.domain.jobs.model import Event, EventKind, JobSpec, JobState, Placement, apply, new_job
 from tests.conftest import T0
 
 SPEC = JobSpec(name="t", gpus=2, time_limit_s=60, command=("echo", "hi"), partner="uk",

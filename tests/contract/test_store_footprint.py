@@ -14,7 +14,7 @@ from sqlalchemy import insert
 
 from accord.adapters.sql.schema import usage_records
 from accord.adapters.sql.store import MIGRATIONS, SqlStore, make_engine
-from accord.domain.usage import UsageRecord
+from accord.domain.ledger.usage import UsageRecord
 
 START = datetime(2026, 10, 31, 23, 30, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain.federation import Federation
+from accord.domain.federation.model import Federation
 from tests.integration.in_force import agreements_end
 
 ROOT = Path(__file__).resolve().parents[2]

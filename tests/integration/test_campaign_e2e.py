@@ -33,8 +33,8 @@ from accord.adapters.sql.campaign_store import SqlCampaigns
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
-from accord.domain import signing
-from accord.domain.access import TokenScope
+from accord.domain.access.rules import TokenScope
+from accord.domain.ledger import signing
 from accord.service.access import AccessService, RateLimiter
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService

@@ -13,7 +13,7 @@ import pytest
 from accord.adapters.clock import SystemClock
 from accord.adapters.slurm.backend import SlurmBackend, job_tag
 from accord.adapters.sql.store import SqlStore
-from accord.domain.jobs import Event, EventKind, Job, JobState, Placement, apply
+from accord.domain.jobs.model import Event, EventKind, Job, JobState, Placement, apply
 from accord.ports import RemoteState
 from accord.service.broker import INTENT, Broker
 from tests.contract.backend_suite import BackendHarness, make_job, wait_final

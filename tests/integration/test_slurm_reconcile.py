@@ -16,8 +16,8 @@ from accord.adapters.clock import SystemClock
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
-from accord.domain import signing
-from accord.domain.jobs import JobState
+from accord.domain.jobs.model import JobState
+from accord.domain.ledger import signing
 from accord.service.broker import Broker
 from accord.service.ledger import LedgerService
 from accord.service.reconcile import reconcile_period

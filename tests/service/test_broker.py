@@ -10,9 +10,9 @@ import pytest
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.store import SqlStore
 from accord.domain.errors import Unavailable
-from accord.domain.federation import Federation
-from accord.domain.jobs import Job, JobState, Outcome
-from accord.domain.placement import PoolLoad
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import Job, JobState, Outcome
+from accord.domain.placement.records import PoolLoad
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.service.broker import Broker
 from tests.conftest import T0
@@ -111,7 +111,7 @@ def test_usage_is_recorded_once_even_if_polled_again(small_federation: Federatio
     done = store.get_job(job.id)
     [record] = store.usage(job_id=job.id)
     assert (record.gpu_seconds, record.site, record.gpu_model) == (600.0, "bristol", "H100")
-    from accord.domain.usage import usage_from_job
+    from accord.domain.ledger.usage import usage_from_job
 
     again = usage_from_job(done, small_federation)
     assert again is not None
@@ -130,7 +130,7 @@ def test_write_ahead_intent_means_look_up_before_resubmitting(
     kinds = [(e.event.kind.value, e.event.reason) for e in store.get_job(job.id).story]
     assert kinds[2] == ("note", "dispatching to bristol")
     # A job whose intent was recorded but whose dispatch was not (a crash in between):
-    from accord.domain.jobs import Event, EventKind, Placement, apply
+    from accord.domain.jobs.model import Event, EventKind, Placement, apply
     from accord.service.broker import INTENT, dispatch_attempted
 
     crashed, _ = broker.submit({"command": ["x"], "site": "bristol", "name": "c"}, "u")

@@ -11,12 +11,12 @@ import pytest
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.store import SqlStore
-from accord.domain.carbon import IntensitySeries, series
+from accord.domain.carbon.series import IntensitySeries, series
 from accord.domain.errors import Unavailable
-from accord.domain.federation import Federation
-from accord.domain.jobs import Job, JobState, Outcome
-from accord.domain.placement import PoolLoad
-from accord.domain.usage import UsageRecord
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import Job, JobState, Outcome
+from accord.domain.ledger.usage import UsageRecord
+from accord.domain.placement.records import PoolLoad
 from accord.ports import CarbonSource, Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.service.broker import Broker
 from tests.conftest import T0

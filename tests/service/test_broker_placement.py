@@ -15,11 +15,12 @@ import pytest
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.store import SqlStore
-from accord.domain.carbon import IntensitySeries, series
+from accord.domain.carbon.series import IntensitySeries, series
 from accord.domain.errors import Unavailable
-from accord.domain.federation import Federation, QuotaPeriod
-from accord.domain.jobs import EventKind, Job, JobSpec, JobState
-from accord.domain.placement import PoolLoad, Verdict, place
+from accord.domain.federation.model import Federation, QuotaPeriod
+from accord.domain.jobs.model import EventKind, Job, JobSpec, JobState
+from accord.domain.placement.place import place
+from accord.domain.placement.records import PoolLoad, Verdict
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.service.broker import Broker, _placement_spec
 from accord.service.placement_context import build_context, quota_left, quota_period

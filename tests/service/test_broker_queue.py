@@ -15,8 +15,8 @@ import pytest
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.store import SqlStore
-from accord.domain.federation import Federation
-from accord.domain.jobs import EventKind, JobState
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import EventKind, JobState
 from accord.service import broker as broker_module
 from accord.service.broker import Broker
 from tests.conftest import T0

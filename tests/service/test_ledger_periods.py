@@ -21,12 +21,12 @@ import pytest
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
-from accord.domain import signing
 from accord.domain.errors import InvalidInput
-from accord.domain.federation import Federation
-from accord.domain.ledger import Entry, EntryKind, Leg
-from accord.domain.statement import verify_statement
-from accord.domain.usage import UsageRecord
+from accord.domain.federation.model import Federation
+from accord.domain.ledger import signing
+from accord.domain.ledger.entries import Entry, EntryKind, Leg
+from accord.domain.ledger.statement import verify_statement
+from accord.domain.ledger.usage import UsageRecord
 from accord.service.ledger import LedgerService
 
 NOW = datetime(2026, 12, 3, 9, tzinfo=UTC)   # the books' clock: October and November are over

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain.carbon import IntensitySeries, series
-from accord.domain.federation import Federation
+from accord.domain.carbon.series import IntensitySeries, series
+from accord.domain.federation.model import Federation
 from accord.sim.model import Workload
 
 T0 = datetime(2020, 3, 2, tzinfo=UTC)   # a Monday at midnight, on every slot grid

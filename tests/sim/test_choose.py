@@ -9,19 +9,12 @@ from datetime import datetime
 import numpy as np
 from hypothesis import given, settings
 
-from accord.domain.federation import Federation
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import (
-    TIE,
-    PlacementContext,
-    PoolLoad,
-    Verdict,
-    choose,
-    pick,
-    place,
-    pool_keys,
-    standing_terms,
-)
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext
+from accord.domain.placement.pick import pick
+from accord.domain.placement.place import choose, place, pool_keys, standing_terms
+from accord.domain.placement.records import TIE, PoolLoad, Verdict
 from tests.unit.test_placement_reference import cases
 
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from accord.adapters.carbon.files import shared_data_dir
-from accord.domain.carbon import IntensitySeries
-from accord.domain.federation import Federation
-from accord.domain.traces import HomeRule, TraceFormat, assign_homes, parse_trace, scale
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.federation.model import Federation
+from accord.domain.traces.trace import HomeRule, TraceFormat, assign_homes, parse_trace, scale
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.kernel import Simulation
 from accord.sim.model import Outcome, Policy, Settings, Workload

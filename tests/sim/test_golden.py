@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from accord.domain.carbon import Forecast, series
+from accord.domain.carbon.series import series
+from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import InvalidInput
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.cli import ProgressBar

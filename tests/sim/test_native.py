@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accord.adapters.carbon.files import shared_data_dir
-from accord.domain.carbon import IntensitySeries
-from accord.domain.federation import Federation
-from accord.domain.traces import HomeRule, TraceFormat, assign_homes, parse_trace, scale
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.federation.model import Federation
+from accord.domain.traces.trace import HomeRule, TraceFormat, assign_homes, parse_trace, scale
 from accord.sim.kernel import Simulation
 from accord.sim.model import Outage, Outcome, Policy, Settings, Workload
 from tests.sim.helpers import T0_S, federation, flat, workload

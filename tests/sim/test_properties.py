@@ -16,8 +16,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.domain.carbon import IntensitySeries
-from accord.domain.federation import Federation
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.federation.model import Federation
 from accord.sim.kernel import Simulation
 from accord.sim.model import Outage, Outcome, Policy, Settings, Workload
 from accord.sim.oracle import oracle_emissions

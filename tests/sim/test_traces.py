@@ -10,7 +10,7 @@ import pytest
 
 from accord.adapters.carbon.files import shared_data_dir
 from accord.domain.errors import InvalidInput
-from accord.domain.traces import HomeRule, TraceFormat, assign_homes, parse_trace, scale, sniff_trace
+from accord.domain.traces.trace import HomeRule, TraceFormat, assign_homes, parse_trace, scale, sniff_trace
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sim"
 

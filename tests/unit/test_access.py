@@ -9,18 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain import access as ac
-from accord.domain.access import (
-    Affiliation,
-    AffiliationKind,
-    Grant,
-    JobFacts,
-    Principal,
-    Role,
-    ScopeKind,
-    TokenScope,
-)
-from accord.domain.compliance import (
+from accord.domain.access import rules as ac
+from accord.domain.access.compliance import (
     AllocationPolicy,
     Compliance,
     DeniedPartyRule,
@@ -32,10 +22,22 @@ from accord.domain.compliance import (
     large_run,
     residency,
 )
+from accord.domain.access.rules import (
+    Affiliation,
+    AffiliationKind,
+    Grant,
+    JobFacts,
+    Principal,
+    Role,
+    ScopeKind,
+    TokenScope,
+)
 from accord.domain.errors import Forbidden, InvalidInput
-from accord.domain.federation import Federation
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import PlacementContext, Verdict, place
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext
+from accord.domain.placement.place import place
+from accord.domain.placement.records import Verdict
 from tests.conftest import SMALL_FEDERATION
 
 DAY = date(2026, 11, 2)

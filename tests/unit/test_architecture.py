@@ -12,7 +12,7 @@ OUTER = ("accord.adapters", "accord.service", "accord.api", "accord.web", "accor
          "accord.runtime", "accord.client", "accord.sim")
 IO_LIBS = ("sqlalchemy", "httpx", "fastapi", "starlette", "uvicorn", "subprocess", "requests",
            "socket", "psycopg", "alembic", "shutil")
-DOMAIN = sorted((SRC / "domain").glob("*.py"))
+DOMAIN = sorted((SRC / "domain").rglob("*.py"))
 
 
 def _imports(path: Path) -> list[str]:
@@ -25,17 +25,21 @@ def _imports(path: Path) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("path", DOMAIN, ids=lambda p: p.name)
+def _name(path: Path) -> str:
+    return str(path.relative_to(SRC / "domain"))
+
+
+@pytest.mark.parametrize("path", DOMAIN, ids=_name)
 def test_domain_imports_nothing_outward(path: Path) -> None:
     bad = [n for n in _imports(path) if n.startswith(OUTER) or n.split(".")[0] in IO_LIBS]
-    assert not bad, f"{path.name} imports {bad}"
+    assert not bad, f"{_name(path)} imports {bad}"
 
 
-@pytest.mark.parametrize("path", DOMAIN, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DOMAIN, ids=_name)
 def test_domain_reads_no_clock_and_no_environment(path: Path) -> None:
     text = path.read_text()
     for forbidden in ("datetime.now(", "time.time(", "os.environ", "open(", ".read_text("):
-        assert forbidden not in text, f"{path.name} uses {forbidden}"
+        assert forbidden not in text, f"{_name(path)} uses {forbidden}"
 
 
 def test_ports_and_service_do_not_import_adapters() -> None:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from accord.adapters.federation_file import parse_federation_text
 from accord.adapters.sql.campaign_store import SqlCampaigns
 from accord.adapters.sql.store import SqlStore
-from accord.domain.access import Affiliation, Grant, Principal, Role, ScopeKind
-from accord.domain.campaigns import (
+from accord.domain.access.rules import Affiliation, Grant, Principal, Role, ScopeKind
+from accord.domain.campaigns.campaign import (
     Campaign,
     CollectedLog,
     EmbargoKind,

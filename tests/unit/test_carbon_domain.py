@@ -5,29 +5,30 @@ from __future__ import annotations
 import doctest
 import math
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import accord.domain.carbon as carbon
-from accord.domain.carbon import (
+from accord.domain.carbon import energy, shifting
+from accord.domain.carbon import series as series_module
+from accord.domain.carbon.energy import (
     DEFAULT_HOST_SHARE,
     EnergyBasis,
-    Forecast,
-    IntensitySeries,
-    best_start,
     energy_kwh_from_joules,
     footprint,
-    forecast_from_history,
-    integrate,
     job_emissions_g,
     job_energy_kwh,
+)
+from accord.domain.carbon.series import IntensitySeries, integrate, resample, series
+from accord.domain.carbon.shifting import (
+    Forecast,
+    best_start,
+    forecast_from_history,
     oracle_saving,
     oracle_shifting,
     policy_shifting,
-    resample,
-    series,
     spatial_shifting,
 )
 from accord.domain.errors import InvalidInput
@@ -40,9 +41,10 @@ def at(hours: float) -> datetime:
     return T0 + timedelta(hours=hours)
 
 
-def test_doctests_of_the_carbon_module() -> None:
-    result = doctest.testmod(carbon)
-    assert result.attempted > 10 and result.failed == 0
+@pytest.mark.parametrize("module", [series_module, energy, shifting], ids=lambda m: m.__name__)
+def test_doctests_of_the_carbon_modules(module: ModuleType) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 5 and result.failed == 0
 
 
 # ─── integrals ──────────────────────────────────────────────────────────────────────────
@@ -369,9 +371,9 @@ def test_energy_of_many_jobs_is_the_energy_of_each_and_refuses_bad_values() -> N
 
     gpus, power, secs, pue = (np.array([8.0, 3.0]), np.array([700.0, 400.0]), np.array([3600.0, 7.5]),
                               np.array([1.1, 1.4]))
-    assert carbon.jobs_energy_kwh(gpus, power, secs, pue).tolist() == [
+    assert energy.jobs_energy_kwh(gpus, power, secs, pue).tolist() == [
         job_energy_kwh(8, 700, 3600, 1.1), job_energy_kwh(3, 400, 7.5, 1.4)]
     with pytest.raises(InvalidInput) as e:
-        carbon.jobs_energy_kwh(gpus, power, np.array([1.0, -2.0]), np.array([0.9, 1.0]))
+        energy.jobs_energy_kwh(gpus, power, np.array([1.0, -2.0]), np.array([0.9, 1.0]))
     text = str(e.value)
     assert "seconds" in text and "-2.0" in text and "pue" in text and "0.9" in text

@@ -29,7 +29,7 @@ from accord.adapters.carbon.formats import (
     parse_em_export,
     sniff_format,
 )
-from accord.domain.carbon import IntensityBasis, series
+from accord.domain.carbon.series import IntensityBasis, series
 from accord.domain.errors import InvalidInput, Unavailable
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "carbon"

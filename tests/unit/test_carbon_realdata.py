@@ -26,7 +26,8 @@ from accord.adapters.carbon.evaluation import (
 )
 from accord.adapters.carbon.files import SHARED_FILES, FileSource, load_em_wide, load_series, shared_data_dir
 from accord.adapters.carbon.profiles import build_profiles
-from accord.domain.carbon import IntensitySeries, ShiftingResult, oracle_shifting
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.carbon.shifting import ShiftingResult, oracle_shifting
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

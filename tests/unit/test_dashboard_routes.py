@@ -20,12 +20,12 @@ from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
-from accord.domain import signing
-from accord.domain.carbon import IntensitySeries, series
+from accord.domain.carbon.series import IntensitySeries, series
 from accord.domain.errors import Unavailable
-from accord.domain.jobs import EventKind, Job
-from accord.domain.placement import Candidate, PoolLoad
-from accord.domain.statement import public_pem_of
+from accord.domain.jobs.model import EventKind, Job
+from accord.domain.ledger import signing
+from accord.domain.ledger.statement import public_pem_of
+from accord.domain.placement.records import Candidate, PoolLoad
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.service.access import AccessService
 from accord.service.broker import Broker, _estimates

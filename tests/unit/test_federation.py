@@ -8,7 +8,7 @@ import pytest
 
 from accord.adapters.federation_file import load_federation, locate_lines, parse_federation_text
 from accord.domain.errors import InvalidInput, NotFound
-from accord.domain.federation import Federation
+from accord.domain.federation.model import Federation
 from tests.conftest import SMALL_FEDERATION
 
 

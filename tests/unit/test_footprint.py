@@ -11,11 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord.domain import codec, footprint
-from accord.domain.carbon import DEFAULT_HOST_SHARE, EnergyBasis, series
-from accord.domain.errors import InvalidInput
-from accord.domain.federation import Federation, Site
-from accord.domain.footprint import (
+from accord.domain.carbon import footprint
+from accord.domain.carbon.energy import DEFAULT_HOST_SHARE, EnergyBasis
+from accord.domain.carbon.footprint import (
     GroupBy,
     energy_basis,
     energy_of,
@@ -25,9 +23,13 @@ from accord.domain.footprint import (
     totals,
     with_footprint,
 )
-from accord.domain.ledger import usage_entries
-from accord.domain.statement import _memo
-from accord.domain.usage import UsageRecord, split_by_month
+from accord.domain.carbon.series import series
+from accord.domain.errors import InvalidInput
+from accord.domain.federation.model import Federation, Site
+from accord.domain.jobs import codec
+from accord.domain.ledger.entries import usage_entries
+from accord.domain.ledger.statement import _memo
+from accord.domain.ledger.usage import UsageRecord, split_by_month
 
 T = datetime(2026, 10, 5, 10, tzinfo=UTC)
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.domain.errors import InvalidInput, InvalidTransition
-from accord.domain.federation import Federation
-from accord.domain.jobs import (
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import (
     FINAL_STATES,
     TRANSITIONS,
     Event,
@@ -23,7 +23,7 @@ from accord.domain.jobs import (
     new_job,
     next_state,
 )
-from accord.domain.jobspec import parse_job_spec, parse_time_limit
+from accord.domain.jobs.spec import parse_job_spec, parse_time_limit
 from tests.conftest import T0
 
 SPEC = JobSpec(name="t", gpus=1, time_limit_s=60, command=("true",))

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.domain.errors import InvalidInput
-from accord.domain.federation import Federation
-from accord.domain.ledger import (
+from accord.domain.federation.model import Federation
+from accord.domain.ledger.entries import (
     Entry,
     EntryKind,
     Leg,
@@ -28,7 +28,7 @@ from accord.domain.ledger import (
     seal,
     usage_entries,
 )
-from accord.domain.usage import UsageRecord
+from accord.domain.ledger.usage import UsageRecord
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 

@@ -32,9 +32,9 @@ from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
-from accord.domain import signing
-from accord.domain.ledger import Entry
-from accord.domain.usage import UsageRecord
+from accord.domain.ledger import signing
+from accord.domain.ledger.entries import Entry
+from accord.domain.ledger.usage import UsageRecord
 from accord.service.access import AccessService
 from accord.service.broker import Broker
 from accord.service.ledger import LedgerService

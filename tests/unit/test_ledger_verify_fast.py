@@ -26,12 +26,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain import ledger_verify, merkle
 from accord.domain.errors import InvalidInput
-from accord.domain.ledger import EntryKind, correction, seal, usage_entries
-from accord.domain.ledger_verify import ChainCheck, Row, verify_rows
-from accord.domain.merkle import MerkleTree, leaf_hash, lower_levels
-from accord.domain.usage import UsageRecord
+from accord.domain.ledger import merkle
+from accord.domain.ledger import verify as ledger_verify
+from accord.domain.ledger.entries import EntryKind, correction, seal, usage_entries
+from accord.domain.ledger.merkle import MerkleTree, leaf_hash, lower_levels
+from accord.domain.ledger.usage import UsageRecord
+from accord.domain.ledger.verify import ChainCheck, Row, verify_rows
 from tests.conftest import SMALL_FEDERATION
 
 START = datetime(2026, 10, 3, 8, tzinfo=UTC)

@@ -20,7 +20,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from accord.domain.errors import InvalidInput
-from accord.domain.merkle import (
+from accord.domain.ledger.merkle import (
     EMPTY_ROOT,
     MAX_TREE_SIZE,
     MerkleTree,

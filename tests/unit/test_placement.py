@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain.carbon import series
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import PlacementContext, PoolLoad, Verdict, ZoneForecast, place
+from accord.domain.carbon.series import series
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext, ZoneForecast
+from accord.domain.placement.place import place
+from accord.domain.placement.records import PoolLoad, Verdict
 from tests.conftest import SMALL_FEDERATION, T0
 
 FED = parse_federation_text(SMALL_FEDERATION)

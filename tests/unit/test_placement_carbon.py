@@ -27,10 +27,13 @@ import pytest
 from accord.adapters.carbon.evaluation import JOB_S, WINDOW_S, YEAR_END, YEAR_START, year_series
 from accord.adapters.carbon.files import shared_data_dir
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain.carbon import IntensitySeries, forecast_from_history, oracle_shifting
-from accord.domain.federation import Federation
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import MAX_START_SLOTS, PlacementContext, Verdict, ZoneForecast, place
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.carbon.shifting import forecast_from_history, oracle_shifting
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext, ZoneForecast
+from accord.domain.placement.place import place
+from accord.domain.placement.records import MAX_START_SLOTS, Verdict
 
 pytestmark = pytest.mark.slow
 SLOT_S = 1800

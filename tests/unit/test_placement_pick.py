@@ -1,4 +1,4 @@
-"""``placement_pick.pick``, choose()'s last step in scalar form, on hand-built standing
+"""``accord.domain.placement.pick.pick``, choose()'s last step in scalar form, on hand-built standing
 tables: the wait term, the reference at home, the emissions term against it, availability,
 and the tie rule (earliest start, then the pool's place). ``tests/sim/test_choose.py``
 checks it against ``choose`` and ``place`` on random federations."""
@@ -10,9 +10,21 @@ import math
 import numpy as np
 import pytest
 
-from accord.domain.carbon import HOUR_S
-from accord.domain.placement import TIE, pick
-from accord.domain.placement_pick import BEST, KW_BEST, KW_NOW, OK, PART, REF, ROWS, SPEND, START, WAIT_SCALE
+from accord.domain.carbon.series import HOUR_S
+from accord.domain.placement.pick import (
+    BEST,
+    KW_BEST,
+    KW_NOW,
+    OK,
+    PART,
+    REF,
+    ROWS,
+    SPEND,
+    START,
+    WAIT_SCALE,
+    pick,
+)
+from accord.domain.placement.records import TIE
 
 
 def table(n: int, **rows: list[float]) -> np.ndarray:

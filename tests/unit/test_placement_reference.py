@@ -14,10 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain.carbon import DEFAULT_HOST_SHARE, HOUR_S, IntensitySeries, integrate, series
-from accord.domain.federation import Agreement, Federation
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import MAX_START_SLOTS, TIE, PlacementContext, PoolLoad, ZoneForecast, place
+from accord.domain.carbon.energy import DEFAULT_HOST_SHARE
+from accord.domain.carbon.series import HOUR_S, IntensitySeries, integrate, series
+from accord.domain.federation.model import Agreement, Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext, ZoneForecast
+from accord.domain.placement.place import place
+from accord.domain.placement.records import MAX_START_SLOTS, TIE, PoolLoad
 
 Choice = tuple[str, str, datetime]
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)

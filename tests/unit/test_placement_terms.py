@@ -9,20 +9,13 @@ from datetime import timedelta
 import pytest
 
 from accord.adapters.federation_file import parse_federation_text
-from accord.domain.carbon import integrate, series
+from accord.domain.carbon.series import integrate, series
 from accord.domain.errors import InvalidInput
-from accord.domain.federation import PlacementWeights
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import (
-    Candidate,
-    Decision,
-    PlacementContext,
-    PoolLoad,
-    Verdict,
-    ZoneForecast,
-    forecast_zones,
-    place,
-)
+from accord.domain.federation.model import PlacementWeights
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext, ZoneForecast
+from accord.domain.placement.place import forecast_zones, place
+from accord.domain.placement.records import Candidate, Decision, PoolLoad, Verdict
 from tests.conftest import SMALL_FEDERATION, T0
 
 FED = parse_federation_text(SMALL_FEDERATION)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from accord.domain.federation import Federation
-from accord.domain.ledger import usage_entries
-from accord.domain.reconcile import SiteUsage, reconcile_site
-from accord.domain.usage import UsageRecord
+from accord.domain.federation.model import Federation
+from accord.domain.ledger.entries import usage_entries
+from accord.domain.ledger.reconcile import SiteUsage, reconcile_site
+from accord.domain.ledger.usage import UsageRecord
 
 
 def _record(ref: str, start: datetime, end: datetime, gpus: int = 2) -> UsageRecord:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from accord.domain.errors import InvalidInput
-from accord.domain.sacct_swf import sacct_to_swf
-from accord.domain.traces import TraceFormat, parse_trace
+from accord.domain.traces.sacct_swf import sacct_to_swf
+from accord.domain.traces.trace import TraceFormat, parse_trace
 
 SACCT = """JobID|User|Submit|Start|End|Timelimit|AllocTRES|State|Partition
 10|ada|2026-11-02T09:00:00|2026-11-02T09:00:30|2026-11-02T10:00:30|01:30:00|billing=2,cpu=2,gres/gpu=2,gres/gpu:h100=2,node=1|COMPLETED|gpu

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.domain.errors import InvalidInput
-from accord.domain.merkle import EMPTY_ROOT
-from accord.domain.signing import (
+from accord.domain.ledger.merkle import EMPTY_ROOT
+from accord.domain.ledger.signing import (
     SignedHead,
     TreeHead,
     decode_head,

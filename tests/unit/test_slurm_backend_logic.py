@@ -19,7 +19,7 @@ from accord.adapters.slurm import backend as slurm_backend
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.adapters.slurm.commands import Completed
 from accord.domain.errors import Unavailable
-from accord.domain.jobs import JobSpec, Placement, new_job
+from accord.domain.jobs.model import JobSpec, Placement, new_job
 from accord.ports import RemoteState
 from tests.conftest import SMALL_FEDERATION
 

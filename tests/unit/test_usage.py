@@ -25,9 +25,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.domain.errors import InvalidInput, NotFound
-from accord.domain.federation import ExchangeRate, Federation
-from accord.domain.ledger import Entry, usage_entries
-from accord.domain.usage import MonthShare, UsageRecord, split_by_month
+from accord.domain.federation.model import ExchangeRate, Federation
+from accord.domain.ledger.entries import Entry, usage_entries
+from accord.domain.ledger.usage import MonthShare, UsageRecord, split_by_month
 
 NOW = datetime(2028, 4, 1, tzinfo=UTC)   # when the entries are recorded: after every job here
 

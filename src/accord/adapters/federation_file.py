@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.federation import Federation
-from accord.domain.federation_schema import parse_federation
+from accord.domain.federation.model import Federation
+from accord.domain.federation.schema import parse_federation
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")

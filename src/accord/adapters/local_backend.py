@@ -30,10 +30,10 @@ from typing import Any
 
 from accord.adapters.local_runner import process_start_ticks, write_atomic
 from accord.domain.errors import Busy, Conflict, Unavailable
-from accord.domain.federation import Site
-from accord.domain.jobs import Job, Outcome
-from accord.domain.placement import PoolLoad
-from accord.domain.reconcile import SiteUsage
+from accord.domain.federation.model import Site
+from accord.domain.jobs.model import Job, Outcome
+from accord.domain.ledger.reconcile import SiteUsage
+from accord.domain.placement.records import PoolLoad
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 
 LOG_TAIL_BYTES = 1_000_000

@@ -10,8 +10,9 @@ from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.api.common import note_audit, utc_instant
-from accord.domain import codec
-from accord.domain.access import (
+from accord.domain.access.audit import AuditRecord
+from accord.domain.access.projects import Allocation, AllocationState, Project, User
+from accord.domain.access.rules import (
     Affiliation,
     AffiliationKind,
     Grant,
@@ -21,10 +22,9 @@ from accord.domain.access import (
     can_decide_compliance,
     can_read_compliance,
 )
-from accord.domain.audit import AuditRecord
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
-from accord.domain.jobs import Event, EventKind, Job, JobState
-from accord.domain.projects import Allocation, AllocationState, Project, User
+from accord.domain.jobs import codec
+from accord.domain.jobs.model import Event, EventKind, Job, JobState
 from accord.ports import StoredToken
 from accord.service.access import AccessService
 from accord.service.audit import AuditWriter

@@ -4,7 +4,7 @@ Errors are RFC 9457 ``application/problem+json`` documents; validation problems
 list each field with the bad value and what is allowed. Every ``/api`` route but
 the ledger's public key needs ``Authorization: Bearer <token>`` (the local admin
 token, an Accord API token or an OIDC JWT) and checks what the caller may do
-(:mod:`accord.domain.access`). Every state-changing request is written to the
+(:mod:`accord.domain.access.rules`). Every state-changing request is written to the
 audit log, whatever its outcome.
 """
 
@@ -33,8 +33,8 @@ from accord.api.dashboard_routes import add_dashboard_routes
 from accord.api.footprint import add_footprint_routes
 from accord.api.ledger_routes import add_ledger_routes
 from accord.api.preview import preview_doc
-from accord.domain import codec
-from accord.domain.access import (
+from accord.domain.access.audit import AuditRecord, outcome_of
+from accord.domain.access.rules import (
     Access,
     JobFacts,
     Principal,
@@ -44,7 +44,6 @@ from accord.domain.access import (
     can_read_logs,
     token_scope,
 )
-from accord.domain.audit import AuditRecord, outcome_of
 from accord.domain.errors import (
     AccordError,
     Busy,
@@ -57,7 +56,8 @@ from accord.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
-from accord.domain.jobs import Job, JobState
+from accord.domain.jobs import codec
+from accord.domain.jobs.model import Job, JobState
 from accord.service.access import AccessService, RateLimiter
 from accord.service.audit import AuditWriter
 from accord.service.broker import Broker

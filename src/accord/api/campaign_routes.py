@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from accord.adapters.sql.campaign_store import SqlCampaigns
 from accord.api.common import note_audit
-from accord.domain.access import Principal
-from accord.domain.campaigns import EmbargoKind
+from accord.domain.access.rules import Principal
+from accord.domain.campaigns.campaign import EmbargoKind
 from accord.service.access import AccessService
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService

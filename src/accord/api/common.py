@@ -10,10 +10,10 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from accord.domain.access import JobFacts, Principal
+from accord.domain.access.rules import JobFacts, Principal
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
-from accord.domain.federation import Federation
-from accord.domain.jobs import Job
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import Job
 
 PROBLEM = "application/problem+json"
 

@@ -7,7 +7,7 @@
   host) with the units used and left in the quota period in force now (overseers of a
   party and the admin, as the agreement's books).
 * ``POST /api/v1/statements/verify``: a statement and a public key PEM in, the verdict of
-  the offline verifier (:func:`accord.domain.statement.verify_statement`) out: signatures,
+  the offline verifier (:func:`accord.domain.ledger.statement.verify_statement`) out: signatures,
   chain hashes, inclusion and consistency proofs, totals (any authenticated caller: it
   reads nothing stored).
 * ``GET /api/v1/emissions/savings``: placement's estimated emissions of each placed job
@@ -28,13 +28,13 @@ from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.api.common import job_facts, note_audit
-from accord.domain.access import Principal, can_read_agreement, can_read_job
+from accord.domain.access.rules import Principal, can_read_agreement, can_read_job
 from accord.domain.errors import InvalidInput, NotFound, Problem, Unavailable
-from accord.domain.jobs import EventKind, Job
-from accord.domain.ledger import next_period, parse_period
-from accord.domain.placement import PoolLoad
-from accord.domain.signing import public_key_from_pem
-from accord.domain.statement import verify_statement
+from accord.domain.jobs.model import EventKind, Job
+from accord.domain.ledger.entries import next_period, parse_period
+from accord.domain.ledger.signing import public_key_from_pem
+from accord.domain.ledger.statement import verify_statement
+from accord.domain.placement.records import PoolLoad
 from accord.service.broker import Broker
 from accord.service.ledger import LedgerService
 from accord.service.placement_context import quota_period

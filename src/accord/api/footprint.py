@@ -7,7 +7,7 @@
   requester partner, or agreement, the jobs, GPU-hours, energy (kWh) and emissions (kg)
   of usage records, with how many lack a figure. A record counts in the month its run
   **started** (UTC); the ledger instead splits a run across months by time. Only the records
-  the caller may count are summed (see :func:`accord.domain.access.sees_usage`).
+  the caller may count are summed (see :func:`accord.domain.access.rules.sees_usage`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 
 from fastapi import Depends, FastAPI, Query
 
-from accord.domain import codec
-from accord.domain.access import Principal, TokenScope, sees_usage, token_scope
-from accord.domain.footprint import GroupBy, parse_group, totals
-from accord.domain.jobs import Job
-from accord.domain.ledger import next_period, parse_period
-from accord.domain.usage import UsageRecord
+from accord.domain.access.rules import Principal, TokenScope, sees_usage, token_scope
+from accord.domain.carbon.footprint import GroupBy, parse_group, totals
+from accord.domain.jobs import codec
+from accord.domain.jobs.model import Job
+from accord.domain.ledger.entries import next_period, parse_period
+from accord.domain.ledger.usage import UsageRecord
 from accord.ports import JobStore
 
 GROUPS = "|".join(["partner", *(g.value for g in GroupBy)])

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.api.common import note_audit
-from accord.domain.access import (
+from accord.domain.access.rules import (
     Principal,
     Role,
     TokenScope,
@@ -23,9 +23,9 @@ from accord.domain.access import (
     token_scope,
 )
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
-from accord.domain.jobs import Job
-from accord.domain.ledger import to_document
-from accord.domain.statement import head_to_json, public_pem_of, to_csv, to_html
+from accord.domain.jobs.model import Job
+from accord.domain.ledger.entries import to_document
+from accord.domain.ledger.statement import head_to_json, public_pem_of, to_csv, to_html
 from accord.service.broker import Broker
 from accord.service.ledger import LedgerService
 from accord.service.reconcile import reconcile_period

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from accord.domain.carbon import DEFAULT_HOST_SHARE, job_energy_kwh
-from accord.domain.jobs import Job
-from accord.domain.placement import Verdict
+from accord.domain.carbon.energy import DEFAULT_HOST_SHARE, job_energy_kwh
+from accord.domain.jobs.model import Job
+from accord.domain.placement.records import Verdict
 from accord.service.broker import ACTIVE, Broker, every_job
 from accord.service.gate import Action, Gate
 

@@ -1,5 +1,5 @@
 """Identity and administration: who the caller is, their tokens, users, roles, projects,
-allocations and the audit log, each action checked by :mod:`accord.domain.access`.
+allocations and the audit log, each action checked by :mod:`accord.domain.access.rules`.
 
 Credentials, tried in order: the local admin token (the embedded demo's); an Accord API
 token (``acc_<id>_<secret>``, stored only as a SHA-256 hash, scoped, expiring,
@@ -18,7 +18,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from accord.domain.access import (
+from accord.domain.access.audit import AuditRecord
+from accord.domain.access.projects import (
+    Allocation,
+    AllocationState,
+    Project,
+    User,
+    check_ident,
+    decide,
+    validate_application,
+)
+from accord.domain.access.rules import (
     GRANTABLE,
     ROLE_SCOPES,
     Affiliation,
@@ -37,18 +47,8 @@ from accord.domain.access import (
     can_read_project,
     sees_audit_record,
 )
-from accord.domain.audit import AuditRecord
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem, RateLimited, Unauthenticated
-from accord.domain.federation import Federation
-from accord.domain.projects import (
-    Allocation,
-    AllocationState,
-    Project,
-    User,
-    check_ident,
-    decide,
-    validate_application,
-)
+from accord.domain.federation.model import Federation
 from accord.ports import AccessStore, Clock, StoredToken
 
 ADMIN = Principal("admin", "local administrator", grants=(Grant(Role.ADMIN, ScopeKind.GLOBAL),),

@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from accord.domain.audit import AuditRecord
+from accord.domain.access.audit import AuditRecord
 
 log = logging.getLogger("accord.audit")
 BATCH = 500

@@ -17,26 +17,23 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from accord.domain import codec
+from accord.domain.carbon.footprint import run_span, with_footprint
 from accord.domain.errors import Busy, Conflict, InDoubt, NotFound, Unavailable
-from accord.domain.federation import Federation
-from accord.domain.footprint import run_span, with_footprint
-from accord.domain.jobs import Event, EventKind, Job, JobSpec, JobState, Placement, apply, new_job
-from accord.domain.jobspec import parse_job_spec
-from accord.domain.placement import (
+from accord.domain.federation.model import Federation
+from accord.domain.jobs import codec
+from accord.domain.jobs.model import Event, EventKind, Job, JobSpec, JobState, Placement, apply, new_job
+from accord.domain.jobs.spec import parse_job_spec
+from accord.domain.ledger.usage import usage_from_job
+from accord.domain.placement.forecast import PlacementContext
+from accord.domain.placement.place import flexibility_s, forecast_zones, place, pool_keys
+from accord.domain.placement.records import (
     Candidate,
     Decision,
-    PlacementContext,
     PoolLoad,
     Verdict,
     after_placing,
-    flexibility_s,
-    forecast_zones,
-    place,
-    pool_keys,
     retry_waiting_at,
 )
-from accord.domain.usage import usage_from_job
 from accord.ports import (
     CarbonSource,
     Clock,

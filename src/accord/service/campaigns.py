@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import accord
-from accord.domain.access import Principal, Role, TokenScope, token_scope
-from accord.domain.audit import AuditRecord, Outcome
-from accord.domain.campaigns import (
+from accord.domain.access.audit import AuditRecord, Outcome
+from accord.domain.access.rules import Principal, Role, TokenScope, token_scope
+from accord.domain.campaigns.campaign import (
     LOG_DIR,
     Campaign,
     CollectedLog,
@@ -49,7 +49,7 @@ from accord.domain.campaigns import (
     run_key,
 )
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
-from accord.domain.jobs import Job
+from accord.domain.jobs.model import Job
 from accord.ports import CampaignStore, SiteBackend
 from accord.service.access import AccessService
 from accord.service.broker import Broker

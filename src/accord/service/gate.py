@@ -18,12 +18,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from accord.domain.access import Principal, TokenScope, token_scope
-from accord.domain.compliance import Finding, Grade, denied_party, grade, large_run, residency
+from accord.domain.access.compliance import Finding, Grade, denied_party, grade, large_run, residency
+from accord.domain.access.rules import Principal, TokenScope, token_scope
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
-from accord.domain.federation import Federation
-from accord.domain.jobs import Job, JobSpec
-from accord.domain.placement import Candidate
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import Job, JobSpec
+from accord.domain.placement.records import Candidate
 from accord.service.access import ADMIN, AccessService
 
 

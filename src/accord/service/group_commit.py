@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future
 
 from accord.domain.errors import AccordError, Unavailable
-from accord.domain.jobs import Job
+from accord.domain.jobs.model import Job
 from accord.ports import JobStore
 
 log = logging.getLogger("accord.group_commit")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from accord.domain import merkle, signing
 from accord.domain.errors import Conflict, InvalidInput, NotFound, Problem
-from accord.domain.federation import Federation
-from accord.domain.ledger import (
+from accord.domain.federation.model import Federation
+from accord.domain.ledger import merkle, signing
+from accord.domain.ledger.entries import (
     Entry,
     EntryKind,
     balances,
@@ -27,9 +27,9 @@ from accord.domain.ledger import (
     parse_period,
     usage_entries,
 )
-from accord.domain.ledger_verify import ChainCheck
-from accord.domain.statement import build_statement, head_from_json, head_to_json, sign_statement
-from accord.domain.usage import UsageRecord
+from accord.domain.ledger.statement import build_statement, head_from_json, head_to_json, sign_statement
+from accord.domain.ledger.usage import UsageRecord
+from accord.domain.ledger.verify import ChainCheck
 from accord.ports import Clock
 
 GENESIS_HEX = "0" * 64

@@ -2,7 +2,7 @@
 
 :func:`build_context` asks the carbon source once per grid zone of the federation for
 the span every job of the pass may need, and turns each answer into a
-:class:`~accord.domain.placement.ZoneForecast` on the federation's slot grid; it
+:class:`~accord.domain.placement.forecast.ZoneForecast` on the federation's slot grid; it
 computes the quota left per (agreement, requester, host) and each agreement's net
 balance per partner. The result is a frozen record that every decision of the pass
 reads, so one pass costs one forecast request per zone, however many jobs it places.
@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from accord.domain.errors import InvalidInput, Unavailable
-from accord.domain.federation import Agreement, Federation, QuotaPeriod
-from accord.domain.placement import MAX_START_SLOTS, PlacementContext, ZoneForecast
+from accord.domain.federation.model import Agreement, Federation, QuotaPeriod
+from accord.domain.placement.forecast import PlacementContext, ZoneForecast
+from accord.domain.placement.records import MAX_START_SLOTS
 from accord.ports import CarbonSource
 
 log = logging.getLogger("accord.placement")
@@ -64,7 +65,7 @@ def build_context(
 
     Forecasts are asked for ``zones`` (default: every zone of the federation; the broker
     passes only those its pass's jobs could use, see
-    :func:`~accord.domain.placement.forecast_zones`) and cover [``at`` rounded down to a
+    :func:`~accord.domain.placement.place.forecast_zones`) and cover [``at`` rounded down to a
     slot, + ``horizon_s``), by default the 48 start slots and a day more (48 h with
     30-minute slots). A zone the source cannot answer for gets no forecast and a note
     saying why (its sites are then placed as if carbon did not matter: no emissions term,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from accord.domain.errors import Unavailable
-from accord.domain.federation import Federation
-from accord.domain.ledger import next_period, parse_period
-from accord.domain.reconcile import SiteReconciliation, reconcile_site
+from accord.domain.federation.model import Federation
+from accord.domain.ledger.entries import next_period, parse_period
+from accord.domain.ledger.reconcile import SiteReconciliation, reconcile_site
 from accord.ports import AccountingSource, JobStore
 from accord.service.ledger import LedgerService
 

@@ -21,10 +21,11 @@ from decimal import Decimal
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.domain.carbon import DEFAULT_HOST_SHARE, IntensitySeries, jobs_energy_kwh
-from accord.domain.federation import Federation, GpuPool, Site
-from accord.domain.ledger import usage_entries
-from accord.domain.usage import UsageRecord
+from accord.domain.carbon.energy import DEFAULT_HOST_SHARE, jobs_energy_kwh
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.federation.model import Federation, GpuPool, Site
+from accord.domain.ledger.entries import usage_entries
+from accord.domain.ledger.usage import UsageRecord
 
 
 class Accounts:

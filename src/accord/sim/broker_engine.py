@@ -30,16 +30,18 @@ from accord.adapters import keys
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
-from accord.domain import signing
-from accord.domain.carbon import Forecast, IntensitySeries
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import InvalidInput, Problem, Unavailable
-from accord.domain.federation import Federation, Site
-from accord.domain.jobs import Event, EventKind, Job, JobState
-from accord.domain.jobs import Outcome as SiteOutcome
-from accord.domain.ledger import Entry
-from accord.domain.placement import PoolLoad, pool_keys, retry_waiting_at
-from accord.domain.statement import key_id
-from accord.domain.usage import UsageRecord
+from accord.domain.federation.model import Federation, Site
+from accord.domain.jobs.model import Event, EventKind, Job, JobState
+from accord.domain.jobs.model import Outcome as SiteOutcome
+from accord.domain.ledger import signing
+from accord.domain.ledger.entries import Entry
+from accord.domain.ledger.statement import key_id
+from accord.domain.ledger.usage import UsageRecord
+from accord.domain.placement.place import pool_keys
+from accord.domain.placement.records import PoolLoad, retry_waiting_at
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.service import broker as live_broker
 from accord.service.broker import Broker, StepReport

@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from accord.domain.carbon import Forecast
+from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import AccordError, InvalidInput, Problem
-from accord.domain.traces import HomeRule, TraceFormat
+from accord.domain.traces.trace import HomeRule, TraceFormat
 from accord.sim.model import POLICY_HELP, Engine, Failures, Outage, Policy
 from accord.sim.scenario import DEFAULT_START, Scenario, load_scenario, resolve_path
 
@@ -265,7 +265,7 @@ def add_trace_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_trace(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
     """Convert; the exit status (2 with every problem printed when the input is wrong)."""
-    from accord.domain.sacct_swf import sacct_to_swf
+    from accord.domain.traces.sacct_swf import sacct_to_swf
 
     err = stderr or sys.stderr
     source = "<stdin>" if args.input == "-" else args.input

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from accord.domain.carbon import Forecast, IntensitySeries, forecast_from_history
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.carbon.shifting import Forecast, forecast_from_history
 from accord.domain.errors import InvalidInput, Unavailable
 from accord.ports import CarbonSource
 

@@ -4,8 +4,8 @@ Time jumps from event to event (a heap; no fixed step). Jobs arrive in submit or
 sorted stream merged with the heap, so arrivals cost no heap operation); the broker places
 the jobs that arrived in dispatcher passes (every ``pass_s``, at most the broker's
 ``BATCH`` a pass, oldest first; 0: at once), with the same
-:func:`accord.domain.placement.choose` as the live broker's ``place()``, over loads it
-updates within a pass by the broker's rule (:func:`~accord.domain.placement.after_placing`),
+:func:`accord.domain.placement.place.choose` as the live broker's ``place()``, over loads it
+updates within a pass by the broker's rule (:func:`~accord.domain.placement.records.after_placing`),
 with contexts built by the broker's :func:`~accord.service.placement_context.build_context`
 from a perfect forecast (:class:`~accord.sim.forecast.PerfectForecast`) and the simulated
 ledger. Each site runs the jobs placed at each of its pools first come, first served,
@@ -18,7 +18,7 @@ once); a deferral that would end the run after the job's deadline places it now.
 When a job ends, its cross-border use goes into the simulated ledger
 (``accord.sim.accounting``), whose quota used and balances feed the next placement
 contexts; once every job has run, the energy and emissions of all come from
-``accord.domain.carbon`` at once (:meth:`~accord.sim.accounting.Accounts.record_all`: the
+``accord.domain.carbon.energy`` at once (:meth:`~accord.sim.accounting.Accounts.record_all`: the
 arithmetic of the broker's usage records, in vector form). The same inputs give the same run.
 """
 
@@ -32,25 +32,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
-from numpy.typing import NDArray
 
-from accord.domain.carbon import IntensitySeries
-from accord.domain.federation import Federation
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import (
-    Choice,
-    Picker,
-    PlacementContext,
-    Verdict,
-    after_placing,
-    choose,
-    flexibility_s,
-    pool_keys,
-    retry_waiting_at,
-)
+from accord.domain.carbon.series import IntensitySeries
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext
+from accord.domain.placement.pick import Picker
+from accord.domain.placement.place import choose, flexibility_s
+from accord.domain.placement.records import Choice, Verdict, after_placing, retry_waiting_at
 from accord.service import broker
 from accord.service.placement_context import build_context
-from accord.sim.accounting import Accounts, SimLedger
 from accord.sim.forecast import forecast_source
 from accord.sim.model import (
     DOWN,
@@ -65,15 +56,17 @@ from accord.sim.model import (
     Policy,
     Settings,
     Workload,
-    checked_outages,
-    policy_weights,
 )
 from accord.sim.native_run import run_native
+from accord.sim.run_state import RunState
 from accord.sim.sites import PoolScheduler
 
 
-class Simulation:
+class Simulation(RunState):
     """One run of one policy over one federation and workload. Call :meth:`run` once.
+
+    What either loop needs of the run (its inputs, pools, ledger, accounts and outcome) is
+    :class:`~accord.sim.run_state.RunState`'s; this adds the event loop's own state.
 
     ``carbon`` maps grid zones to their actual intensity (what jobs pay, and what a
     perfect forecast sees); zones without a series get no forecast and unknown emissions.
@@ -86,20 +79,12 @@ class Simulation:
     def __init__(self, federation: Federation, workload: Workload, carbon: Mapping[str, IntensitySeries],
                  settings: Settings, progress: Callable[[int, int], None] | None = None, *,
                  native: bool = True) -> None:
-        self.work, self.carbon, self.cfg = workload, carbon, settings
+        super().__init__(federation, workload, carbon, settings, progress)
         self.native = native and settings.policy is Policy.HOME and len(workload) > 0
         self.pick: Picker | None = None   # choose()'s last step compiled, for the other policies
         if native and settings.policy is not Policy.HOME and len(workload) > 0:
             from accord.sim.native import pick  # numba: compiled, or loaded from its cache, on first use
             self.pick = pick
-        self.progress = progress
-        self.weights = policy_weights(settings.policy, federation.placement)
-        self.fed = replace(federation, placement=self.weights)
-        self.keys = pool_keys(federation)
-        sites = {s.id: s for s in federation.sites}
-        self.sites = [sites[k[0]] for k in self.keys]
-        self.pools = [sites[k[0]].pool(k[1]) for k in self.keys]
-        self.site_index = [sorted({k[0] for k in self.keys}).index(k[0]) for k in self.keys]
         n = len(self.keys)
         self.free = np.array([p.gpus for p in self.pools], np.float64)     # what the sites have
         self.queued = np.zeros(n, np.float64)
@@ -107,10 +92,7 @@ class Simulation:
         self.view_queued = self.queued.copy()
         self.available = np.ones(n, np.bool_)
         self.sched = [PoolScheduler(p.gpus, settings.backfill, settings.backfill_depth) for p in self.pools]
-        self.ledger = SimLedger(federation)
-        self.accounts = Accounts(federation, self.keys, carbon)
         self.source = forecast_source(settings.forecast, carbon, 2 * self.weights.slot_s)
-        self.out = Outcome.empty(len(workload))
         self.heap: list[tuple[float, int, int, int]] = []
         self.seq = 0
         self.pending: list[int] = []
@@ -123,9 +105,7 @@ class Simulation:
         self.context: PlacementContext | None = None
         self.context_until = -math.inf
         self.specs: dict[int, JobSpec] = {}
-        self.residency = tuple((federation.partner(p).country,) for p in workload.partners)
         self.paused = [False] * n        # pools of a site that is down: nothing starts there
-        self.outages = checked_outages(settings.outages, (s.id for s in federation.sites))
         self.held: dict[str, list[tuple[str, str, int, int, float, float]]] = {}   # posts to read at UP
         self._plan_outages()
 
@@ -183,15 +163,6 @@ class Simulation:
         self.out.rejected_waiting(self.waiting)
         self.account()
         return self.out
-
-    def account(self, runs: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]] | None = None,
-                ) -> None:
-        """Energy and emissions of every job that ran, into the outcome; ``runs`` is the
-        outcome's (pool, start, end) as arrays, when the caller has them."""
-        o = self.out
-        pool, start, end = runs or (np.array(o.pool, np.int64), np.array(o.start), np.array(o.end))
-        energy, emissions = self.accounts.record_all(pool, np.asarray(self.work.gpus, np.int64), start, end)
-        o.energy_kwh, o.emissions_g = energy.tolist(), emissions.tolist()
 
     def _push(self, t: float, kind: int, job: int) -> int:
         self.seq += 1
@@ -312,16 +283,6 @@ class Simulation:
             else:
                 self._plan_check(job, t, live[1])
 
-    def _spec(self, job: int) -> JobSpec:
-        w = self.work
-        home = int(w.home[job])
-        deadline = None
-        if w.window_s is not None:
-            deadline = datetime.fromtimestamp(float(w.submit_s[job] + w.requested_s[job]) + w.window_s, UTC)
-        return JobSpec("sim", int(w.gpus[job]), int(w.requested_s[job]), partner=w.partners[home],
-                       theme=w.theme, sector=w.sector, deadline=deadline,
-                       data_residency=self.residency[home] if self.cfg.policy is Policy.HOME else ())
-
     def _refresh(self, t: float) -> None:
         """A new placement context, built as the broker builds one: quota left and balances
         from the simulated ledger (usage read up to the previous pass, as the broker's
@@ -363,11 +324,6 @@ class Simulation:
             else:
                 self._post(*post)
         self._schedule(pool, t)
-
-    def _post(self, agreement: str, requester: str, pool: int, gpus: int, start: float, end: float,
-              read: float | None = None) -> None:
-        self.ledger.post(agreement, requester, pool, self.sites[pool], self.pools[pool], gpus, start, end,
-                         read)
 
     # ── outages ──
     def _plan_outages(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from accord.domain.federation import Federation
+from accord.domain.federation.model import Federation
 from accord.sim.model import Floats, Outcome, Policy, Workload
 
 SLOWDOWN_FLOOR_S = 10.0

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.domain.carbon import Forecast
+from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.federation import PlacementWeights
+from accord.domain.federation.model import PlacementWeights
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]

@@ -7,11 +7,11 @@ the broker's batch, jobs that must WAIT tried again when the context would be re
 outages, and each pool run first come, first served with optional EASY backfilling as
 :class:`accord.sim.sites.PoolScheduler` runs it. What placement decides is not written here:
 per rule epoch and job class (home partner, GPUs) the caller passes what
-:func:`accord.domain.placement.standing_terms` says of every pool (allowed or not, the
+:func:`accord.domain.placement.place.standing_terms` says of every pool (allowed or not, the
 weighted terms the loads do not change, the agreement abroad, whether a refusal may pass
 later), and the loop adds the one term the loads change, the wait, as
-:func:`~accord.domain.placement.choose` does, and picks the winner by the same tie rule
-(:data:`~accord.domain.placement.TIE`, then the pool's place in id order). A test runs both
+:func:`~accord.domain.placement.place.choose` does, and picks the winner by the same tie rule
+(:data:`~accord.domain.placement.records.TIE`, then the pool's place in id order). A test runs both
 loops on random cases and the real Philly trace and asks for the same run.
 
 Energy, emissions and the ledger are not here either: the caller computes them from the
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from accord.domain import placement_pick
-from accord.domain.placement import after_placing, retry_waiting_at
+from accord.domain.placement import pick as placement_pick
+from accord.domain.placement.records import after_placing, retry_waiting_at
 from accord.sim.model import DOWN, FINISH, PASS, UP
 
 # How the functions are compiled (cached on disk, so a process compiles them once per

@@ -1,27 +1,26 @@
-"""The glue between :class:`accord.sim.kernel.Simulation` and its compiled loop
+"""The glue between a run (:class:`accord.sim.run_state.RunState`, as
+:class:`accord.sim.kernel.Simulation` holds it) and its compiled loop
 (:mod:`accord.sim.native`): placement's standing terms per rule epoch and job class, asked
-of the domain (:func:`accord.domain.placement.standing_terms`); the arrays the loop fills;
-then energy and emissions by the accounting code, and the ledger posts in the order the
-loop read them.
+of the domain (:func:`accord.domain.placement.place.standing_terms`); the arrays the loop
+fills; then energy and emissions by the accounting code, and the ledger posts in the order
+the loop read them.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.domain.federation import Federation
-from accord.domain.placement import TIE, standing_terms
+from accord.domain.federation.model import Federation
+from accord.domain.placement.place import standing_terms
+from accord.domain.placement.records import TIE
 from accord.service import broker
-from accord.sim.model import GIVE_UP_S
+from accord.sim.model import GIVE_UP_S, Outcome
+from accord.sim.run_state import RunState
 
-if TYPE_CHECKING:
-    from accord.sim.kernel import Simulation
-    from accord.sim.model import Outcome
 
 def rule_epochs(fed: Federation) -> list[float]:
     """The UTC midnights (epoch s) at which an agreement or an exchange rate starts or
@@ -37,7 +36,7 @@ def rule_epochs(fed: Federation) -> list[float]:
     return sorted(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() for d in days)
 
 
-def run_native(sim: Simulation) -> Outcome | None:
+def run_native(sim: RunState) -> Outcome | None:
     """Run ``sim`` (home-site FIFO) through the compiled loop and fill its outcome and
     ledger; None when the loop could not finish (its event heap filled up: the caller then
     runs the Python loop)."""
@@ -94,9 +93,9 @@ def _classes(key: NDArray[np.int64]) -> tuple[NDArray[np.int64], list[int]]:
     return cls.astype(np.int64), first.tolist()
 
 
-def _terms(sim: Simulation, first: list[int]) -> tuple[list[str], NDArray[np.bool_], NDArray[np.float64],
-                                                       NDArray[np.int64], NDArray[np.bool_],
-                                                       NDArray[np.float64], NDArray[np.float64]] | None:
+def _terms(sim: RunState, first: list[int]) -> tuple[list[str], NDArray[np.bool_], NDArray[np.float64],
+                                                     NDArray[np.int64], NDArray[np.bool_],
+                                                     NDArray[np.float64], NDArray[np.float64]] | None:
     """(agreement ids with "" first, then per (epoch, class, pool): allowed, the other
     terms, the agreement's index, transient refusal; the wait scale per pool; the epochs'
     bounds); None if the wait scale were not the same for every job (the loop assumes it)."""
@@ -126,7 +125,7 @@ def _terms(sim: Simulation, first: list[int]) -> tuple[list[str], NDArray[np.boo
     return names, ok, part, agr, transient, np.ascontiguousarray(scale), np.array(bounds, np.float64)
 
 
-def _fill(sim: Simulation, names: list[str], out: tuple[NDArray, ...]) -> None:  # type: ignore[type-arg]
+def _fill(sim: RunState, names: list[str], out: tuple[NDArray, ...]) -> None:  # type: ignore[type-arg]
     o = sim.out
     o.placed_at, o.start, o.end = out[0].tolist(), out[1].tolist(), out[2].tolist()
     o.pool = out[3].tolist()

@@ -4,7 +4,7 @@ Perfect knowledge, capacity relaxed: every job runs for its actual run time wher
 may ever run (its shape fits and, abroad, an agreement covers it: ``placement.allowed_pools``;
 quota left aside), starting at any moment of the longest window any of those places
 allows it (``placement.flexibility_s`` from its submit time, plus one dispatcher pass),
-with no queue. Its emissions there are the energy arithmetic of ``accord.domain.carbon``
+with no queue. Its emissions there are the energy arithmetic of ``accord.domain.carbon.energy``
 (kW per GPU × GPUs × ∫ actual intensity / 3600) at the best such place and moment.
 
 The best moment is exact, not sampled: ∫ over [t, t + run) of a step function is piecewise
@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from accord.domain.carbon import DEFAULT_HOST_SHARE, IntensitySeries, resample
-from accord.domain.federation import Federation
-from accord.domain.jobs import JobSpec
-from accord.domain.placement import allowed_pools, flexibility_s, pool_keys
+from accord.domain.carbon.energy import DEFAULT_HOST_SHARE
+from accord.domain.carbon.series import IntensitySeries, resample
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.place import allowed_pools, flexibility_s, pool_keys
 from accord.sim.model import Floats, Workload
 
 CHUNK = 20_000   # jobs scored at once (bounds memory: CHUNK × corners floats per zone)

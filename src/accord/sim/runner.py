@@ -21,12 +21,12 @@ import numpy as np
 from accord.adapters.carbon.files import SHARED_FILES, load_series, read_text
 from accord.adapters.carbon.profiles import ProfileSource
 from accord.adapters.federation_file import load_federation
-from accord.domain.carbon import IntensitySeries
+from accord.domain.carbon.series import IntensitySeries
 from accord.domain.errors import InvalidInput, Problem, Unavailable
-from accord.domain.federation import Federation
-from accord.domain.jobspec import MAX_TIME_LIMIT_S
-from accord.domain.placement import pool_keys
-from accord.domain.traces import Trace, assign_homes, parse_trace, scale, sniff_trace
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.spec import MAX_TIME_LIMIT_S
+from accord.domain.placement.place import pool_keys
+from accord.domain.traces.trace import Trace, assign_homes, parse_trace, scale, sniff_trace
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, comparable, summary

@@ -44,12 +44,12 @@ from typing import Any
 
 from accord.adapters.carbon.files import shared_data_dir
 from accord.adapters.federation_file import locate_lines
-from accord.domain.carbon import Forecast
+from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.federation import Federation
-from accord.domain.federation_schema import parse_federation
+from accord.domain.federation.model import Federation
+from accord.domain.federation.schema import parse_federation
 from accord.domain.fieldreader import FieldReader
-from accord.domain.traces import HomeRule, TraceFormat
+from accord.domain.traces.trace import HomeRule, TraceFormat
 from accord.sim.model import Engine, Failures, Outage, Policy
 
 SECTIONS = ("simulation", "trace", "homes", "jobs", "variants", "outages", "failures")

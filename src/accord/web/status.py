@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from accord.domain.federation import Federation
-from accord.domain.jobs import Job
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import Job
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#1a1a1a;max-width:72rem}

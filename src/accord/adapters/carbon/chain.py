@@ -15,7 +15,7 @@ from pathlib import Path
 from accord.adapters.carbon.files import FileSource
 from accord.adapters.carbon.live import EM_API_URL, ElectricityMapsApi, GbCarbonIntensityApi
 from accord.adapters.carbon.profiles import ProfileSource
-from accord.domain.carbon import IntensitySeries
+from accord.domain.carbon.series import IntensitySeries
 from accord.domain.errors import InvalidInput, Problem, Unavailable
 from accord.ports import CarbonSource
 

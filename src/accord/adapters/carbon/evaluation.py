@@ -20,13 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from accord.adapters.carbon.files import SHARED_FILES, load_series, shared_data_dir
-from accord.domain.carbon import (
+from accord.domain.carbon.series import IntensitySeries, resample
+from accord.domain.carbon.shifting import (
     Forecast,
-    IntensitySeries,
     ShiftingResult,
     oracle_shifting,
     policy_shifting,
-    resample,
     spatial_shifting,
 )
 from accord.domain.errors import InvalidInput

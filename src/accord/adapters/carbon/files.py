@@ -23,7 +23,7 @@ from accord.adapters.carbon.formats import (
     parse_gb_api_json,
     sniff_format,
 )
-from accord.domain.carbon import IntensityBasis, IntensitySeries
+from accord.domain.carbon.series import IntensityBasis, IntensitySeries
 from accord.domain.errors import InvalidInput, Problem, Unavailable
 
 ENV_VAR = "ACCORD_SHARED_DATA"

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, tzinfo
 from itertools import pairwise
 from typing import Any
 
-from accord.domain.carbon import MAX_PROBLEMS, IntensityBasis, IntensitySeries
+from accord.domain.carbon.series import MAX_PROBLEMS, IntensityBasis, IntensitySeries
 from accord.domain.errors import InvalidInput, Problem
 
 MAX_INTENSITY = 2000.0  # g/kWh; the dirtiest real grids stay near 1,100 (lignite-heavy)

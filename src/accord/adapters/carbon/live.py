@@ -26,7 +26,7 @@ import httpx
 
 from accord.adapters.carbon.formats import merge_series, parse_em_api_json, parse_gb_api_json
 from accord.adapters.clock import SystemClock
-from accord.domain.carbon import EPOCH, IntensitySeries
+from accord.domain.carbon.series import EPOCH, IntensitySeries
 from accord.domain.errors import InvalidInput, Problem, Unavailable
 from accord.ports import Clock
 

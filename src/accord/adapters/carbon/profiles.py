@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.adapters.carbon.files import SHARED_FILES, load_series, shared_data_dir
-from accord.domain.carbon import IntensitySeries, series
+from accord.domain.carbon.series import IntensitySeries, series
 from accord.domain.errors import InvalidInput, Problem, Unavailable
 
 SCHEMA = 1

@@ -36,10 +36,10 @@ from accord.adapters.slurm.parse import (
     parse_squeue_format,
 )
 from accord.domain.errors import Conflict, Unavailable
-from accord.domain.federation import Site, SlurmSettings
-from accord.domain.jobs import Job, Outcome
-from accord.domain.placement import PoolLoad
-from accord.domain.reconcile import SiteUsage
+from accord.domain.federation.model import Site, SlurmSettings
+from accord.domain.jobs.model import Job, Outcome
+from accord.domain.ledger.reconcile import SiteUsage
+from accord.domain.placement.records import PoolLoad
 from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 
 TAG_PREFIX = "accord-"

@@ -23,10 +23,10 @@ from accord.adapters.sql.schema import (
     users,
 )
 from accord.adapters.sql.store import SqlStore
-from accord.domain.access import Affiliation, AffiliationKind, Grant, Role, ScopeKind, TokenScope
-from accord.domain.audit import AuditRecord, Outcome
+from accord.domain.access.audit import AuditRecord, Outcome
+from accord.domain.access.projects import Allocation, AllocationState, Project, User
+from accord.domain.access.rules import Affiliation, AffiliationKind, Grant, Role, ScopeKind, TokenScope
 from accord.domain.errors import Conflict, NotFound
-from accord.domain.projects import Allocation, AllocationState, Project, User
 from accord.ports import StoredToken
 
 

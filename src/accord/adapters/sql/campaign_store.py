@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from accord.adapters.sql.schema import campaign_approvals, campaign_logs, campaign_runs, campaigns
 from accord.adapters.sql.store import SqlStore
-from accord.domain.campaigns import CollectedLog, Run
+from accord.domain.campaigns.campaign import CollectedLog, Run
 from accord.domain.errors import Conflict
 
 

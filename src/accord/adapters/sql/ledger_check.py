@@ -2,7 +2,7 @@
 
 The sequence range is split into one contiguous slice per worker; each worker reads
 its slice over its own connection and checks it with
-:func:`accord.domain.ledger_verify.verify_rows`, starting from the stored hash of
+:func:`accord.domain.ledger.verify.verify_rows`, starting from the stored hash of
 the entry just before its slice. The first slice has no lower bound and the last
 no upper bound, so every stored row is read by exactly one worker, whatever its
 ``seq``. The parent joins the slices in order: a break at a slice boundary shows
@@ -12,7 +12,7 @@ is missed.
 Slices start on multiples of ``2**align_bits`` entries, so each worker also hashes
 the lower levels of the Merkle tree over its own leaves (complete subtrees never
 cross a slice boundary; RFC 9162 trees split at powers of two) and the parent only
-joins them (:meth:`accord.domain.merkle.MerkleTree.join`).
+joins them (:meth:`accord.domain.ledger.merkle.MerkleTree.join`).
 
 Workers are forked when the calling process runs no other thread (the CLI), which
 saves importing Accord again in each (about a second); otherwise (``accord up``,
@@ -28,14 +28,11 @@ import os
 import threading
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
-from typing import TYPE_CHECKING
 
+from accord.adapters.sql.ledger_rows import hash_at, rows
 from accord.adapters.sql.store import SqlStore
-from accord.domain.ledger_verify import ChainCheck, is_digest, verify_rows
-from accord.domain.merkle import MerkleTree, lower_levels
-
-if TYPE_CHECKING:
-    from accord.adapters.sql.ledger_store import SqlLedger
+from accord.domain.ledger.merkle import MerkleTree, lower_levels
+from accord.domain.ledger.verify import ChainCheck, is_digest, verify_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +61,12 @@ class SliceResult:
     problem: str
 
 
-def check_store(ledger: SqlLedger, size: int, parallel: Parallel | None = None) -> ChainCheck:
-    """Check every stored entry of ``ledger`` (``size``: how many there should be).
+def check_store(store: SqlStore, size: int, parallel: Parallel | None = None) -> ChainCheck:
+    """Check every ledger entry stored in ``store`` (``size``: how many there should be).
 
     For a large ledger (see :class:`Parallel`) slices are checked in worker
-    processes, each with its own connection to the ledger's database; otherwise
-    in this process, over the ledger's own. Returns the joined result: a bad
+    processes, each with its own connection to the store's database; otherwise
+    in this process, over the store's own. Returns the joined result: a bad
     entry is data in it, not an exception.
 
     Raises:
@@ -82,11 +79,11 @@ def check_store(ledger: SqlLedger, size: int, parallel: Parallel | None = None) 
         if size >= parallel.from_size else [0]
     if len(starts) == 1:
         check = ChainCheck()
-        for batch in ledger.rows(None, None):
+        for batch in rows(store, None, None):
             if not verify_rows(batch, check).ok:
                 break
         return check
-    slices = [(ledger.store.url, start, stop, parallel.align_bits)
+    slices = [(store.url, start, stop, parallel.align_bits)
               for start, stop in zip(starts, [*starts[1:], None], strict=True)]
     with _context().Pool(len(slices)) as pool:
         return _join(pool.starmap(_check_slice, slices))
@@ -100,21 +97,18 @@ def _context() -> BaseContext:
 
 def _check_slice(url: str, start: int, stop: int | None, align_bits: int) -> SliceResult:
     """Check seq in [start, stop) in a worker (the first slice: everything below ``stop``)."""
-    from accord.adapters.sql.ledger_store import SqlLedger
-
     gc.disable()  # a worker process: its rows hold no cycles, and it exits when done
     store = SqlStore(url, auto_migrate=False)
     try:
-        ledger = SqlLedger(store)
         check = ChainCheck(count=start)
         if start:
-            before = ledger.hash_at(start - 1)
+            before = hash_at(store, start - 1)
             if not is_digest(before):  # the slice before says why, unless the row is gone
                 return SliceResult(start, start, "", (), start - 1,
                                    f"entry at position {start - 1} is missing" if before is None
                                    else f"entry {start - 1}: its stored hash is not a digest")
             check.last_hash = str(before)
-        for batch in ledger.rows(start or None, stop):
+        for batch in rows(store, start or None, stop):
             if not verify_rows(batch, check).ok:
                 return SliceResult(start, check.count, check.last_hash, (), check.bad_seq,
                                    check.problem)

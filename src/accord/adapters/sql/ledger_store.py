@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
+from accord.adapters.sql import ledger_rows
 from accord.adapters.sql.ledger_check import Parallel, check_store
 from accord.adapters.sql.schema import (
     ledger_closures,
@@ -29,9 +30,9 @@ from accord.adapters.sql.schema import (
 )
 from accord.adapters.sql.store import SqlStore
 from accord.domain.errors import Conflict, Unavailable
-from accord.domain.ledger import Entry, from_document, seal
-from accord.domain.ledger_verify import ChainCheck
-from accord.domain.usage import UsageRecord
+from accord.domain.ledger.entries import Entry, from_document, seal
+from accord.domain.ledger.usage import UsageRecord
+from accord.domain.ledger.verify import ChainCheck
 
 MAX_RETRIES = 50
 
@@ -187,36 +188,13 @@ class SqlLedger:
 
     def rows(self, start: int | None = 0, stop: int | None = None, batch: int = 20_000
              ) -> Iterator[Sequence[tuple[Any, ...]]]:
-        """Stored rows with start <= seq < stop as (seq, id, agreement, period, job_id,
-        usage_id, body bytes, hash), in sequence order, in batches (raw driver cursor).
-
-        A bound of ``None`` is no bound: ``rows(None, None)`` is every stored row,
-        whatever its ``seq`` (even one slipped in below 0).
+        """Stored rows with start <= seq < stop, raw, in batches (see
+        :func:`accord.adapters.sql.ledger_rows.rows`).
 
         Raises:
             Unavailable: the database cannot be read.
         """
-        sqlite = self.store.engine.dialect.name == "sqlite"
-        body = "CAST(body AS BLOB)" if sqlite else "convert_to(body, 'UTF8')"
-        mark = "?" if sqlite else "%s"
-        where = [f"seq {op} {mark}" for op, v in ((">=", start), ("<", stop)) if v is not None]
-        sql = (f"SELECT seq, id, agreement, period, job_id, usage_id, {body}, hash "
-               f"FROM ledger_entries {'WHERE ' if where else ''}{' AND '.join(where)} "
-               "ORDER BY seq")
-        driver_error = self.store.engine.dialect.loaded_dbapi.Error
-        try:
-            raw = self.store.engine.raw_connection()
-        except SQLAlchemyError as exc:
-            raise Unavailable(f"cannot read the ledger: {exc}") from exc
-        try:
-            cur = raw.cursor()
-            cur.execute(sql, tuple(v for v in (start, stop) if v is not None))
-            while chunk := cur.fetchmany(batch):
-                yield chunk  # both drivers give the body as bytes already
-        except driver_error as exc:
-            raise Unavailable(f"cannot read the ledger: {exc}") from exc
-        finally:
-            raw.close()
+        return ledger_rows.rows(self.store, start, stop, batch)
 
     def check_chain(self, size: int) -> ChainCheck:
         """Check every stored entry (in parallel for a large ledger); see ledger_check.py.
@@ -224,13 +202,11 @@ class SqlLedger:
         Raises:
             Unavailable: the database cannot be read.
         """
-        return check_store(self, size, self.parallel)
+        return check_store(self.store, size, self.parallel)
 
     def hash_at(self, seq: int) -> str | None:
         """The stored hash of entry ``seq``, if there is one."""
-        with self.store.transaction() as conn:
-            return conn.execute(select(ledger_entries.c.hash).where(
-                ledger_entries.c.seq == seq)).scalar_one_or_none()
+        return ledger_rows.hash_at(self.store, seq)
 
     def raw(self, batch: int = 20_000) -> Iterator[StoredEntry]:
         """Every stored row in sequence order, streamed."""

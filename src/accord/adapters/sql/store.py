@@ -33,10 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from accord.adapters.sql.schema import job_events, jobs, usage_records
-from accord.domain import codec
 from accord.domain.errors import AccordError, Conflict, NotFound, Unavailable
-from accord.domain.jobs import Job, JobState
-from accord.domain.usage import UsageRecord
+from accord.domain.jobs import codec
+from accord.domain.jobs.model import Job, JobState
+from accord.domain.ledger.usage import UsageRecord
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_310_001

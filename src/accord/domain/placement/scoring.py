@@ -2,8 +2,8 @@
 :class:`_Placer` applies the hard constraints (the job's shape, agreements, quota,
 allocations, availability), scores every pool term by term with numpy, finds the best start
 per grid zone in the job's window and picks the winner, both for
-:func:`~accord.domain.placement.place` (a full :class:`Decision`, with its alternatives,
-reference and notes) and for :func:`~accord.domain.placement.choose` (a bare
+:func:`~accord.domain.placement.place.place` (a full :class:`Decision`, with its alternatives,
+reference and notes) and for :func:`~accord.domain.placement.place.choose` (a bare
 :class:`Choice`). :func:`_reciprocity` is the reciprocity term of one move.
 """
 
@@ -19,12 +19,12 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.domain.carbon import HOUR_S
-from accord.domain.federation import Agreement, Federation, QuotaPeriod
-from accord.domain.jobs import JobSpec
-from accord.domain.placement_forecast import PlacementContext
-from accord.domain.placement_index import Bools, Floats, _Hosts, _index, _Pool, _remember
-from accord.domain.placement_pick import (
+from accord.domain.carbon.series import HOUR_S
+from accord.domain.federation.model import Agreement, Federation, QuotaPeriod
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext
+from accord.domain.placement.index import Bools, Floats, _Hosts, _index, _Pool, _remember
+from accord.domain.placement.pick import (
     BEST,
     KW_BEST,
     KW_NOW,
@@ -37,7 +37,7 @@ from accord.domain.placement_pick import (
     WAIT_SCALE,
     Picker,
 )
-from accord.domain.placement_records import (
+from accord.domain.placement.records import (
     ALTERNATIVES,
     MAX_START_SLOTS,
     TIE,
@@ -107,7 +107,7 @@ class _Fixed(NamedTuple):
     spend: Floats      # the emissions weight where there is a forecast, else 0
     block: Floats      # 0 where allowed, +inf elsewhere (added to the scores)
     candidates: Floats  # 0 where the reference may be (home pools with a forecast, else any), +inf elsewhere
-    table: Floats      # the same, one row per term, for :func:`~accord.domain.placement_pick.pick`
+    table: Floats      # the same, one row per term, for :func:`~accord.domain.placement.pick.pick`
 
 
 class _Rules(NamedTuple):
@@ -158,7 +158,7 @@ class _Placer:
     def quick(self, pick: Picker | None = None) -> Choice:
         """The fast path: the same scoring and choice as :meth:`decide`, without building
         the decision's records (explanation, alternatives, reference); with ``pick``
-        (:func:`~accord.domain.placement_pick.pick`, or that function compiled), the
+        (:func:`~accord.domain.placement.pick.pick`, or that function compiled), the
         winner comes from it over the standing table."""
         if pick is not None:
             fx = self._fixed()

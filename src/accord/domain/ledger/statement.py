@@ -20,10 +20,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from accord.domain import merkle, signing
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.federation import Agreement
-from accord.domain.ledger import Entry, balances, canonical, chain_hash, from_document
+from accord.domain.federation.model import Agreement
+from accord.domain.ledger import merkle, signing
+from accord.domain.ledger.entries import Entry, balances, canonical, chain_hash, from_document
 
 FORMAT = "accord-statement/1"
 DOC_CONTEXT = b"accord-statement/1\x00"

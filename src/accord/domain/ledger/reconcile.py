@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from accord.domain.ledger import Entry, EntryKind
-from accord.domain.usage import UsageRecord, split_by_month
+from accord.domain.ledger.entries import Entry, EntryKind
+from accord.domain.ledger.usage import UsageRecord, split_by_month
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ taking part, the sites its jobs may use, the project it is charged to, and a res
 policy: which partners see which (task, model) results, and an embargo that lifts on a
 date or once every partner's programme officer approved release. Everything here is
 pure: parsing with every problem listed, the access rules (each an
-:class:`~accord.domain.access.Access` naming its rule and facts), and the job script a
+:class:`~accord.domain.access.rules.Access` naming its rule and facts), and the job script a
 (task, model) pair runs. See ``docs/design/campaigns.md``.
 """
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from urllib.parse import urlparse
 
-from accord.domain.access import Access, Principal, Role, allow, deny
+from accord.domain.access.rules import Access, Principal, Role, allow, deny
 from accord.domain.errors import InvalidInput
-from accord.domain.federation import Federation
+from accord.domain.federation.model import Federation
 from accord.domain.fieldreader import FieldReader
 
 LOG_DIR = "inspect-logs"          # relative to the job's working directory

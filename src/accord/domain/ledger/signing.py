@@ -2,7 +2,7 @@
 
 A partner holds the log's *public* key (raw 32 bytes, or PEM); with it and the
 tree head it checks that the log committed to that root at that size, then uses
-:mod:`accord.domain.merkle` proofs against the root. Keys are Ed25519
+:mod:`accord.domain.ledger.merkle` proofs against the root. Keys are Ed25519
 (RFC 8032), through ``cryptography``; the private key is its raw 32-byte seed.
 Reading key files is the adapters' job: every function here takes bytes.
 
@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.merkle import EMPTY_ROOT, HASH_SIZE, MAX_TREE_SIZE
+from accord.domain.ledger.merkle import EMPTY_ROOT, HASH_SIZE, MAX_TREE_SIZE
 
 CONTEXT = b"accord-tree-head"
 VERSION = 1

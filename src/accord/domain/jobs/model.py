@@ -104,7 +104,7 @@ TRANSITIONS: dict[tuple[JobState, EventKind], JobState] = {
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """What a researcher asks for. Validated by :mod:`accord.domain.jobspec`."""
+    """What a researcher asks for. Validated by :mod:`accord.domain.jobs.spec`."""
 
     name: str
     gpus: int

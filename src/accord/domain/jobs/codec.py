@@ -2,7 +2,7 @@
 
 Times are ISO 8601 strings in UTC; enums are their values. ``decode_*`` trusts
 its input (it reads what ``encode_*`` wrote), so it is not for user documents:
-those go through :mod:`accord.domain.jobspec`.
+those go through :mod:`accord.domain.jobs.spec`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from accord.domain.footprint import energy_basis
-from accord.domain.jobs import (
-    Event,
-    EventKind,
-    Job,
-    JobSpec,
-    JobState,
-    Outcome,
-    Placement,
-    StoryEntry,
-)
-from accord.domain.usage import UsageRecord
+from accord.domain.carbon.footprint import energy_basis
+from accord.domain.jobs.model import Event, EventKind, Job, JobSpec, JobState, Outcome, Placement, StoryEntry
+from accord.domain.ledger.usage import UsageRecord
 
 
 def iso(t: datetime | None) -> str | None:

@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from accord.domain.carbon.footprint import month_memos
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.federation import Federation
-from accord.domain.footprint import month_memos
-from accord.domain.usage import UsageRecord, split_by_month
+from accord.domain.federation.model import Federation
+from accord.domain.ledger.usage import UsageRecord, split_by_month
 
 UNIT_QUANTUM = Decimal("0.000001")
 GENESIS = bytes(32)
@@ -111,7 +111,7 @@ def usage_entries(record: UsageRecord, federation: Federation, recorded_at: date
 
     When the record's energy or emissions are known, each entry carries them as memo
     lines ``energy_kwh`` and ``emissions_kg`` (decimal strings, 6 places), split by month
-    in proportion to run time as the units are (:func:`~accord.domain.footprint.month_memos`).
+    in proportion to run time as the units are (:func:`~accord.domain.carbon.footprint.month_memos`).
 
     Raises:
         InvalidInput: the record names an agreement the federation lacks, or no

@@ -17,7 +17,7 @@ Formats (``docs/design/simulator.md`` gives the mapping of every field):
 
 A job's requested time is the trace's when it has one at least as long as the run, else
 the run rounded up to a whole ``round_s`` (users ask for round figures; Philly and Alibaba
-record none); never more than the broker accepts (``jobspec.MAX_TIME_LIMIT_S``, 30 days):
+record none); never more than the broker accepts (``jobs.spec.MAX_TIME_LIMIT_S``, 30 days):
 a longer job asks for 30 days and runs 30 days, as a site ends a job at its time limit.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.jobspec import MAX_TIME_LIMIT_S
+from accord.domain.jobs.spec import MAX_TIME_LIMIT_S
 
 MAX_PROBLEMS = 20
 DEFAULT_ROUND_S = 1800

@@ -1,4 +1,4 @@
-"""The last step of :func:`accord.domain.placement.choose` in scalar form: from the loads and
+"""The last step of :func:`accord.domain.placement.place.choose` in scalar form: from the loads and
 a decision's standing table (what the loads do not change, one row per term, one column per
 pool), the winning pool. Written with plain loops over numbers and arrays only, so the
 simulator can compile this very function (numba) and call it for every decision, where
@@ -20,8 +20,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.domain.carbon import HOUR_S
-from accord.domain.placement_records import TIE
+from accord.domain.carbon.series import HOUR_S
+from accord.domain.placement.records import TIE
 
 # the rows of a standing table (``_Fixed.table``)
 OK = 0          # 1.0 where the job may run (every hard constraint but availability), else 0.0

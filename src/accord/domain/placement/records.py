@@ -2,8 +2,7 @@
 decision it returns (:class:`Decision`, with the text of its explanation), the fast path's
 :class:`Choice`, and the constants they share.
 
-Pure records and text, no I/O. :mod:`accord.domain.placement` re-exports every public
-name; import them from there.
+Pure records and text, no I/O.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from accord.domain.federation import Agreement
+from accord.domain.federation.model import Agreement
 
 MAX_START_SLOTS = 48   # start times considered per job: now and up to 47 slot boundaries
 ALTERNATIVES = 3       # alternatives kept in a decision (the best ones)

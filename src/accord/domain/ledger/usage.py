@@ -9,7 +9,7 @@ month in proportion to the time it ran in it (:func:`split_by_month`); the
 shares add up to the record's GPU-seconds exactly.
 
 A record also carries the job's energy and emissions, worked out once when the job
-ends (:mod:`accord.domain.footprint`, ``docs/design/carbon-accounting.md``).
+ends (:mod:`accord.domain.carbon.footprint`, ``docs/design/carbon-accounting.md``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.federation import Federation
-from accord.domain.jobs import Job
+from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import Job
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from accord.domain.merkle import MerkleTree
+from accord.domain.ledger.merkle import MerkleTree
 
 Row = tuple[int, str, str, str, "str | None", "str | None", bytes, str]
 """(seq, id, agreement, period, job_id, usage_id, body, hash) as stored."""

@@ -8,7 +8,7 @@ Worked out once, when the job ends (``Broker._track``), and stored on its usage 
       energy_kWh = joules / 3.6e6 × PUE
 
   else modelled from the pool's power per GPU and the documented host share
-  (:data:`~accord.domain.carbon.DEFAULT_HOST_SHARE` = 4.6 / 5.6 = 23/28 ≈ 0.821, the DGX
+  (:data:`~accord.domain.carbon.energy.DEFAULT_HOST_SHARE` = 4.6 / 5.6 = 23/28 ≈ 0.821, the DGX
   H100 ratio: a 10.2 kW node of 8 × 700 W GPUs, so 1,275 W per GPU with its host share)::
 
       energy_kWh = GPU-seconds × power_W × (1 + host_share) / 3.6e6 × PUE
@@ -16,7 +16,7 @@ Worked out once, when the job ends (``Broker._track``), and stored on its usage 
   GPU-seconds are the record's (allocated GPUs × elapsed), the figure the ledger charges.
 * **emissions**, grams CO2eq: the energy spread evenly over the actual run [start, end) of
   the site's grid zone, i.e. ``energy_kWh / hours × ∫ intensity dt``
-  (:func:`~accord.domain.carbon.job_emissions_g`). A run that took no time is looked up
+  (:func:`~accord.domain.carbon.energy.job_emissions_g`). A run that took no time is looked up
   over its first second.
 
 When no intensity could be had, the energy is still kept, emissions are None and the
@@ -32,17 +32,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from accord.domain.carbon import (
+from accord.domain.carbon.energy import (
     DEFAULT_HOST_SHARE,
     EnergyBasis,
-    IntensitySeries,
     energy_kwh_from_joules,
     job_emissions_g,
     job_energy_kwh,
 )
+from accord.domain.carbon.series import IntensitySeries
 from accord.domain.errors import AccordError, InvalidInput, Problem
-from accord.domain.federation import Site
-from accord.domain.usage import MonthShare, UsageRecord
+from accord.domain.federation.model import Site
+from accord.domain.ledger.usage import MonthShare, UsageRecord
 
 UNAVAILABLE = "unavailable: "
 MEMO_QUANTUM = Decimal("0.000001")  # memo figures: 6 decimal places (1 Wh ... 1 mg)
@@ -91,7 +91,7 @@ def energy_of(record: UsageRecord, site: Site, host_share: float = DEFAULT_HOST_
               ) -> tuple[float, EnergyBasis]:
     """The record's facility energy in kWh and whether it was measured or modelled.
 
-    >>> from accord.domain.federation import BackendKind, GpuPool
+    >>> from accord.domain.federation.model import BackendKind, GpuPool
     >>> from datetime import UTC
     >>> site = Site("s", "S", "uk", "GB", 1.1, BackendKind.LOCAL, (GpuPool("p", "H100", 8, 700.0),))
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
@@ -160,7 +160,7 @@ def month_memos(record: UsageRecord, shares: Sequence[MonthShare]
     >>> r = UsageRecord("s:1", "j", "s", "p", "H100", "uk", None, None, "x",
     ...     datetime(2026, 10, 31, 23, tzinfo=UTC), datetime(2026, 11, 1, 2, tzinfo=UTC),
     ...     1, 10800.0, "completed", 0, energy_kwh=1.0, emissions_g=300.0)
-    >>> from accord.domain.usage import split_by_month
+    >>> from accord.domain.ledger.usage import split_by_month
     >>> month_memos(r, split_by_month(r))
     [(('emissions_kg', '0.100000'), ('energy_kwh', '0.333333')), \
 (('emissions_kg', '0.200000'), ('energy_kwh', '0.666667'))]

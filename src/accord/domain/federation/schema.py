@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import date
 
-from accord.domain.compliance import parse_compliance
+from accord.domain.access.compliance import parse_compliance
 from accord.domain.errors import InvalidInput
-from accord.domain.federation import (
+from accord.domain.federation.model import (
     Agreement,
     BackendKind,
     ExchangeRate,

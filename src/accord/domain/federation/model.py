@@ -2,7 +2,7 @@
 
 Records are frozen and hold only tuples and mappings that are never mutated, so a
 :class:`Federation` can be shared between the broker and the simulator freely.
-Building one from a file is :mod:`accord.domain.federation_schema`'s job.
+Building one from a file is :mod:`accord.domain.federation.schema`'s job.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from accord.domain.compliance import Compliance
+from accord.domain.access.compliance import Compliance
 from accord.domain.errors import NotFound
 
 

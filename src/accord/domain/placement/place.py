@@ -12,19 +12,15 @@ Without a :class:`PlacementContext` the placement is the pre-carbon one: terms
 forecast per grid zone), ``reciprocity`` and ``cost``, checks the quota left,
 and may choose a later start (verdict DEFER).
 
-The code is split over sibling modules by what it holds; this one has the public
-functions and re-exports the public records, so callers import everything from here:
-
-* :mod:`accord.domain.placement_records`: :class:`Verdict`, :class:`PoolLoad`,
-  :func:`after_placing`, :class:`Candidate`, :class:`Rejection`, :class:`Decision` (and the
-  text of its explanation), :class:`Choice`, and the constants :data:`MAX_START_SLOTS`,
-  :data:`ALTERNATIVES`, :data:`TIE`;
-* :mod:`accord.domain.placement_forecast`: :class:`ZoneForecast` and its arithmetic,
-  :class:`PlacementContext`;
-* :mod:`accord.domain.placement_index`: the per-federation index and caches (internal);
-* :mod:`accord.domain.placement_scoring`: the decision itself, ``_Placer`` (internal);
-* :mod:`accord.domain.placement_pick`: :func:`pick`, choose()'s last step in scalar form
-  (what the simulator compiles).
+The code is split over the modules of :mod:`accord.domain.placement` by what they
+hold; this one has the public functions, and each record is imported from the module that
+defines it: :mod:`~accord.domain.placement.records` (the verdict, loads, candidates, the
+decision and its explanation, :class:`Choice`, the shared constants),
+:mod:`~accord.domain.placement.forecast` (:class:`ZoneForecast`, :class:`PlacementContext`),
+:mod:`~accord.domain.placement.index` (the per-federation index and caches, internal),
+:mod:`~accord.domain.placement.scoring` (the decision itself, ``_Placer``, internal) and
+:mod:`~accord.domain.placement.pick` (:func:`~accord.domain.placement.pick.pick`, choose()'s
+last step in scalar form, what the simulator compiles).
 """
 
 from __future__ import annotations
@@ -36,51 +32,14 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.domain.carbon import HOUR_S
-from accord.domain.federation import Agreement, Federation
-from accord.domain.jobs import JobSpec
-from accord.domain.placement_forecast import PlacementContext, ZoneForecast
-from accord.domain.placement_index import _index, _static_reason
-from accord.domain.placement_pick import Picker, pick
-from accord.domain.placement_records import (
-    ALTERNATIVES,
-    MAX_START_SLOTS,
-    TIE,
-    Candidate,
-    Choice,
-    Decision,
-    PoolLoad,
-    Rejection,
-    Verdict,
-    after_placing,
-    retry_waiting_at,
-)
-from accord.domain.placement_scoring import _Placer
-
-__all__ = [
-    "ALTERNATIVES",
-    "MAX_START_SLOTS",
-    "TIE",
-    "Candidate",
-    "Choice",
-    "Decision",
-    "Picker",
-    "PlacementContext",
-    "PoolLoad",
-    "Rejection",
-    "Verdict",
-    "ZoneForecast",
-    "after_placing",
-    "allowed_pools",
-    "choose",
-    "flexibility_s",
-    "forecast_zones",
-    "pick",
-    "place",
-    "pool_keys",
-    "retry_waiting_at",
-    "standing_terms",
-]
+from accord.domain.carbon.series import HOUR_S
+from accord.domain.federation.model import Agreement, Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.forecast import PlacementContext
+from accord.domain.placement.index import _index, _static_reason
+from accord.domain.placement.pick import Picker
+from accord.domain.placement.records import Choice, Decision, PoolLoad
+from accord.domain.placement.scoring import _Placer
 
 
 def place(
@@ -148,7 +107,7 @@ def choose(
 
     ``place(spec, fed, loads, at, context=c).chosen`` is the pool and start this returns
     (a property test checks it on random federations and loads). ``pick`` is
-    :func:`~accord.domain.placement_pick.pick` or that function compiled: the same
+    :func:`~accord.domain.placement.pick.pick` or that function compiled: the same
     choice, from the decision's standing table in scalar loops (a property test checks
     that too).
     """

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.domain.carbon import DEFAULT_HOST_SHARE
-from accord.domain.federation import Agreement, Federation, GpuPool, Site
-from accord.domain.jobs import JobSpec
-from accord.domain.placement_records import PoolLoad, Rejection
+from accord.domain.carbon.energy import DEFAULT_HOST_SHARE
+from accord.domain.federation.model import Agreement, Federation, GpuPool, Site
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.records import PoolLoad, Rejection
 
 _T = TypeVar("_T")
 _MEMO = 4096  # entries per cache before it is emptied

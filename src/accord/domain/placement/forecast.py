@@ -3,7 +3,7 @@ zone's forecast intensity on the placement slot grid with the arithmetic that sc
 on it (integrals, the best start in a window), and :class:`PlacementContext`, the record
 that brings the forecasts, quota left, balances and allocations to a decision.
 
-Pure, no I/O. :mod:`accord.domain.placement` re-exports both; import them from there.
+Pure, no I/O.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from accord.domain.carbon import IntensitySeries, resample
+from accord.domain.carbon.series import IntensitySeries, resample
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.federation import PlacementWeights
-from accord.domain.placement_records import TIE
+from accord.domain.federation.model import PlacementWeights
+from accord.domain.placement.records import TIE
 
 _COST_MEMO = 64        # run durations whose per-slot costs a forecast keeps
 
@@ -67,7 +67,7 @@ class ZoneForecast:
     @staticmethod
     def of(s: IntensitySeries, step_s: int) -> ZoneForecast:
         """``s`` as exact means over slots of ``step_s`` aligned to the epoch (partial slots
-        at either end are dropped, see :func:`accord.domain.carbon.resample`).
+        at either end are dropped, see :func:`accord.domain.carbon.series.resample`).
 
         Raises:
             InvalidInput: ``step_s`` is not positive, or ``s`` is shorter than one slot.

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from accord.domain.errors import InvalidInput
-from accord.domain.federation import Federation
-from accord.domain.fieldreader import ID_ALLOWED, ID_PATTERN, FieldReader, show
-from accord.domain.jobs import JobSpec
+from accord.domain.federation.model import Federation
+from accord.domain.fieldreader import ID_ALLOWED, ID_PATTERN, FieldReader
+from accord.domain.jobs.model import JobSpec
 
 MAX_TIME_LIMIT_S = 30 * 24 * 3600
 DEFAULT_TIME_LIMIT_S = 3600
@@ -224,5 +224,3 @@ def _check_fits(r: FieldReader, gpus: int, model: str | None, federation: Federa
         what = f"pool of {model}" if model else "pool"
         r.add("gpus", f"more GPUs than any {what} has", gpus, f"at most {largest}")
 
-
-__all__ = ["DEFAULT_TIME_LIMIT_S", "parse_job_spec", "parse_time_limit", "show"]

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from accord.domain.access import Affiliation, Grant
+from accord.domain.access.rules import Affiliation, Grant
 from accord.domain.errors import Conflict, InvalidInput, Problem
-from accord.domain.federation import Federation
+from accord.domain.federation.model import Federation
 
 IDENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 IDENT_ALLOWED = ("1–63 characters: lower-case letters, digits, '.', '_' or '-', "
