@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from accord.cli.simulate import ProgressBar
 from accord.domain.carbon.series import series
 from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import InvalidInput
 from accord.sim.broker_engine import BrokerEngine
-from accord.sim.cli import ProgressBar
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, balances, comparable, final_balances, jain, summary, utilisation
 from accord.sim.model import Failures, Outage, Outcome, Policy, Settings, draw_outages

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from accord import cli, cli_access, client, runtime
+from accord import cli, client, runtime
+from accord.cli import access as cli_access
 from accord.domain.errors import Forbidden, InvalidInput, Unavailable
 
 Capture = pytest.CaptureFixture[str]

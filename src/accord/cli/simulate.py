@@ -11,6 +11,9 @@ the command line as well override the file's)::
 
 Writes ``results.json``, ``summary.csv``, ``partners.csv`` and ``report.html`` into DIR
 and prints the summary. Bad input gives ``file:line: field: message`` and exit status 2.
+
+``accord trace from-sacct FILE`` turns Slurm accounting (``sacct --parsable2``) into a
+trace the simulator reads (the Standard Workload Format).
 """
 
 from __future__ import annotations
@@ -23,20 +26,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from accord.cli.common import EXIT_INPUT, Command
 from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import AccordError, InvalidInput, Problem
 from accord.domain.traces.trace import HomeRule, TraceFormat
 from accord.sim.model import POLICY_HELP, Engine, Failures, Outage, Policy
 from accord.sim.scenario import DEFAULT_START, Scenario, load_scenario, resolve_path
 
-EXIT_INPUT = 2
 
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``simulate`` on the ``accord`` command's subparsers; returns its parser."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "simulate", help="replay a job trace over a federation to compare placement policies",
-        description=__doc__.split("\n\n")[0] if __doc__ else None)
+def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", type=Path, help="a scenario TOML file (docs/design/simulator.md)")
     p.add_argument("--federation", help="federation TOML file")
     p.add_argument("--trace", help="job trace (Philly CSV, Alibaba pod list, SWF, generic CSV); "
@@ -70,8 +68,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--mttr-hours", type=float, help="the mean length of a drawn outage")
     p.add_argument("--out", type=Path, required=True, help="directory for the report and data")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(simulate=run)
-    return p
 
 
 def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
@@ -249,18 +245,9 @@ class ProgressBar:
             self.stream.write("\n")
 
 
-def add_trace_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``trace from-sacct`` (Slurm accounting to SWF) on ``accord``'s subparsers."""
-    p: argparse.ArgumentParser = subparsers.add_parser("trace", help="convert job logs for the simulator")
-    sub = p.add_subparsers(dest="trace_cmd", required=True)
-    s = sub.add_parser("from-sacct", help="Slurm 'sacct --parsable2' output to the Standard Workload Format",
-                       description="Columns needed (any order, header line included): "
-                                   "JobID,User,Submit,Start,End,Timelimit,AllocTRES,State; run sacct with "
-                                   "TZ=UTC. The SWF written counts GPUs as processors.")
-    s.add_argument("input", help="sacct output file, or - for standard input")
-    s.add_argument("--out", type=Path, help="SWF file to write (default: standard output)")
-    s.set_defaults(simulate=run_trace)
-    return p
+def _from_sacct_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="sacct output file, or - for standard input")
+    parser.add_argument("--out", type=Path, help="SWF file to write (default: standard output)")
 
 
 def run_trace(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
@@ -290,3 +277,19 @@ def run_trace(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
     print(f"{converted.jobs} job(s) written{'' if args.out is None else ' to ' + str(args.out)}; "
           f"skipped: {skipped}", file=err)
     return 0
+
+
+# ---------------------------------------------------------------------------- the commands
+COMMANDS = (
+    Command("simulate", "replay a job trace over a federation to compare placement policies",
+            _simulate_arguments, offline=run, shared=False,
+            description="``accord simulate``: replay a trace over a federation and compare placement "
+                        "policies."),
+    Command("trace", "convert job logs for the simulator", shared=False, verbs_dest="trace_cmd",
+            verbs_metavar=None, verbs=(
+                Command("from-sacct", "Slurm 'sacct --parsable2' output to the Standard Workload Format",
+                        _from_sacct_arguments, offline=run_trace, shared=False,
+                        description="Columns needed (any order, header line included): "
+                                    "JobID,User,Submit,Start,End,Timelimit,AllocTRES,State; run sacct "
+                                    "with TZ=UTC. The SWF written counts GPUs as processors."),)),
+)

@@ -21,48 +21,30 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from accord.cli_access import Api, Handler
+from accord.cli.common import Api, Doc, group, leaf, output, positionals
 from accord.domain.campaigns.campaign import EmbargoKind
 from accord.domain.errors import InvalidInput, Problem
 
-Doc = dict[str, Any]
+
+# ---------------------------------------------------------------------------- arguments
+def _create_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", type=Path, help="a TOML or JSON campaign document")
+    parser.add_argument("--id")
+    parser.add_argument("--name")
+    parser.add_argument("--project")
+    parser.add_argument("--partner", action="append", default=[], help="a partner taking part (repeat)")
+    parser.add_argument("--site", action="append", default=[], help="a site its jobs may use (repeat)")
+    parser.add_argument("--task", action="append", default=[], metavar="NAME:VERSION[:FILE]")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME,BASE_URL,MODEL[,PARTNER]")
+    parser.add_argument("--embargo", choices=[k.value for k in EmbargoKind])
+    parser.add_argument("--until", metavar="YYYY-MM-DD", help="the embargo date (--embargo date)")
+    parser.add_argument("--gpus", type=int)
+    parser.add_argument("--time-limit-s", type=int)
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``accord campaign ...`` on ``accord``'s subparsers (each leaf sets
-    ``access_handler``, which :func:`accord.cli._remote` calls)."""
-    group = sub.add_parser("campaign", help="joint model-testing campaigns (Inspect)",
-                           description="joint model-testing campaigns (Inspect)")
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="ACTION", parser_class=type(group))
-    cr = _leaf(verbs, "create", common, create, "create a campaign from a file or from flags")
-    cr.add_argument("file", nargs="?", type=Path, help="a TOML or JSON campaign document")
-    cr.add_argument("--id")
-    cr.add_argument("--name")
-    cr.add_argument("--project")
-    cr.add_argument("--partner", action="append", default=[], help="a partner taking part (repeat)")
-    cr.add_argument("--site", action="append", default=[], help="a site its jobs may use (repeat)")
-    cr.add_argument("--task", action="append", default=[], metavar="NAME:VERSION[:FILE]")
-    cr.add_argument("--model", action="append", default=[], metavar="NAME,BASE_URL,MODEL[,PARTNER]")
-    cr.add_argument("--embargo", choices=[k.value for k in EmbargoKind])
-    cr.add_argument("--until", metavar="YYYY-MM-DD", help="the embargo date (--embargo date)")
-    cr.add_argument("--gpus", type=int)
-    cr.add_argument("--time-limit-s", type=int)
-    _leaf(verbs, "list", common, list_campaigns, "the campaigns you may see")
-    for name, handler, text in (("submit", submit, "submit a job for every (task, model) pair"),
-                                ("status", status, "each pair's job, compute per partner, the embargo"),
-                                ("results", results, "scores per task and model (after the embargo)")):
-        _leaf(verbs, name, common, handler, text).add_argument("id")
-    ap = _leaf(verbs, "approve-release", common, approve_release,
-               "approve the release of the results for your partner")
-    ap.add_argument("id")
-    ap.add_argument("--partner", help="when you are programme officer of several partners")
-
-
-def _leaf(sub: Any, name: str, common: argparse.ArgumentParser, handler: Handler,
-          text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=text, description=text)
-    parser.set_defaults(access_handler=handler)
-    return parser
+def _approve_release_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id")
+    parser.add_argument("--partner", help="when you are programme officer of several partners")
 
 
 # ---------------------------------------------------------------------------- documents
@@ -138,7 +120,7 @@ def _model(text: str) -> Doc:
 # ---------------------------------------------------------------------------- handlers
 def create(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord campaign create``."""
-    return _emit(args, api.post("/api/v1/campaigns", document(args)),
+    return output(args, api.post("/api/v1/campaigns", document(args)),
                  lambda c: f"campaign {c['id']} created: {len(c['tasks'])} task(s) × {len(c['models'])} "
                            f"model(s), charged to project {c['project']}; results embargo: "
                            f"{c['results']['embargo']}")
@@ -146,40 +128,49 @@ def create(args: argparse.Namespace, _command: list[str], api: Api) -> int:
 
 def list_campaigns(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord campaign list``."""
-    return _emit(args, api.get("/api/v1/campaigns"), lambda d: "\n".join(
+    return output(args, api.get("/api/v1/campaigns"), lambda d: "\n".join(
         f"{c['id']}  {c['project']}  partners {','.join(c['partners'])}  {c['name']}"
         for c in d["campaigns"]) or "no campaigns")
 
 
 def submit(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord campaign submit``."""
-    return _emit(args, api.post(f"/api/v1/campaigns/{args.id}/submit"), lambda d: "\n".join(
+    return output(args, api.post(f"/api/v1/campaigns/{args.id}/submit"), lambda d: "\n".join(
         f"{r['task']} × {r['model']}: job {r['job']}" for r in d["runs"]))
 
 
 def status(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord campaign status``."""
-    return _emit(args, api.get(f"/api/v1/campaigns/{args.id}"), status_text)
+    return output(args, api.get(f"/api/v1/campaigns/{args.id}"), status_text)
 
 
 def results(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord campaign results``."""
-    return _emit(args, api.get(f"/api/v1/campaigns/{args.id}/results"), results_text)
+    return output(args, api.get(f"/api/v1/campaigns/{args.id}/results"), results_text)
 
 
 def approve_release(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord campaign approve-release``."""
     body = {"partner": args.partner} if args.partner else {}
-    return _emit(args, api.post(f"/api/v1/campaigns/{args.id}/release", body), lambda d: (
+    return output(args, api.post(f"/api/v1/campaigns/{args.id}/release", body), lambda d: (
         f"release approved for {d['partner']}; "
         + ("the embargo has lifted" if d["lifted"] else f"still embargoed ({d['rule']})")))
 
 
-def _emit(args: argparse.Namespace, data: Any, human: Any) -> int:
-    print(json.dumps(data, indent=2) if args.json else human(data))
-    return 0
+# ---------------------------------------------------------------------------- the commands
+COMMANDS = (
+    group("campaign", "joint model-testing campaigns (Inspect)",
+          leaf("create", "create a campaign from a file or from flags", create, _create_arguments),
+          leaf("list", "the campaigns you may see", list_campaigns),
+          leaf("submit", "submit a job for every (task, model) pair", submit, positionals("id")),
+          leaf("status", "each pair's job, compute per partner, the embargo", status, positionals("id")),
+          leaf("results", "scores per task and model (after the embargo)", results, positionals("id")),
+          leaf("approve-release", "approve the release of the results for your partner", approve_release,
+               _approve_release_arguments)),
+)
 
 
+# ---------------------------------------------------------------------------- output
 def status_text(d: Doc) -> str:
     """A campaign's status as a few lines and a table."""
     c, e = d["campaign"], d["embargo"]

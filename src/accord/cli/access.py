@@ -27,172 +27,113 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
-from accord.cli import add_job_arguments, job_document
+from accord.cli.common import (
+    Api,
+    Arguments,
+    Doc,
+    add_job_arguments,
+    emit,
+    group,
+    job_document,
+    leaf,
+    positionals,
+    segment,
+)
 from accord.domain.access.projects import AllocationState
 from accord.domain.access.rules import GRANTABLE, ROLE_SCOPES, AffiliationKind, ScopeKind
 from accord.domain.errors import InvalidInput, Problem
 
-Doc = dict[str, Any]
-
-
-class Api(Protocol):
-    """What the commands need of :class:`accord.client.Client` (tests pass a fake)."""
-
-    def get(self, path: str, **params: Any) -> Any:
-        """GET, with the query parameters that are not None."""
-
-    def post(self, path: str, body: Doc | None = None) -> Any:
-        """POST a JSON body (None values left out)."""
-
-    def delete(self, path: str) -> Any:
-        """DELETE."""
-
-
-Handler = Callable[[argparse.Namespace, list[str], Api], int]
 AUDIT_PAGE = 1000   # the server's default page of audit records
 SHOWN_ONCE = ("warning: this token is shown once — Accord keeps only a hash of it. Save it now, "
               "then use it with --token-file FILE or $ACCORD_TOKEN.")
 
 
-# ---------------------------------------------------------------------------- parsers
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register the access commands on ``accord``'s subparsers.
-
-    Every leaf parser sets ``access_handler``, which :func:`accord.cli._remote` calls
-    with the arguments, the command after ``--`` and the API client.
-    """
-    _leaf(sub, "whoami", common, whoami, "who the server thinks you are: roles, projects, scopes")
-    _token_parsers(sub, common)
-    _user_parsers(sub, common)
-    _project_parsers(sub, common)
-    _allocation_parsers(sub, common)
-    _compliance_parsers(sub, common)
-    au = _leaf(sub, "audit", common, audit, "the audit log: who changed what, when, from where")
-    au.add_argument("--actor", help="a user id")
-    au.add_argument("--action", help="e.g. user.enrol, token.create, allocation.decide, job.submit")
-    au.add_argument("--since", metavar="ISO", help="from this time (e.g. 2026-11-01T00:00:00Z)")
-    au.add_argument("--after", type=int, metavar="SEQ", help="only records after this sequence number")
-    au.add_argument("--limit", type=int, help=f"at most this many records (default {AUDIT_PAGE})")
-    pv = _leaf(sub, "preview", common, preview,
-               "where, when and at what cost a job would run, and what the rules would do "
-               "(takes submit's options; nothing is stored)")
-    add_job_arguments(pv)
+# ---------------------------------------------------------------------------- arguments
+def _token_create_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="what the token is for, e.g. 'laptop'")
+    parser.add_argument("--scope", dest="scopes", action="append", required=True, metavar="S",
+                        help="repeatable: jobs:read, jobs:write, ledger:read, ledger:write, "
+                             "projects:read, projects:write, compliance, audit:read, admin")
+    parser.add_argument("--days", type=int, help="lifetime in days, 1..366 (default 30)")
+    parser.add_argument("--for-user", metavar="U", help="admins: mint it for this user")
 
 
-def _leaf(sub: Any, name: str, common: argparse.ArgumentParser, handler: Handler,
-          text: str) -> argparse.ArgumentParser:
-    """A command parser that runs ``handler``."""
-    parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=text,
-                                                     description=text)
-    parser.set_defaults(access_handler=handler)
-    return parser
+def _user_add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--institution", required=True, help="their primary institution's id")
+    parser.add_argument("--email")
+    parser.add_argument("--oidc-issuer", metavar="X", help="with --oidc-subject: their OIDC identity")
+    parser.add_argument("--oidc-subject", metavar="Y")
 
 
-def _group(sub: Any, name: str, text: str) -> Any:
-    """A command with subcommands (``accord token create``...)."""
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
-    return parser.add_subparsers(dest="verb", required=True, metavar="ACTION",
-                                 parser_class=type(parser))
-
-
-def _token_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    tok = _group(sub, "token", "API tokens for the CLI and automation")
-    c = _leaf(tok, "create", common, token_create, "mint a token (its secret is shown once)")
-    c.add_argument("name", help="what the token is for, e.g. 'laptop'")
-    c.add_argument("--scope", dest="scopes", action="append", required=True, metavar="S",
-                   help="repeatable: jobs:read, jobs:write, ledger:read, ledger:write, "
-                        "projects:read, projects:write, compliance, audit:read, admin")
-    c.add_argument("--days", type=int, help="lifetime in days, 1..366 (default 30)")
-    c.add_argument("--for-user", metavar="U", help="admins: mint it for this user")
-    _leaf(tok, "list", common, token_list, "your tokens")
-    r = _leaf(tok, "revoke", common, token_revoke, "revoke a token")
-    r.add_argument("id")
-
-
-def _user_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    usr = _group(sub, "user", "users, their affiliations and roles (admins)")
-    a = _leaf(usr, "add", common, user_add, "enrol a user")
-    a.add_argument("id")
-    a.add_argument("--name", required=True)
-    a.add_argument("--institution", required=True, help="their primary institution's id")
-    a.add_argument("--email")
-    a.add_argument("--oidc-issuer", metavar="X", help="with --oidc-subject: their OIDC identity")
-    a.add_argument("--oidc-subject", metavar="Y")
-    s = _leaf(usr, "show", common, user_show, "a user's record")
-    s.add_argument("id")
-    g = _leaf(usr, "grant", common, user_grant, "give a user a role")
-    g.add_argument("id")
-    g.add_argument("role", help=", ".join(r.value for r in GRANTABLE))
-    where = g.add_mutually_exclusive_group()
+def _user_grant_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id")
+    parser.add_argument("role", help=", ".join(r.value for r in GRANTABLE))
+    where = parser.add_mutually_exclusive_group()
     where.add_argument("--partner", metavar="P", help="for this partner (programme_officer, auditor)")
     where.add_argument("--site", metavar="S", help="at this site (site_operator)")
     where.add_argument("--global", dest="everywhere", action="store_true",
                        help="everywhere (admin, auditor)")
-    sec = _leaf(usr, "second", common, user_second, "record a secondment or placement")
-    sec.add_argument("id")
-    sec.add_argument("--institution", required=True, help="the host institution's id")
-    sec.add_argument("--kind", required=True, choices=[AffiliationKind.SECONDMENT.value,
-                                                       AffiliationKind.PLACEMENT.value])
-    sec.add_argument("--start", required=True, metavar="YYYY-MM-DD")
-    sec.add_argument("--end", required=True, metavar="YYYY-MM-DD", help="inclusive")
 
 
-def _project_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    prj = _group(sub, "project", "research projects")
-    c = _leaf(prj, "create", common, project_create, "create a project that you lead")
-    c.add_argument("id")
-    c.add_argument("--name", required=True)
-    c.add_argument("--partner", required=True, help="its home partner (one you are affiliated with)")
-    c.add_argument("--theme")
-    _leaf(prj, "list", common, project_list, "the projects you may see")
-    s = _leaf(prj, "show", common, project_show, "a project and its allocations")
-    s.add_argument("id")
-    m = _leaf(prj, "add-member", common, project_add_member, "add a member (the PI)")
-    m.add_argument("id")
-    m.add_argument("user")
+def _user_second_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id")
+    parser.add_argument("--institution", required=True, help="the host institution's id")
+    parser.add_argument("--kind", required=True, choices=[AffiliationKind.SECONDMENT.value,
+                                                          AffiliationKind.PLACEMENT.value])
+    parser.add_argument("--start", required=True, metavar="YYYY-MM-DD")
+    parser.add_argument("--end", required=True, metavar="YYYY-MM-DD", help="inclusive")
 
 
-def _allocation_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    alc = _group(sub, "allocation", "allocations under agreements: apply, decide, list")
-    a = _leaf(alc, "apply", common, allocation_apply, "apply for an allocation (the PI)")
-    a.add_argument("project")
-    a.add_argument("--agreement", required=True)
-    a.add_argument("--host", required=True, help="the granting partner")
-    a.add_argument("--units", required=True, type=float, help="normalised units")
-    a.add_argument("--start", required=True, metavar="YYYY-MM", help="first month")
-    a.add_argument("--end", required=True, metavar="YYYY-MM", help="last month")
-    a.add_argument("--site", dest="sites", action="append", metavar="S",
-                   help="limit it to this site of the host (repeatable)")
-    ls = _leaf(alc, "list", common, allocation_list, "the allocations you may see")
-    ls.add_argument("--project")
-    ls.add_argument("--state", choices=[s.value for s in AllocationState])
-    for verb, handler, text in (("approve", allocation_approve, "approve (a programme officer)"),
-                                ("refuse", allocation_refuse, "refuse, with a reason")):
-        d = _leaf(alc, verb, common, handler, text)
-        d.add_argument("id")
-        d.add_argument("--reason", required=verb == "refuse", default="")
+def _project_create_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--partner", required=True, help="its home partner (one you are affiliated with)")
+    parser.add_argument("--theme")
 
 
-def _compliance_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    cmp = _group(sub, "compliance", "runs held for compliance review")
-    _leaf(cmp, "list", common, compliance_list, "the held runs you may see")
-    for verb, handler, text in (("approve", compliance_approve, "let a held run go (its site's operator)"),
-                                ("refuse", compliance_refuse, "refuse a held run, with a reason")):
-        d = _leaf(cmp, verb, common, handler, text)
-        d.add_argument("job")
-        d.add_argument("--reason", required=verb == "refuse", default="")
+def _allocation_apply_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("project")
+    parser.add_argument("--agreement", required=True)
+    parser.add_argument("--host", required=True, help="the granting partner")
+    parser.add_argument("--units", required=True, type=float, help="normalised units")
+    parser.add_argument("--start", required=True, metavar="YYYY-MM", help="first month")
+    parser.add_argument("--end", required=True, metavar="YYYY-MM", help="last month")
+    parser.add_argument("--site", dest="sites", action="append", metavar="S",
+                        help="limit it to this site of the host (repeatable)")
+
+
+def _allocation_list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project")
+    parser.add_argument("--state", choices=[s.value for s in AllocationState])
+
+
+def _decision_arguments(subject: str, *, reason_required: bool) -> Arguments:
+    """A decision on ``subject`` (an allocation's id, a held job): a refusal needs a reason."""
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(subject)
+        parser.add_argument("--reason", required=reason_required, default="")
+
+    return add
+
+
+def _audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--actor", help="a user id")
+    parser.add_argument("--action", help="e.g. user.enrol, token.create, allocation.decide, job.submit")
+    parser.add_argument("--since", metavar="ISO", help="from this time (e.g. 2026-11-01T00:00:00Z)")
+    parser.add_argument("--after", type=int, metavar="SEQ", help="only records after this sequence number")
+    parser.add_argument("--limit", type=int, help=f"at most this many records (default {AUDIT_PAGE})")
 
 
 # ---------------------------------------------------------------------------- handlers
 def whoami(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord whoami``: the caller as the server sees them."""
-    return _emit(args, api.get("/api/v1/me"), _me_text)
+    return emit(args, api.get("/api/v1/me"), _me_text)
 
 
 def token_create(args: argparse.Namespace, _command: list[str], api: Api) -> int:
@@ -212,77 +153,77 @@ def token_create(args: argparse.Namespace, _command: list[str], api: Api) -> int
 
 def token_list(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord token list``."""
-    return _emit(args, api.get("/api/v1/tokens")["tokens"], _tokens_table)
+    return emit(args, api.get("/api/v1/tokens")["tokens"], _tokens_table)
 
 
 def token_revoke(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord token revoke ID``."""
-    t = api.delete(f"/api/v1/tokens/{_seg(args.id)}")
-    return _emit(args, t, lambda x: f"revoked token {x['id']} ({x['name']!r} of {x['user']})")
+    t = api.delete(f"/api/v1/tokens/{segment(args.id)}")
+    return emit(args, t, lambda x: f"revoked token {x['id']} ({x['name']!r} of {x['user']})")
 
 
 def user_add(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord user add``."""
     body = {"id": args.id, "name": args.name, "email": args.email, "institution": args.institution,
             "oidc_issuer": args.oidc_issuer, "oidc_subject": args.oidc_subject}
-    return _emit(args, api.post("/api/v1/users", body), lambda u: "enrolled " + _user_text(u))
+    return emit(args, api.post("/api/v1/users", body), lambda u: "enrolled " + _user_text(u))
 
 
 def user_show(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord user show ID``."""
-    return _emit(args, api.get(f"/api/v1/users/{_seg(args.id)}"), _user_text)
+    return emit(args, api.get(f"/api/v1/users/{segment(args.id)}"), _user_text)
 
 
 def user_grant(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord user grant ID ROLE [--partner P | --site S | --global]``."""
     body = grant_body(args.role, args.partner, args.site, args.everywhere)
-    user = api.post(f"/api/v1/users/{_seg(args.id)}/grants", body)
-    return _emit(args, user, lambda u: f"granted {_role(body)} to {u['id']}\n" + _user_text(u))
+    user = api.post(f"/api/v1/users/{segment(args.id)}/grants", body)
+    return emit(args, user, lambda u: f"granted {_role(body)} to {u['id']}\n" + _user_text(u))
 
 
 def user_second(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord user second ID``: a secondment or placement."""
     body = {"institution": args.institution, "kind": args.kind, "start": args.start, "end": args.end}
-    user = api.post(f"/api/v1/users/{_seg(args.id)}/affiliations", body)
-    return _emit(args, user, lambda u: f"recorded {args.kind} of {u['id']} at {args.institution}\n"
+    user = api.post(f"/api/v1/users/{segment(args.id)}/affiliations", body)
+    return emit(args, user, lambda u: f"recorded {args.kind} of {u['id']} at {args.institution}\n"
                  + _user_text(u))
 
 
 def project_create(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord project create``."""
     body = {"id": args.id, "name": args.name, "partner": args.partner, "theme": args.theme}
-    return _emit(args, api.post("/api/v1/projects", body), lambda x: "created " + _project_text(x))
+    return emit(args, api.post("/api/v1/projects", body), lambda x: "created " + _project_text(x))
 
 
 def project_list(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord project list``."""
-    return _emit(args, api.get("/api/v1/projects")["projects"], _projects_table)
+    return emit(args, api.get("/api/v1/projects")["projects"], _projects_table)
 
 
 def project_show(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord project show ID``: with its allocations."""
-    return _emit(args, api.get(f"/api/v1/projects/{_seg(args.id)}"), _project_text)
+    return emit(args, api.get(f"/api/v1/projects/{segment(args.id)}"), _project_text)
 
 
 def project_add_member(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord project add-member ID USER``."""
-    project = api.post(f"/api/v1/projects/{_seg(args.id)}/members", {"user": args.user})
-    return _emit(args, project, lambda x: f"added {args.user} to {x['id']}\n" + _project_text(x))
+    project = api.post(f"/api/v1/projects/{segment(args.id)}/members", {"user": args.user})
+    return emit(args, project, lambda x: f"added {args.user} to {x['id']}\n" + _project_text(x))
 
 
 def allocation_apply(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord allocation apply PROJECT ...``."""
     body = {"agreement": args.agreement, "host": args.host, "units": args.units, "start": args.start,
             "end": args.end, "sites": args.sites}
-    a = api.post(f"/api/v1/projects/{_seg(args.project)}/allocations", body)
-    return _emit(args, a, lambda x: f"applied: {_allocation_line(x)}\n"
+    a = api.post(f"/api/v1/projects/{segment(args.project)}/allocations", body)
+    return emit(args, a, lambda x: f"applied: {_allocation_line(x)}\n"
                  f"a programme officer of {x['host']} decides (accord allocation approve|refuse {x['id']})")
 
 
 def allocation_list(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord allocation list [--project P] [--state S]``."""
     found = api.get("/api/v1/allocations", project=args.project, state=args.state)["allocations"]
-    return _emit(args, found, _allocations_table)
+    return emit(args, found, _allocations_table)
 
 
 def allocation_approve(args: argparse.Namespace, _command: list[str], api: Api) -> int:
@@ -297,13 +238,13 @@ def allocation_refuse(args: argparse.Namespace, _command: list[str], api: Api) -
 
 def _decide_allocation(args: argparse.Namespace, api: Api, *, approve: bool) -> int:
     body = {"approve": approve, "reason": args.reason}
-    a = api.post(f"/api/v1/allocations/{_seg(args.id)}/decision", body)
-    return _emit(args, a, _allocation_line)
+    a = api.post(f"/api/v1/allocations/{segment(args.id)}/decision", body)
+    return emit(args, a, _allocation_line)
 
 
 def compliance_list(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord compliance list``: the runs held for review that you may see."""
-    return _emit(args, api.get("/api/v1/compliance")["held"], _held_table)
+    return emit(args, api.get("/api/v1/compliance")["held"], _held_table)
 
 
 def compliance_approve(args: argparse.Namespace, _command: list[str], api: Api) -> int:
@@ -318,8 +259,8 @@ def compliance_refuse(args: argparse.Namespace, _command: list[str], api: Api) -
 
 def _decide_compliance(args: argparse.Namespace, api: Api, *, approve: bool) -> int:
     body = {"approve": approve, "reason": args.reason}
-    job = api.post(f"/api/v1/compliance/{_seg(args.job)}/decision", body)
-    return _emit(args, job, lambda j: f"{j['id']}: {j['state']}"
+    job = api.post(f"/api/v1/compliance/{segment(args.job)}/decision", body)
+    return emit(args, job, lambda j: f"{j['id']}: {j['state']}"
                  + (f" — {j['reason']}" if j["reason"] else ""))
 
 
@@ -327,7 +268,7 @@ def audit(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord audit``: oldest first, a page at a time (``--after`` the last one shown)."""
     records = api.get("/api/v1/audit", actor=args.actor, action=args.action, since=args.since,
                       after=args.after, limit=args.limit)["records"]
-    _emit(args, records, _audit_table)
+    emit(args, records, _audit_table)
     if records and len(records) == (args.limit or AUDIT_PAGE) and not args.json:
         print(f"(more may follow: accord audit --after {records[-1]['seq']} ...)", file=sys.stderr)
     return 0
@@ -335,7 +276,44 @@ def audit(args: argparse.Namespace, _command: list[str], api: Api) -> int:
 
 def preview(args: argparse.Namespace, command: list[str], api: Api) -> int:
     """``accord preview``: what ``accord submit`` with the same arguments would do."""
-    return _emit(args, api.post("/api/v1/jobs/preview", job_document(args, command)), preview_text)
+    return emit(args, api.post("/api/v1/jobs/preview", job_document(args, command)), preview_text)
+
+
+# ---------------------------------------------------------------------------- the commands
+COMMANDS = (
+    leaf("whoami", "who the server thinks you are: roles, projects, scopes", whoami),
+    group("token", "API tokens for the CLI and automation",
+           leaf("create", "mint a token (its secret is shown once)", token_create,
+                 _token_create_arguments),
+           leaf("list", "your tokens", token_list),
+           leaf("revoke", "revoke a token", token_revoke, positionals("id"))),
+    group("user", "users, their affiliations and roles (admins)",
+           leaf("add", "enrol a user", user_add, _user_add_arguments),
+           leaf("show", "a user's record", user_show, positionals("id")),
+           leaf("grant", "give a user a role", user_grant, _user_grant_arguments),
+           leaf("second", "record a secondment or placement", user_second, _user_second_arguments)),
+    group("project", "research projects",
+           leaf("create", "create a project that you lead", project_create, _project_create_arguments),
+           leaf("list", "the projects you may see", project_list),
+           leaf("show", "a project and its allocations", project_show, positionals("id")),
+           leaf("add-member", "add a member (the PI)", project_add_member, positionals("id", "user"))),
+    group("allocation", "allocations under agreements: apply, decide, list",
+           leaf("apply", "apply for an allocation (the PI)", allocation_apply, _allocation_apply_arguments),
+           leaf("list", "the allocations you may see", allocation_list, _allocation_list_arguments),
+           leaf("approve", "approve (a programme officer)", allocation_approve,
+                 _decision_arguments("id", reason_required=False)),
+           leaf("refuse", "refuse, with a reason", allocation_refuse,
+                 _decision_arguments("id", reason_required=True))),
+    group("compliance", "runs held for compliance review",
+           leaf("list", "the held runs you may see", compliance_list),
+           leaf("approve", "let a held run go (its site's operator)", compliance_approve,
+                 _decision_arguments("job", reason_required=False)),
+           leaf("refuse", "refuse a held run, with a reason", compliance_refuse,
+                 _decision_arguments("job", reason_required=True))),
+    leaf("audit", "the audit log: who changed what, when, from where", audit, _audit_arguments),
+    leaf("preview", "where, when and at what cost a job would run, and what the rules would do "
+          "(takes submit's options; nothing is stored)", preview, add_job_arguments),
+)
 
 
 # ---------------------------------------------------------------------------- bodies
@@ -372,25 +350,6 @@ def grant_body(role: str, partner: str | None, site: str | None, everywhere: boo
 
 
 # ---------------------------------------------------------------------------- output
-def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> int:
-    """Print ``data`` as JSON (``--json``) or as ``human`` renders it; exit status 0.
-
-    A reader that stops early (``| head``) is not an error.
-    """
-    try:
-        print(json.dumps(data, indent=2) if args.json else human(data), flush=True)
-    except BrokenPipeError:
-        # Python would complain again when it flushes stdout at exit: point it at nothing.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
-
-
-def _seg(value: str) -> str:
-    from accord.client import segment
-
-    return segment(value)
-
-
 def _time(iso: str | None) -> str:
     """An ISO time shortened for a terminal: ``2026-11-22 13:45 UTC``.
 

@@ -1,0 +1,178 @@
+"""What every area of the command line shares: exit statuses, the parser class, the
+:class:`Command` record the registry is made of, the client handle, printing, and the
+job's own arguments (``submit`` and ``preview`` take the same).
+
+Areas import this module; it imports no area.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from accord.domain.errors import InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from accord.client import Client
+
+EXIT_UNAVAILABLE = 1
+EXIT_INPUT = 2
+FINAL = {"completed", "failed", "cancelled", "timed_out"}
+
+Doc = dict[str, Any]
+
+
+class Api(Protocol):
+    """What the access and campaign commands need of :class:`accord.client.Client`
+    (tests pass a fake)."""
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET, with the query parameters that are not None."""
+
+    def post(self, path: str, body: Doc | None = None) -> Any:
+        """POST a JSON body (None values left out)."""
+
+    def delete(self, path: str) -> Any:
+        """DELETE."""
+
+
+#: A command that talks to the server: the arguments, the command after ``--`` and the
+#: API client (a handler may ask for less, e.g. :class:`Api`); its exit status.
+Handler = Callable[[argparse.Namespace, list[str], "Client"], int]
+#: A command that runs without a server: its exit status, or None when this use of the
+#: command needs the server after all (``accord ledger verify`` runs here,
+#: ``accord ledger balances`` does not).
+Offline = Callable[[argparse.Namespace], "int | None"]
+#: Adds a command's own arguments to its parser.
+Arguments = Callable[[argparse.ArgumentParser], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of ``accord``, as its area declares it for the registry.
+
+    A command has either ``verbs`` (``accord token create``, ``accord token list``...)
+    or at least one handler: ``offline``, tried first, and ``run``, with the API client.
+    A leaf takes the shared options (``--server``, ``--data-dir``, ``--json``,
+    ``--token-file``) unless ``shared`` is False; a command with verbs takes none itself.
+    ``verbs_dest`` and ``verbs_metavar`` name the verb in usage and errors.
+    """
+
+    name: str
+    help: str
+    arguments: Arguments | None = None
+    run: Handler | None = None
+    offline: Offline | None = None
+    verbs: tuple[Command, ...] = ()
+    description: str | None = None
+    shared: bool = True
+    verbs_dest: str = "verb"
+    verbs_metavar: str | None = "ACTION"
+
+    def __post_init__(self) -> None:
+        if not self.verbs and self.run is None and self.offline is None:
+            raise ValueError(f"command {self.name!r} has neither verbs nor a handler")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, printing usage errors as ``accord: error: ...`` with status 2."""
+
+    def error(self, message: str) -> Any:  # argparse prints usage; keep exit status 2
+        self.print_usage(sys.stderr)
+        print(f"accord: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_INPUT)
+
+
+def positionals(*names: str) -> Arguments:
+    """Arguments that are just these positionals (``accord show JOB``)."""
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        for name in names:
+            parser.add_argument(name)
+
+    return add
+
+
+def leaf(name: str, text: str, run: Handler, arguments: Arguments | None = None) -> Command:
+    """A command that runs ``run`` with the API client; its help is its description too."""
+    return Command(name, text, arguments, run=run, description=text)
+
+
+def group(name: str, text: str, *verbs: Command) -> Command:
+    """A command with verbs (``accord token create``...); its help is its description too."""
+    return Command(name, text, verbs=verbs, description=text)
+
+
+# ---------------------------------------------------------------------------- output
+def output(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> int:
+    """Print ``data`` as indented JSON (``--json``) or as ``human`` renders it; status 0."""
+    print(json.dumps(data, indent=2) if args.json else human(data))
+    return 0
+
+
+def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> int:
+    """As :func:`output`, flushed at once; a reader that stops early (``| head``) is not
+    an error."""
+    try:
+        print(json.dumps(data, indent=2) if args.json else human(data), flush=True)
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def segment(value: str) -> str:
+    """``value`` quoted as one segment of a URL path (:func:`accord.client.segment`)."""
+    from accord.client import segment as quoted
+
+    return quoted(value)
+
+
+# ---------------------------------------------------------------------------- a job's arguments
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's own arguments, shared by ``submit`` and ``preview``."""
+    parser.add_argument("script", nargs="?", type=Path, help="a batch script file")
+    parser.add_argument("--gpus", type=int, default=1)
+    parser.add_argument("--gpu-model")
+    parser.add_argument("--time-limit", default="1h", help="e.g. 3600, 30m, 2h, 01:00:00")
+    parser.add_argument("--project")
+    parser.add_argument("--partner")
+    parser.add_argument("--theme")
+    parser.add_argument("--site")
+    parser.add_argument("--name")
+    parser.add_argument("--earliest-start")
+    parser.add_argument("--deadline")
+    parser.add_argument("--data-residency", action="append", help="ISO country code (repeatable)")
+
+
+def job_document(args: argparse.Namespace, command: list[str]) -> Doc:
+    """The job body for the API from the arguments of :func:`add_job_arguments`.
+
+    Raises:
+        InvalidInput: nothing to run, both a script and a command, an unreadable script.
+    """
+    doc: Doc = {"gpus": args.gpus, "time_limit": args.time_limit}
+    if command and args.script:
+        raise InvalidInput([Problem("command", "give a script file or -- COMMAND..., not both")])
+    if command:
+        doc["command"] = command
+    elif args.script:
+        try:
+            doc["script"] = args.script.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput([Problem("script", f"cannot read: {exc}", str(args.script))]) from None
+    else:
+        raise InvalidInput([Problem("command", "nothing to run",
+                                    allowed=f"accord {args.cmd} [options] -- COMMAND... or SCRIPT")])
+    for key in ("gpu_model", "project", "partner", "theme", "site", "name", "earliest_start",
+                "deadline", "data_residency"):
+        value = getattr(args, key)
+        if value is not None:
+            doc[key] = value
+    return doc

@@ -1,0 +1,53 @@
+"""``accord up`` (run the API, dispatcher and status page) and ``accord validate``
+(check a federation file); neither needs a running server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from accord.cli.common import Command
+
+
+def _up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--federation", type=Path, help="federation TOML (default: the demo)")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--no-dispatcher", action="store_true",
+                        help="serve the API only; jobs are stored but not run (benchmarks)")
+
+
+def _validate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path)
+
+
+def up(args: argparse.Namespace) -> int:
+    """``accord up``: serve until interrupted."""
+    from accord.runtime import Settings, serve
+
+    serve(Settings.resolve(args.data_dir, args.federation, args.port, args.host,
+                           dispatch=not args.no_dispatcher))
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    """``accord validate FILE``: a federation file's summary, or its problems (status 2)."""
+    from accord.adapters.federation_file import load_federation
+
+    fed = load_federation(args.file)
+    gpus = sum(s.total_gpus for s in fed.sites)
+    summary = {"file": str(args.file), "partners": len(fed.partners), "sites": len(fed.sites),
+               "gpus": gpus, "agreements": len(fed.agreements)}
+    if args.json:
+        print(json.dumps({"valid": True, **summary}))
+    else:
+        print(f"{args.file}: valid — {len(fed.partners)} partners, {len(fed.sites)} sites, "
+              f"{gpus:,} GPUs, {len(fed.agreements)} agreements")
+    return 0
+
+
+COMMANDS = (
+    Command("up", "run the API, dispatcher and status page", _up_arguments, offline=up),
+    Command("validate", "check a federation file", _validate_arguments, offline=validate),
+)
