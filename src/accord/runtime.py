@@ -1,4 +1,5 @@
-"""The composition root: builds Accord's pieces from settings and runs ``accord up``."""
+"""``accord up``: settings, the real adapters they name, and the server and dispatcher that
+run over the services :func:`accord.compose.compose` builds from them."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from accord.adapters import keys
 from accord.adapters.carbon.chain import standard_chain
@@ -21,21 +21,12 @@ from accord.adapters.federation_file import load_federation
 from accord.adapters.local_backend import LocalBackend
 from accord.adapters.oidc import OidcSettings, OidcVerifier
 from accord.adapters.slurm.backend import SlurmBackend
-from accord.adapters.sql.access_store import SqlAccess
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
+from accord.compose import Services, Verifier, compose, ledger_service
 from accord.domain.errors import Conflict, InvalidInput, Problem
 from accord.domain.federation.model import BackendKind, Federation
-from accord.domain.ledger import signing
-from accord.domain.ledger.statement import key_id
 from accord.ports import CarbonSource, SiteBackend
-from accord.service.access import AccessService
-from accord.service.broker import Broker
-from accord.service.gate import Gate
 from accord.service.ledger import LedgerService
-
-if TYPE_CHECKING:
-    from accord.service.campaigns import CampaignService
 
 log = logging.getLogger("accord")
 DEFAULT_PORT = 8642
@@ -101,19 +92,6 @@ def build_backends(federation: Federation, data_dir: Path) -> dict[str, SiteBack
     return backends
 
 
-@dataclass
-class Runtime:
-    """Everything ``accord up`` runs."""
-
-    settings: Settings
-    federation: Federation
-    store: SqlStore
-    broker: Broker
-    ledger: LedgerService
-    token: str
-    access: AccessService
-
-
 def build_carbon() -> CarbonSource:
     """Grid intensity: live APIs when configured, then data files, then built-in profiles.
 
@@ -129,48 +107,47 @@ def build_carbon() -> CarbonSource:
 
 def build_ledger(federation: Federation, store: SqlStore, data_dir: Path) -> LedgerService:
     """The ledger service over the store, signing with the operator key in ``data_dir``."""
-    private = keys.load_or_create(data_dir)
-    log_id = key_id(signing.public_key(private))[:16]
-    return LedgerService(federation, SqlLedger(store), SystemClock(), private, log_id, Closure)
+    return ledger_service(federation, store, SystemClock(), keys.load_or_create(data_dir))
 
 
-def build(settings: Settings) -> Runtime:
-    """Load the federation, open the store, make the backends and the broker.
-
-    Raises:
-        InvalidInput: the federation file is wrong.
-        Unavailable: the database cannot be reached.
-    """
-    federation = load_federation(settings.federation_path)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(settings.database_url)
-    backends = build_backends(federation, settings.data_dir)
-    ledger = build_ledger(federation, store, settings.data_dir)
-    token = ensure_token(settings.data_dir)
-    access = build_access(federation, store, token)
-    broker = Broker(federation, store, backends, SystemClock(), carbon=build_carbon(),
-                    quota_used=ledger.quota_used, balance=ledger.net_balance,
-                    gate=Gate(federation, access, ledger.project_used))
-    return Runtime(settings, federation, store, broker, ledger, token, access)
-
-
-def build_access(federation: Federation, store: SqlStore, token: str) -> AccessService:
-    """Identity and access over the store; OIDC when ``ACCORD_OIDC_ISSUER``,
-    ``ACCORD_OIDC_AUDIENCE`` and ``ACCORD_OIDC_JWKS`` (a file or URL) are set.
+def oidc_from_env(env: Mapping[str, str]) -> Verifier | None:
+    """The OIDC verifier when ``ACCORD_OIDC_ISSUER``, ``ACCORD_OIDC_AUDIENCE`` and
+    ``ACCORD_OIDC_JWKS`` (a file or URL) are set in ``env``; else None.
 
     Raises:
         InvalidInput: the OIDC settings are incomplete or wrong.
     """
-    settings = OidcSettings.from_env(os.environ)
-    verifier = None
-    if settings is not None:
-        oidc = OidcVerifier(settings)
+    settings = OidcSettings.from_env(env)
+    if settings is None:
+        return None
+    oidc = OidcVerifier(settings)
 
-        def verifier(token: str) -> tuple[str, str]:
-            claims = oidc.verify(token)
-            return claims.issuer, claims.subject
+    def verifier(token: str) -> tuple[str, str]:
+        claims = oidc.verify(token)
+        return claims.issuer, claims.subject
 
-    return AccessService(federation, SqlAccess(store), SystemClock(), token, verifier)
+    return verifier
+
+
+def build(settings: Settings) -> Services:
+    """Load the federation, open the store and compose every service over the real
+    backends, the system clock, the carbon chain and OIDC when configured.
+
+    Raises:
+        InvalidInput: the federation file or the OIDC settings are wrong.
+        Unavailable: the database cannot be reached.
+    """
+    federation = load_federation(settings.federation_path)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    verifier = oidc_from_env(os.environ)
+    store = SqlStore(settings.database_url)
+    try:
+        return compose(federation, store, build_backends(federation, settings.data_dir), SystemClock(),
+                       ensure_token(settings.data_dir), carbon=build_carbon(), oidc=verifier,
+                       data_dir=settings.data_dir)
+    except BaseException:
+        store.close()
+        raise
 
 
 @contextmanager
@@ -200,33 +177,22 @@ def exclusive(data_dir: Path) -> Iterator[None]:
         fh.close()
 
 
-def build_campaigns(rt: Runtime) -> CampaignService:
-    """Campaigns over the runtime's broker, gate, access and store (for the dispatcher's
-    log collection; the API builds its own over the same store)."""
-    from accord.adapters.sql.campaign_store import SqlCampaigns
-    from accord.service.campaigns import CampaignService
-
-    gate = rt.broker.gate or Gate(rt.federation, rt.access, rt.ledger.project_used)
-    return CampaignService(rt.broker, gate, rt.access, SqlCampaigns(rt.store))
-
-
 class Dispatcher(threading.Thread):
-    """Runs the broker's step, then the ledger's posting sweep, every ``interval`` seconds."""
+    """Runs the broker's step, the ledger's posting sweep and the campaigns' log collection
+    every ``interval`` seconds, over the same services as the API."""
 
-    def __init__(self, broker: Broker, ledger: LedgerService, interval: float,
-                 collect: Callable[[], object] | None = None) -> None:
+    def __init__(self, services: Services, interval: float) -> None:
         super().__init__(name="accord-dispatcher", daemon=True)
-        self.broker = broker
-        self.ledger = ledger
-        self.collect = collect or (lambda: 0)   # campaigns' Inspect logs (build_campaigns)
+        self.services = services
         self.interval = interval
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        s = self.services
         while not self.stopping.is_set():
-            for name, work in (("dispatcher", self.broker.step),
-                               ("ledger posting", self.ledger.post_pending),
-                               ("campaign log collection", self.collect)):
+            for name, work in (("dispatcher", s.broker.step),
+                               ("ledger posting", s.ledger.post_pending),
+                               ("campaign log collection", s.campaigns.collect)):
                 try:
                     work()
                 except Exception:  # the loop must outlive any one failure; it is logged
@@ -235,7 +201,8 @@ class Dispatcher(threading.Thread):
 
 
 def serve(settings: Settings) -> None:
-    """Run the API, the status page and the dispatcher until interrupted.
+    """Run the API, the status page and the dispatcher until interrupted: both over the
+    one record of services :func:`build` composes.
 
     Raises:
         InvalidInput, Unavailable, Conflict: as :func:`build` and :func:`exclusive`.
@@ -248,17 +215,15 @@ def serve(settings: Settings) -> None:
         raise InvalidInput([Problem("--port", "is not a TCP port", str(settings.port), "1..65535")])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with exclusive(settings.data_dir):
-        rt = build(settings)
-        app = create_app(rt.broker, rt.token, title=f"Accord — {rt.federation.name}",
-                         ledger=rt.ledger, access=rt.access)
+        services = build(settings)
+        app = create_app(services, title=f"Accord — {services.federation.name}")
         url = f"http://{settings.host}:{settings.port}"
         (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
-        dispatcher = Dispatcher(rt.broker, rt.ledger, settings.poll_interval_s,
-                                collect=build_campaigns(rt).collect)
+        dispatcher = Dispatcher(services, settings.poll_interval_s)
         if settings.dispatch:
             dispatcher.start()
-        print(f"Accord is up at {url} (federation: {rt.federation.name}; "
-              f"data: {settings.data_dir}; store: {rt.store.engine.dialect.name})", flush=True)
+        print(f"Accord is up at {url} (federation: {services.federation.name}; "
+              f"data: {settings.data_dir}; store: {services.store.engine.dialect.name})", flush=True)
         try:
             uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                         access_log=False)
@@ -266,4 +231,4 @@ def serve(settings: Settings) -> None:
             dispatcher.stopping.set()
             if dispatcher.is_alive():
                 dispatcher.join(timeout=10)
-            rt.store.close()
+            services.close()

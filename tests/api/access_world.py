@@ -21,17 +21,14 @@ from fastapi.testclient import TestClient
 from accord.adapters.clock import FakeClock
 from accord.adapters.federation_file import parse_federation_text
 from accord.adapters.local_backend import LocalBackend
-from accord.adapters.sql.access_store import SqlAccess
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
+from accord.compose import compose
 from accord.domain.access.rules import TokenScope
 from accord.domain.federation.model import Federation
-from accord.domain.ledger import signing
 from accord.domain.ledger.entries import next_period
 from accord.service.access import AccessService, RateLimiter
 from accord.service.broker import Broker
-from accord.service.gate import Gate
 from accord.service.ledger import LedgerService
 from tests.conftest import SMALL_FEDERATION
 
@@ -165,25 +162,21 @@ def make_world(tmp: Path, *, verifier: Callable[[str], tuple[str, str]] | None =
     """A live app over a fresh SQLite store with (optionally) everyone in :data:`PEOPLE`;
     its clock is a :class:`FakeClock` set to ``start`` (the machine's clock is never read)."""
     fed = world_federation(extra)
-    store = SqlStore(f"sqlite:///{tmp / 'world.db'}")
     clock = FakeClock(start)
-    ledger = LedgerService(fed, SqlLedger(store), clock, signing.generate_private_key(), "test-log", Closure)
-    access = AccessService(fed, SqlAccess(store), clock, ADMIN_TOKEN, verifier,
-                           token_limiter=RateLimiter(token_limit, 60.0))
     backends = {s.id: LocalBackend(s, tmp / "jobs") for s in fed.sites}
-    broker = Broker(fed, store, dict(backends), clock, quota_used=ledger.quota_used,
-                    balance=ledger.net_balance, gate=Gate(fed, access, ledger.project_used))
+    services = compose(fed, f"sqlite:///{tmp / 'world.db'}", backends, clock, ADMIN_TOKEN, oidc=verifier,
+                       token_limiter=RateLimiter(token_limit, 60.0))
+    broker = services.broker
     try:
-        with TestClient(create_app(broker, ADMIN_TOKEN, ledger=ledger, access=access),
-                        raise_server_exceptions=False) as client:
-            w = World(client, broker, access, ledger, clock, store)
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
+            w = World(client, broker, services.access, services.ledger, clock, services.store)
             if people:
                 for user, (institution, grants) in PEOPLE.items():
                     w.enrol(user, institution, grants)
             yield w
             cancel_unfinished(broker)
     finally:
-        store.close()
+        services.close()
 
 
 def cancel_unfinished(broker: Broker, limit: int = 1000) -> None:

@@ -1,4 +1,4 @@
-"""The API client fixture shared by the API tests; each module provides its own ``broker``."""
+"""The API client fixture shared by the API tests; each module composes its own ``services``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from accord.api.app import create_app
+from accord.compose import Services
 from accord.service.broker import Broker
 
 TOKEN = "t0ken"
@@ -15,7 +16,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def api(broker: Broker) -> Iterator[TestClient]:
-    """The app over the module's broker, in process."""
-    with TestClient(create_app(broker, TOKEN), raise_server_exceptions=False) as client:
+def api(services: Services) -> Iterator[TestClient]:
+    """The app over the module's services, in process."""
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
         yield client
+
+
+@pytest.fixture
+def broker(services: Services) -> Broker:
+    """The module's broker (the one the app uses)."""
+    return services.broker

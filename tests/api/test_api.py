@@ -10,18 +10,18 @@ from fastapi.testclient import TestClient
 
 from accord.adapters.clock import SystemClock
 from accord.adapters.local_backend import LocalBackend
-from accord.adapters.sql.store import SqlStore
+from accord.compose import Services, compose
 from accord.domain.federation.model import Federation
 from accord.service.broker import Broker
-from tests.api.conftest import AUTH
+from tests.api.conftest import AUTH, TOKEN
 
 
 @pytest.fixture
-def broker(small_federation: Federation, tmp_path: Path) -> Iterator[Broker]:
-    store = SqlStore(f"sqlite:///{tmp_path / 'a.db'}")
+def services(small_federation: Federation, tmp_path: Path) -> Iterator[Services]:
     backends = {s.id: LocalBackend(s, tmp_path / "jobs") for s in small_federation.sites}
-    yield Broker(small_federation, store, dict(backends), SystemClock())
-    store.close()
+    composed = compose(small_federation, f"sqlite:///{tmp_path / 'a.db'}", backends, SystemClock(), TOKEN)
+    yield composed
+    composed.close()
 
 
 def test_routes_need_the_token(api: TestClient) -> None:

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from fastapi.routing import APIRoute
-from starlette.routing import Mount, Route
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute, Mount, Route
 
 from tests.api.access_world import World, make_world
 from tests.api.test_authz_matrix import MATRIX
@@ -33,11 +33,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield w
 
 
+def app_routes(w: World) -> list[BaseRoute]:
+    """The app's routes in the order they are matched, those of its included routers
+    in their place (FastAPI keeps an included router as one node of ``app.routes``)."""
+    return [c.original_route for c in iter_route_contexts(w.client.app.routes)]   # type: ignore[attr-defined]
+
+
 def declared(w: World) -> dict[tuple[str, str], Route | Mount]:
     """(method, path template) of every route of the app (HEAD, which Starlette adds to
     every GET of a plain route, aside)."""
     found: dict[tuple[str, str], Route | Mount] = {}
-    for r in w.client.app.routes:   # type: ignore[attr-defined]
+    for r in app_routes(w):
         if isinstance(r, Mount):
             found["*", r.path] = r
         elif isinstance(r, APIRoute | Route):
@@ -66,7 +72,7 @@ def test_each_case_requests_the_route_it_is_filed_under(world: World) -> None:
         route = routes[case.key]
         path = re.sub(r"\{\w+\}", "x1", (case.path or case.route).split("?")[0])
         assert isinstance(route, APIRoute) and route.path_regex.match(path), (case.id, route)
-        first = next(r for r in world.client.app.routes   # type: ignore[attr-defined]
+        first = next(r for r in app_routes(world)
                      if isinstance(r, APIRoute) and case.method in (r.methods or ())
                      and r.path_regex.match(path))
         assert first is route, f"{case.id} would be served by {first.path}"

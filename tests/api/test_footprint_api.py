@@ -11,22 +11,22 @@ import pytest
 from fastapi.testclient import TestClient
 
 from accord.adapters.clock import FakeClock
-from accord.adapters.sql.store import SqlStore
+from accord.compose import Services, compose
 from accord.domain.federation.model import Federation
 from accord.domain.ledger.usage import UsageRecord
 from accord.service.broker import Broker
-from tests.api.conftest import AUTH
+from tests.api.conftest import AUTH, TOKEN
 from tests.conftest import T0
 from tests.service.test_broker_footprint import EndingBackend, FlatCarbon, ran
 
 
 @pytest.fixture
-def broker(small_federation: Federation, tmp_path: Path) -> Iterator[Broker]:
-    store = SqlStore(f"sqlite:///{tmp_path / 'a.db'}")
+def services(small_federation: Federation, tmp_path: Path) -> Iterator[Services]:
     backends = {"bristol": EndingBackend("bristol", ran(1.0))}
-    yield Broker(small_federation, store, backends, FakeClock(T0 + timedelta(hours=3)),
-                 carbon=FlatCarbon(200.0))
-    store.close()
+    composed = compose(small_federation, f"sqlite:///{tmp_path / 'a.db'}", backends,
+                       FakeClock(T0 + timedelta(hours=3)), TOKEN, carbon=FlatCarbon(200.0))
+    yield composed
+    composed.close()
 
 
 def test_routes_need_the_token(api: TestClient) -> None:

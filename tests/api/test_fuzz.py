@@ -47,10 +47,9 @@ from schemathesis.checks import (
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.local_backend import LocalBackend
-from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
+from accord.compose import compose
 from accord.domain.federation.model import Federation
-from accord.runtime import build_ledger
 from accord.service.broker import Broker
 from tests.api.conftest import AUTH, TOKEN
 from tests.api.test_footprint_api import usage
@@ -106,19 +105,16 @@ NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
 def serving(federation: Federation, where: Path, url: str | None = None) -> Iterator[Live]:
     """The full app (broker, ledger, access) over ``url`` (default SQLite in ``where``),
     with a few objects of each kind to aim at."""
-    store = SqlStore(url or f"sqlite:///{where / 'a.db'}")
-    ledger = build_ledger(federation, store, where)
     clock = FakeClock(NOW)   # inside uk-fr and the seeded allocation, whatever today is
-    ledger.clock = clock
     backends = {s.id: LocalBackend(s, where / "jobs") for s in federation.sites}
-    broker = Broker(federation, store, dict(backends), clock,
-                    quota_used=ledger.quota_used, balance=ledger.net_balance)
-    app = create_app(broker, TOKEN, ledger=ledger)
+    services = compose(federation, url or f"sqlite:///{where / 'a.db'}", backends, clock, TOKEN,
+                       data_dir=where)
+    app = create_app(services)
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
-            yield Live(app, client, _seed(client, broker, ledger))
+            yield Live(app, client, _seed(client, services.broker, services.ledger))
     finally:
-        store.close()
+        services.close()
 
 
 @pytest.fixture

@@ -28,17 +28,12 @@ from fastapi.testclient import TestClient
 from accord.adapters.clock import SystemClock
 from accord.adapters.federation_file import parse_federation_text
 from accord.adapters.slurm.backend import SlurmBackend
-from accord.adapters.sql.access_store import SqlAccess
-from accord.adapters.sql.campaign_store import SqlCampaigns
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
-from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
+from accord.compose import compose
 from accord.domain.access.rules import TokenScope
-from accord.domain.ledger import signing
-from accord.service.access import AccessService, RateLimiter
+from accord.service.access import RateLimiter
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
-from accord.service.gate import Gate
 from accord.service.ledger import LedgerService
 from tests.api.access_world import cancel_unfinished
 from tests.conftest import SMALL_FEDERATION
@@ -109,18 +104,12 @@ def testbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     fed = parse_federation_text(slurm_federation_text() + THIRD_PARTNER, "campaign-testbed.toml")
-    store = SqlStore(f"sqlite:///{tmp_path / 'accord.db'}")
-    clock = SystemClock()
-    ledger = LedgerService(fed, SqlLedger(store), clock, signing.generate_private_key(), "test-log", Closure)
-    access = AccessService(fed, SqlAccess(store), clock, ADMIN_TOKEN, token_limiter=RateLimiter(1000, 60.0))
-    gate = Gate(fed, access, ledger.project_used)
     backends = {s.id: SlurmBackend(s, tmp_path / "slurm-jobs") for s in fed.sites}
-    broker = Broker(fed, store, dict(backends), clock, quota_used=ledger.quota_used,
-                    balance=ledger.net_balance, gate=gate)
-    campaigns = CampaignService(broker, gate, access, SqlCampaigns(store))
+    services = compose(fed, f"sqlite:///{tmp_path / 'accord.db'}", backends, SystemClock(), ADMIN_TOKEN,
+                       token_limiter=RateLimiter(1000, 60.0))
+    broker, ledger, campaigns = services.broker, services.ledger, services.campaigns
     try:
-        with TestClient(create_app(broker, ADMIN_TOKEN, ledger=ledger, access=access),
-                        raise_server_exceptions=False) as client:
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
             tb = Bed(client, broker, ledger, campaigns, {})
             for user, (institution, grants) in PEOPLE.items():
                 tb.ok("admin", "POST", "/api/v1/users", json={"id": user, "name": user.title(),
@@ -133,7 +122,7 @@ def testbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
             yield tb
             cancel_unfinished(broker, limit=100)
     finally:
-        store.close()
+        services.close()
 
 
 def _campaign(url: str) -> dict[str, Any]:

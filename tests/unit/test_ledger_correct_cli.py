@@ -28,15 +28,10 @@ from fastapi.testclient import TestClient
 from accord import cli, client
 from accord.adapters.clock import FakeClock
 from accord.adapters.local_backend import LocalBackend
-from accord.adapters.sql.access_store import SqlAccess
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
-from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
-from accord.domain.ledger import signing
+from accord.compose import compose
 from accord.domain.ledger.entries import Entry
 from accord.domain.ledger.usage import UsageRecord
-from accord.service.access import AccessService
-from accord.service.broker import Broker
 from accord.service.ledger import LedgerService
 from tests.api.access_world import ADMIN_TOKEN, world_federation
 
@@ -94,13 +89,10 @@ class Accord:
 def accord(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
            capsys: pytest.CaptureFixture[str]) -> Iterator[Accord]:
     fed = world_federation()
-    store = SqlStore(f"sqlite:///{tmp_path / 'accord.db'}")
-    clock = FakeClock(NOW)
-    ledger = LedgerService(fed, SqlLedger(store), clock, signing.generate_private_key(), "test-log", Closure)
-    access = AccessService(fed, SqlAccess(store), clock, ADMIN_TOKEN)
-    broker = Broker(fed, store, {s.id: LocalBackend(s, tmp_path / "jobs") for s in fed.sites}, clock,
-                    quota_used=ledger.quota_used, balance=ledger.net_balance)
-    app = create_app(broker, ADMIN_TOKEN, ledger=ledger, access=access)
+    backends = {s.id: LocalBackend(s, tmp_path / "jobs") for s in fed.sites}
+    services = compose(fed, f"sqlite:///{tmp_path / 'accord.db'}", backends, FakeClock(NOW), ADMIN_TOKEN)
+    store, ledger = services.store, services.ledger
+    app = create_app(services)
     to_app, real_client = InApp(app), client.Client
 
     def in_process(url: str, token: str | None) -> client.Client:
@@ -148,7 +140,7 @@ def accord(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             assert (closed.code, closed.out.split(":")[0]) == (0, "closed 2026-10"), closed
             yield done
     finally:
-        store.close()
+        services.close()
 
 
 def legs(e: Entry | dict[str, Any]) -> list[tuple[str, str]]:

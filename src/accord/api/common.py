@@ -1,17 +1,27 @@
-"""What every route module of the API shares: problem documents, the caller, and the
-audit note a route leaves for the audit middleware."""
+"""What every route module of the API shares: the services and the caller as FastAPI
+dependencies, problem documents, the audit note a route leaves for the audit middleware,
+and finding a job the caller may see."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, cast
 
-from fastapi import Request
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from accord.domain.access.rules import JobFacts, Principal
-from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
+from accord.compose import Services
+from accord.domain.access.rules import (
+    Access,
+    JobFacts,
+    Principal,
+    TokenScope,
+    can_read_job,
+    token_scope,
+)
+from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem, Unauthenticated
 from accord.domain.federation.model import Federation
 from accord.domain.jobs.model import Job
 
@@ -93,3 +103,60 @@ def hidden_job(p: Principal, job_id: str, exc: NotFound | None = None) -> Except
     if p.is_admin and exc is not None:
         return exc
     return Forbidden(f"job {job_id} does not exist or you may not see it")
+
+
+# ---------------------------------------------------------------- dependencies
+def services(request: Request) -> Services:
+    """The app's services (:func:`accord.api.app.create_app` keeps them on the app)."""
+    return cast(Services, request.app.state.services)
+
+
+def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The authenticated caller (also kept on the request for the audit record).
+
+    Raises:
+        Unauthenticated: no valid credentials (each failure spends the client address's
+            allowance).
+        RateLimited: too many failed authentications from the client address.
+    """
+    s = services(request)
+    try:
+        p = s.access.authenticate(authorization)
+    except Unauthenticated:
+        s.auth_failures.take(source(request), "failed authentication")
+        raise
+    request.state.principal = p
+    return p
+
+
+Svc = Annotated[Services, Depends(services)]
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def source(request: Request) -> str:
+    """The client's address, as far as it is known."""
+    return request.client.host if request.client else "?"
+
+
+# ---------------------------------------------------------------- jobs
+def job_for(s: Services, p: Principal, job_id: str,
+            rule: Callable[[Principal, JobFacts], Access] = can_read_job) -> Job:
+    """The job, if ``p`` may see it and ``rule`` allows; a job they may not see is
+    refused in the same words whether or not it exists."""
+    if (refusal := token_scope(p, TokenScope.JOBS_READ)) is not None:
+        refusal.require()    # says which scope is missing: it depends on no job
+    try:
+        job = s.broker.store.get_job(job_id)
+    except NotFound as exc:
+        raise hidden_job(p, job_id, exc) from None
+    facts = job_facts(job, s.broker.federation)
+    if not can_read_job(p, facts).allowed:
+        raise hidden_job(p, job_id)
+    rule(p, facts).require()
+    return job
+
+
+def partners_of(job: Job, fed: Federation) -> tuple[str, ...]:
+    """The job's requester and host partners, for its audit records."""
+    facts = job_facts(job, fed)
+    return tuple(sorted({x for x in (facts.requester, facts.host) if x}))

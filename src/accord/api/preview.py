@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from accord.domain.access.review import Action
 from accord.domain.carbon.energy import DEFAULT_HOST_SHARE, job_energy_kwh
 from accord.domain.jobs.model import Job
 from accord.domain.placement.records import Verdict
 from accord.service.broker import ACTIVE, Broker, every_job
-from accord.service.gate import Action, Gate
+from accord.service.gate import Gate
 
 
 def preview_doc(broker: Broker, gate: Gate, job: Job, notes: list[str]) -> dict[str, Any]:

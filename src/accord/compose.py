@@ -1,0 +1,107 @@
+"""The composition root: every service of a running Accord, built once, in one record.
+
+:func:`compose` wires the store, the ledger, access, the gate, the broker, campaigns, the
+group committer, the audit writer and the rate limiters around a federation, a store,
+site backends and a clock. ``accord up`` (:func:`accord.runtime.build`) calls it with the
+real adapters and hands the same record to the API (:func:`accord.api.app.create_app`)
+and to the dispatcher thread; tests call it with fakes of their choosing. Nothing else
+makes a service: the API only reads this record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from accord.adapters import keys
+from accord.adapters.sql.access_store import SqlAccess
+from accord.adapters.sql.campaign_store import SqlCampaigns
+from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.store import SqlStore
+from accord.domain.federation.model import Federation
+from accord.domain.ledger import signing
+from accord.domain.ledger.statement import key_id
+from accord.ports import CarbonSource, Clock, SiteBackend
+from accord.service.access import AccessService, RateLimiter
+from accord.service.audit import AuditWriter
+from accord.service.broker import Broker
+from accord.service.campaigns import CampaignService
+from accord.service.gate import Gate
+from accord.service.group_commit import GroupCommitter
+from accord.service.ledger import LedgerService
+
+Verifier = Callable[[str], tuple[str, str]]   # an OIDC JWT -> (issuer, subject); raises if invalid
+AUTH_FAILURES = (60, 60.0)   # failed authentications per client address, per this many seconds
+TOKEN_MINTING = (10, 60.0)   # tokens a user may mint, per this many seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a running Accord is made of, each built once by :func:`compose`.
+
+    ``committer`` and ``audit`` run a writer thread each, and ``store`` holds a connection
+    pool: whoever composed the record stops them with :meth:`close`.
+    """
+
+    federation: Federation
+    store: SqlStore
+    backends: Mapping[str, SiteBackend]
+    clock: Clock
+    carbon: CarbonSource | None
+    ledger: LedgerService
+    access: AccessService
+    gate: Gate
+    broker: Broker
+    campaigns: CampaignService
+    committer: GroupCommitter          # batches new jobs into one transaction (POST /jobs)
+    audit: AuditWriter                 # stores the audit records of API requests
+    auth_failures: RateLimiter         # failed authentications per client address
+    token_limiter: RateLimiter         # token minting per user (inside ``access`` too)
+
+    def close(self) -> None:
+        """Store what the committer and the audit writer hold, stop them, close the store."""
+        try:
+            self.committer.close()
+            self.audit.close()
+        finally:
+            self.store.close()
+
+
+def ledger_service(federation: Federation, store: SqlStore, clock: Clock,
+                   private_key: bytes) -> LedgerService:
+    """The ledger over ``store``, signing with ``private_key`` (its log id derived from the key)."""
+    log_id = key_id(signing.public_key(private_key))[:16]
+    return LedgerService(federation, SqlLedger(store), clock, private_key, log_id, Closure)
+
+
+def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str, SiteBackend],
+            clock: Clock, token: str, *, carbon: CarbonSource | None = None,
+            oidc: Verifier | None = None, data_dir: Path | None = None,
+            token_limiter: RateLimiter | None = None) -> Services:
+    """Every service of Accord over ``store`` (a :class:`SqlStore` or a database URL to open).
+
+    ``backends`` drive the sites, ``clock`` is the time of every service, ``token`` the local
+    admin token, ``carbon`` the grid-intensity source (None: placement without carbon),
+    ``oidc`` verifies OIDC JWTs (None: no OIDC issuer), ``data_dir`` holds the operator's
+    signing key, created on first use (None: a fresh key, kept in memory only), and
+    ``token_limiter`` limits token minting (default :data:`TOKEN_MINTING`).
+
+    Raises:
+        Unavailable: the database cannot be reached (a URL given).
+    """
+    db = SqlStore(store) if isinstance(store, str) else store
+    private = keys.load_or_create(data_dir) if data_dir is not None else signing.generate_private_key()
+    ledger = ledger_service(federation, db, clock, private)
+    minting = token_limiter or RateLimiter(*TOKEN_MINTING)
+    access = AccessService(federation, SqlAccess(db), clock, token, oidc, token_limiter=minting)
+    gate = Gate(federation, access, ledger.project_used)
+    broker = Broker(federation, db, dict(backends), clock, carbon=carbon, quota_used=ledger.quota_used,
+                    balance=ledger.net_balance, gate=gate)
+    return Services(
+        federation=federation, store=db, backends=broker.backends, clock=clock, carbon=carbon,
+        ledger=ledger, access=access, gate=gate, broker=broker,
+        campaigns=CampaignService(broker, gate, access, SqlCampaigns(db)),
+        committer=GroupCommitter(db), audit=AuditWriter(access.store.audit_many),
+        auth_failures=RateLimiter(*AUTH_FAILURES), token_limiter=minting,
+    )
