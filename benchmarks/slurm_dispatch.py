@@ -35,7 +35,7 @@ from accord.adapters.slurm.commands import Completed, SubprocessRunner
 from accord.adapters.sql.store import SqlStore
 from accord.domain.jobs import codec
 from accord.domain.jobs.model import Event, EventKind, JobSpec, JobState, Placement, apply, new_job
-from accord.service.broker import Broker
+from accord.service.broker import Broker, _Pass
 
 
 class TimedRunner:
@@ -111,7 +111,7 @@ def poll_10k(tmp: Path, tracked: int) -> tuple[float, float]:
     broker = Broker(fed, store, {"isambard": SlurmBackend(fed.site("isambard"), tmp, Replay())},
                     SystemClock())
     start = time.perf_counter()
-    broker._poll_sites()
+    broker._poll(_Pass(SystemClock().now()))
     ours = time.perf_counter() - start
     store.close()
     conf = cluster_settings("isambard").slurm_conf

@@ -6,7 +6,6 @@ the simulator; contract tests run one suite against both.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +17,8 @@ from accord.domain.access.rules import Affiliation, Grant, TokenScope
 from accord.domain.campaigns.campaign import CollectedLog, Run
 from accord.domain.carbon.series import IntensitySeries
 from accord.domain.errors import AccordError
-from accord.domain.jobs.model import Job, JobState, Outcome
+from accord.domain.jobs.model import Job, JobState
+from accord.domain.jobs.site import Dispatched, JobLogs, RemoteStatus
 from accord.domain.ledger.reconcile import SiteUsage
 from accord.domain.ledger.usage import UsageRecord
 from accord.domain.placement.records import PoolLoad
@@ -30,51 +30,6 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time."""
         ...
-
-
-class RemoteState(enum.Enum):
-    """A job's state as a site backend reports it (a closed vocabulary over Slurm's)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-    NODE_FAIL = "node_fail"
-    LOST = "lost"
-
-    @property
-    def is_final(self) -> bool:
-        """Whether the backend will report nothing new about the job."""
-        return self not in (RemoteState.PENDING, RemoteState.RUNNING)
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteStatus:
-    """What a backend says of one job: its state, and how it ended if it did."""
-
-    state: RemoteState
-    started_at: datetime | None = None
-    outcome: Outcome | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatched:
-    """The result of handing a job to a site."""
-
-    backend_ref: str
-    gpu_indices: tuple[int, ...] = ()
-    adopted: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class JobLogs:
-    """A job's captured output (may be partial while it runs)."""
-
-    stdout: str
-    stderr: str
 
 
 class SiteBackend(Protocol):
@@ -90,13 +45,21 @@ class SiteBackend(Protocol):
         """Current load per pool id."""
         ...
 
-    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
-        """Start ``job`` (placed at this site), or adopt it if it already runs here.
+    def look_up(self, job: Job) -> Dispatched | None:
+        """The job's submission at this site (``adopted=True``), if it has one.
 
-        Must be idempotent per job id: a second call for the same job returns the
-        first submission (``adopted=True``) and never starts it twice. The broker
-        passes ``maybe_submitted=False`` when its write-ahead record shows no earlier
-        attempt, so a backend whose look-up is costly may skip it.
+        The broker asks before sending a job again whose earlier hand-over may have reached
+        the site (its write-ahead record, or an answer that never came).
+        """
+        ...
+
+    def submit(self, job: Job) -> Dispatched:
+        """Start ``job`` (placed at this site). The broker calls it only when no earlier
+        submission can exist here (none was sent, or a look-up found none); it must still
+        never start the job twice (a second call returns the first, ``adopted=True``).
+
+        Raises Busy when the site has no room now (it does not have the job), InDoubt when it
+        cannot tell whether it took it, Unavailable when it was not reached.
         """
         ...
 
@@ -160,10 +123,13 @@ class JobStore(Protocol):
         due_by: datetime | None = None,
         after: tuple[datetime, str] | None = None,
         story: bool = True,
+        recheck_by: datetime | None = None,
     ) -> list[Job]:
         """Jobs in ``states`` first come, first served: oldest submission first (then id), at
         most ``limit``. With ``due_by``, only those whose ``not_before`` is unset or at most
-        ``due_by``; with ``after``, only those after that (submitted at, id), to page on.
+        ``due_by``; with ``after``, only those after that (submitted at, id), to page on;
+        with ``recheck_by``, only deferred jobs whose placement is due to be looked at again
+        by then (their ``deferral.recheck_at``), the longest due first.
         ``story=False`` leaves their stories empty (much faster, to read specs and placements;
         such a job is not to be saved)."""
         ...

@@ -15,7 +15,8 @@ import pytest
 
 from accord.domain.errors import Busy
 from accord.domain.jobs.model import Job, JobSpec, Placement, new_job
-from accord.ports import RemoteState, RemoteStatus, SiteBackend
+from accord.domain.jobs.site import RemoteState, RemoteStatus
+from accord.ports import SiteBackend
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from accord.adapters.local_backend import LocalBackend
 from accord.domain.errors import Busy
 from accord.domain.federation.model import Federation
-from accord.ports import RemoteState
+from accord.domain.jobs.site import RemoteState
 from tests.contract.backend_suite import (
     BackendHarness,
     SiteBackendContract,

@@ -12,8 +12,8 @@ import pytest
 
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.cli import main
+from accord.domain.jobs.site import RemoteState
 from accord.domain.traces.trace import TraceFormat, parse_trace
-from accord.ports import RemoteState
 from tests.contract.backend_suite import BackendHarness, make_job, wait_final
 from tests.integration.slurm_testbed import cluster_settings, slurm_federation
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from accord.adapters.slurm.backend import SlurmBackend
-from accord.ports import RemoteState
+from accord.domain.jobs.site import RemoteState
 from tests.contract.backend_suite import BackendHarness, SiteBackendContract, make_job, wait_final
 from tests.integration.slurm_testbed import slurm_federation
 

@@ -13,9 +13,9 @@ import pytest
 from accord.adapters.clock import SystemClock
 from accord.adapters.slurm.backend import SlurmBackend, job_tag
 from accord.adapters.sql.store import SqlStore
-from accord.domain.jobs.model import Event, EventKind, Job, JobState, Placement, apply
-from accord.ports import RemoteState
-from accord.service.broker import INTENT, Broker
+from accord.domain.jobs.model import DispatchStatus, Event, EventKind, Job, JobState, Placement, apply
+from accord.domain.jobs.site import RemoteState
+from accord.service.broker import Broker
 from tests.contract.backend_suite import BackendHarness, make_job, wait_final
 from tests.integration.slurm_testbed import cluster_settings, ctld, slurm_federation
 
@@ -83,8 +83,9 @@ def test_crash_between_sbatch_and_recording_adopts_the_job(broker: Broker) -> No
                                          placement=Placement("isambard", "h100")))
     # What the broker writes before sbatch, then sbatch itself; then Accord "crashes".
     intent = broker.store.save_job(apply(placed, Event(
-        EventKind.NOTE, job.submitted_at, "dispatching to isambard", ((INTENT, "dispatch"),))))
-    first = broker.backends["isambard"].submit(intent, maybe_submitted=False)
+        EventKind.NOTE, job.submitted_at, "dispatching to isambard", (("intent", "dispatch"),)),
+        dispatch=DispatchStatus.SENT))
+    first = broker.backends["isambard"].submit(intent)
     run_until(broker, lambda: _state(broker, job) is JobState.COMPLETED)
     done = broker.store.get_job(job.id)
     assert done.backend_ref == first.backend_ref

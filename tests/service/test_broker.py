@@ -12,8 +12,8 @@ from accord.adapters.sql.store import SqlStore
 from accord.domain.errors import Unavailable
 from accord.domain.federation.model import Federation
 from accord.domain.jobs.model import Job, JobState, Outcome
+from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.placement.records import PoolLoad
-from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.service.broker import Broker
 from tests.conftest import T0
 
@@ -34,8 +34,13 @@ class ScriptedBackend:
             raise Unavailable("slurmctld not answering")
         return {}
 
-    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
-        self.lookups += int(maybe_submitted)
+    def look_up(self, job: Job) -> Dispatched | None:
+        self.lookups += 1
+        if self.down:
+            raise Unavailable("slurmctld not answering")
+        return Dispatched(backend_ref=f"r-{job.id}", adopted=True) if job.id in self.submitted else None
+
+    def submit(self, job: Job) -> Dispatched:
         if self.down:
             raise Unavailable("slurmctld not answering")
         if job.spec.name in self.broken:
@@ -130,17 +135,16 @@ def test_write_ahead_intent_means_look_up_before_resubmitting(
     kinds = [(e.event.kind.value, e.event.reason) for e in store.get_job(job.id).story]
     assert kinds[2] == ("note", "dispatching to bristol")
     # A job whose intent was recorded but whose dispatch was not (a crash in between):
-    from accord.domain.jobs.model import Event, EventKind, Placement, apply
-    from accord.service.broker import INTENT, dispatch_attempted
+    from accord.domain.jobs.model import DispatchStatus, Event, EventKind, Placement, apply
 
     crashed, _ = broker.submit({"command": ["x"], "site": "bristol", "name": "c"}, "u")
     crashed = store.save_job(apply(crashed, Event(EventKind.PLACE, T0, "p"),
                                    placement=Placement("bristol", "h100")))
     crashed = store.save_job(apply(crashed, Event(EventKind.NOTE, T0, "dispatching to bristol",
-                                                  ((INTENT, "dispatch"),))))
-    assert dispatch_attempted(crashed)
+                                                  (("intent", "dispatch"),)), dispatch=DispatchStatus.SENT))
     broker.step()
     assert uk.lookups == 1
+    assert store.get_job(crashed.id).state is JobState.COMPLETED
 
 
 def test_a_dispatch_in_doubt_stays_at_its_site_and_is_looked_up(
@@ -149,11 +153,11 @@ def test_a_dispatch_in_doubt_stays_at_its_site_and_is_looked_up(
     from accord.domain.errors import InDoubt
 
     class TimesOut(ScriptedBackend):
-        def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
-            if not self.submitted and not maybe_submitted:
+        def submit(self, job: Job) -> Dispatched:
+            if not self.submitted:
                 self.submitted.append("timed-out")
                 raise InDoubt("sbatch did not answer within 30 s")
-            return super().submit(job, maybe_submitted)
+            return super().submit(job)
 
     uk = TimesOut("bristol", 4)
     broker = _broker(small_federation, store, bristol=uk, paris=ScriptedBackend("paris", 8))

@@ -15,9 +15,10 @@ from accord.domain.carbon.series import IntensitySeries, series
 from accord.domain.errors import Unavailable
 from accord.domain.federation.model import Federation
 from accord.domain.jobs.model import Job, JobState, Outcome
+from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.ledger.usage import UsageRecord
 from accord.domain.placement.records import PoolLoad
-from accord.ports import CarbonSource, Dispatched, JobLogs, RemoteState, RemoteStatus
+from accord.ports import CarbonSource
 from accord.service.broker import Broker
 from tests.conftest import T0
 
@@ -37,7 +38,10 @@ class EndingBackend:
     def loads(self) -> Mapping[str, PoolLoad]:
         return {}
 
-    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
+    def look_up(self, job: Job) -> Dispatched | None:
+        return None
+
+    def submit(self, job: Job) -> Dispatched:
         return Dispatched(backend_ref=f"r-{job.id}")
 
     def poll(self, refs: Sequence[str]) -> Mapping[str, RemoteStatus]:

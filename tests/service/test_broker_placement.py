@@ -18,11 +18,14 @@ from accord.adapters.sql.store import SqlStore
 from accord.domain.carbon.series import IntensitySeries, series
 from accord.domain.errors import Unavailable
 from accord.domain.federation.model import Federation, QuotaPeriod
+from accord.domain.jobs.machine import handle
+from accord.domain.jobs.machine import placement_spec as _placement_spec
 from accord.domain.jobs.model import EventKind, Job, JobSpec, JobState
+from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
+from accord.domain.jobs.stimuli import Dispatch, PlacementDecided, Rules
 from accord.domain.placement.place import place
 from accord.domain.placement.records import PoolLoad, Verdict
-from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
-from accord.service.broker import Broker, _placement_spec
+from accord.service.broker import Broker
 from accord.service.placement_context import build_context, quota_left, quota_period
 from tests.conftest import T0
 
@@ -39,7 +42,10 @@ class Site:
     def loads(self) -> Mapping[str, PoolLoad]:
         return {}
 
-    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
+    def look_up(self, job: Job) -> Dispatched | None:
+        return None
+
+    def submit(self, job: Job) -> Dispatched:
         self.submitted.append(job.id)
         return Dispatched(backend_ref=f"r-{job.id}")
 
@@ -145,11 +151,13 @@ def test_a_deferral_that_would_miss_the_deadline_is_placed_now(small_federation:
     context = build_context(small_federation, Pattern(), T0)
     roomy = place(replace(job.spec, deadline=T0 + 6 * HOUR), small_federation, {}, T0, context=context)
     assert roomy.verdict is Verdict.DEFER and roomy.start == T0 + 2 * HOUR
-    assert b._act_on(job, roomy, T0, {}) is True   # 11:00 + 1 h is after the 11:30 deadline
-    placed = store.get_job(job.id)
+    # 11:00 + 1 h is after the 11:30 deadline
+    step = handle(job, PlacementDecided("t", T0, roomy), Rules(small_federation, reviews=False))
+    placed = step.job
     assert placed.state is JobState.PLACED and placed.not_before is None
     assert placed.story[-2].event.reason.startswith("Placed at bristol/h100 to start now")
     assert "would finish after the deadline" in placed.story[-2].event.reason
+    assert step.instructions == (Dispatch(job.id, "bristol", "h100"),)
 
 
 def test_no_forecast_means_placing_now_with_the_reason(small_federation: Federation,

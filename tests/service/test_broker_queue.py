@@ -16,9 +16,10 @@ import pytest
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.store import SqlStore
 from accord.domain.federation.model import Federation
-from accord.domain.jobs.model import EventKind, JobState
+from accord.domain.jobs.model import DeferKind, Deferral, EventKind, Job, JobState
+from accord.domain.jobs.stimuli import Instruction, Reconsider, Stimulus
 from accord.service import broker as broker_module
-from accord.service.broker import Broker
+from accord.service.broker import Broker, _Pass
 from tests.conftest import T0
 from tests.service.test_broker import ScriptedBackend
 
@@ -112,24 +113,31 @@ def test_jobs_waiting_for_quota_leave_the_queue_to_the_jobs_behind_them(
 
 def test_every_deferred_job_is_reconsidered_in_turn(small_federation: Federation, store: SqlStore,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Five deferred jobs, two a page: the pages go round (2, 2, then the last one and
-    back to the first two), so in any three passes each job is looked at."""
+    """Five jobs placement deferred, all due to be looked at again, two a pass: the longest
+    due first, so in three passes each is looked at once (and then not for REPLAN_S)."""
     b, clock = make(small_federation, store)
-    ids = submit(b, clock, {"site": "paris", "earliest_start": (T0 + 5 * HOUR).isoformat()}, 5)
-    for _ in range(3):
-        b.step()
-    assert states(store, ids) == [JobState.DEFERRED] * 5
+    ids = submit(b, clock, {"site": "paris"}, 5)
+    for k, job_id in enumerate(ids):
+        job = store.get_job(job_id)
+        store.save_job(replace(job, state=JobState.DEFERRED, not_before=T0 + 5 * HOUR,
+                               deferral=Deferral(DeferKind.PLACEMENT, T0 + 5 * HOUR, "paris",
+                                                 T0 + (5 - k) * timedelta(seconds=1))))
     seen: list[str] = []
-    real = b._reconsider_deferred
+    real = b._execute
 
-    def spy(now: datetime, loads: object, deferred: list[object]) -> int:
-        seen.extend(j.id for j in deferred)  # type: ignore[attr-defined]
-        return real(now, loads, deferred)  # type: ignore[arg-type]
+    def spy(job: Job, i: Instruction, p: _Pass) -> Stimulus | None:
+        if isinstance(i, Reconsider):
+            seen.append(job.id)
+        return real(job, i, p)
 
-    monkeypatch.setattr(b, "_reconsider_deferred", spy)
+    monkeypatch.setattr(b, "_execute", spy)
+    passes = []
     for _ in range(3):
         b.step()
-    assert sorted(seen) == sorted(ids) and len(seen) == 5
+        passes.append(list(seen))
+    assert [len(x) for x in passes] == [2, 4, 5]
+    assert passes[0] == [ids[4], ids[3]], "the longest due first"
+    assert sorted(seen) == sorted(ids)
 
 
 def test_a_job_waiting_for_its_earliest_start_is_not_reconsidered(small_federation: Federation,
@@ -162,6 +170,5 @@ def test_allocation_checks_count_every_active_job(small_federation: Federation, 
             return {}
 
     b.gate = gate = Counting()  # type: ignore[assignment]
-    b._committed = None
-    b._committed_use(clock.now())
+    b._committed(_Pass(clock.now()))
     assert gate.seen == 45

@@ -16,20 +16,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from accord.adapters.clock import FakeClock
-from accord.adapters.sql.access_store import SqlAccess
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
-from accord.adapters.sql.store import SqlStore
 from accord.api.app import create_app
+from accord.compose import compose
 from accord.domain.carbon.series import IntensitySeries, series
 from accord.domain.errors import Unavailable
+from accord.domain.jobs.machine import _estimates
 from accord.domain.jobs.model import EventKind, Job
+from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.ledger import signing
 from accord.domain.ledger.statement import public_pem_of
 from accord.domain.placement.records import Candidate, PoolLoad
-from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
-from accord.service.access import AccessService
-from accord.service.broker import Broker, _estimates
-from accord.service.gate import Gate
+from accord.service.broker import Broker
 from accord.service.ledger import LedgerService
 from tests.api.access_world import ADMIN, ADMIN_TOKEN, T0, world_federation
 
@@ -48,7 +45,10 @@ class Site:
             raise Unavailable(f"{self.site_id}: the scheduler does not answer")
         return {pool: PoolLoad(free, queued_gpus=1) for pool, free in self.free.items()}
 
-    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
+    def look_up(self, job: Job) -> Dispatched | None:
+        return None
+
+    def submit(self, job: Job) -> Dispatched:
         return Dispatched(backend_ref=f"r-{job.id}")
 
     def poll(self, refs: Sequence[str]) -> Mapping[str, RemoteStatus]:
@@ -90,17 +90,12 @@ class App:
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[App]:
     fed = world_federation()
-    store = SqlStore(f"sqlite:///{tmp_path / 'd.db'}")
     clock = FakeClock(T0)
-    ledger = LedgerService(fed, SqlLedger(store), clock, signing.generate_private_key(), "test-log", Closure)
-    access = AccessService(fed, SqlAccess(store), clock, ADMIN_TOKEN)
     sites = {"bristol": Site("bristol", {"h100": 3}), "paris": Site("paris", {"a100": 8}, down=True)}
-    broker = Broker(fed, store, dict(sites), clock, carbon=Grid(), quota_used=ledger.quota_used,
-                    balance=ledger.net_balance, gate=Gate(fed, access, ledger.project_used))
+    services = compose(fed, f"sqlite:///{tmp_path / 'd.db'}", sites, clock, ADMIN_TOKEN, carbon=Grid())
     try:
-        with TestClient(create_app(broker, ADMIN_TOKEN, ledger=ledger, access=access),
-                        raise_server_exceptions=False) as client:
-            a = App(client, broker, ledger, sites)
+        with TestClient(create_app(services), raise_server_exceptions=False) as client:
+            a = App(client, services.broker, services.ledger, sites)
             for user, institution, grant in (("alice", "bristol", None),
                                              ("pofr", "sorbonne", ("programme_officer", "partner", "fr"))):
                 assert client.post("/api/v1/users", headers=ADMIN, json={
@@ -114,7 +109,7 @@ def app(tmp_path: Path) -> Iterator[App]:
                     "for_user": user}).json()["token"]
             yield a
     finally:
-        store.close()
+        services.close()
 
 
 def test_the_load_of_every_site_is_shown_to_any_signed_in_caller(app: App) -> None:

@@ -20,7 +20,7 @@ from accord.adapters.slurm.backend import SlurmBackend
 from accord.adapters.slurm.commands import Completed
 from accord.domain.errors import Unavailable
 from accord.domain.jobs.model import JobSpec, Placement, new_job
-from accord.ports import RemoteState
+from accord.domain.jobs.site import RemoteState
 from tests.conftest import SMALL_FEDERATION
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slurm" / "22.05" / "parse-formats"
@@ -102,8 +102,8 @@ def test_refused_sbatch_is_unavailable_with_slurms_words(tmp_path: Path) -> None
     job = replace(new_job("j1", JobSpec("t", 1, 60, ("true",)), datetime.now(UTC)),
                   placement=Placement("bristol", "h100"))
     with pytest.raises(Unavailable, match="Requested node configuration is not available"):
-        backend.submit(job, maybe_submitted=False)
-    assert [c[0] for c in runner.calls] == ["sbatch"], "no look-up without an earlier attempt"
+        backend.submit(job)
+    assert [c[0] for c in runner.calls] == ["sbatch"], "submit never looks up: the broker asks first"
     sbatch = runner.calls[0]
     assert "-J" in sbatch and "accord-j1" in sbatch
     assert "--gpus=1" in sbatch and "--time=0-00:01:00" in sbatch and "-p" in sbatch
@@ -113,8 +113,8 @@ def test_adopts_a_job_found_by_its_tag(tmp_path: Path) -> None:
     runner = FakeRunner({"squeue": SQUEUE.replace("accord-held", "accord-j1"), "sacct": ""})
     job = replace(new_job("j1", JobSpec("t", 1, 60, ("true",)), datetime.now(UTC)),
                   placement=Placement("bristol", "h100"))
-    got = _backend(runner, tmp_path).submit(job, maybe_submitted=True)
-    assert (got.backend_ref, got.adopted) == ("32", True)
+    got = _backend(runner, tmp_path).look_up(job)
+    assert got is not None and (got.backend_ref, got.adopted) == ("32", True)
 
 
 def test_time_limits_round_up_to_minutes() -> None:

@@ -25,7 +25,7 @@ from accord.adapters.slurm.parse import (
     parse_tres_gpus,
 )
 from accord.domain.errors import Unavailable
-from accord.ports import RemoteState
+from accord.domain.jobs.site import RemoteState
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "slurm"

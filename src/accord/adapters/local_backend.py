@@ -32,9 +32,9 @@ from accord.adapters.local_runner import process_start_ticks, write_atomic
 from accord.domain.errors import Busy, Conflict, Unavailable
 from accord.domain.federation.model import Site
 from accord.domain.jobs.model import Job, Outcome
+from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.ledger.reconcile import SiteUsage
 from accord.domain.placement.records import PoolLoad
-from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 
 LOG_TAIL_BYTES = 1_000_000
 RUNNER_START_GRACE_S = 30.0
@@ -76,10 +76,17 @@ class LocalBackend:
             used[pool] = used.get(pool, 0) + len(indices)
         return {p.id: PoolLoad(free_gpus=p.gpus - used.get(p.id, 0)) for p in self.site.pools}
 
-    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
-        """Start the job's runner, or adopt the one already started for this job.
+    def look_up(self, job: Job) -> Dispatched | None:
+        """The job's runner, if one was started here (adopted, and relaunched if it never
+        came up); None if its directory holds no job file."""
+        job_dir = self.root / job.id
+        if not (job_dir / "job.json").exists():
+            return None
+        return self._adopt(job, job_dir)
 
-        ``maybe_submitted`` is ignored: creating the job directory is the check.
+    def submit(self, job: Job) -> Dispatched:
+        """Start the job's runner, or adopt the one already started for this job (creating
+        the job directory is the check).
 
         Raises:
             Conflict: the job is not placed at one of this site's pools.

@@ -36,13 +36,13 @@ from accord.domain.errors import InvalidInput, Problem, Unavailable
 from accord.domain.federation.model import Federation, Site
 from accord.domain.jobs.model import Event, EventKind, Job, JobState
 from accord.domain.jobs.model import Outcome as SiteOutcome
+from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.ledger import signing
 from accord.domain.ledger.entries import Entry
 from accord.domain.ledger.statement import key_id
 from accord.domain.ledger.usage import UsageRecord
 from accord.domain.placement.place import pool_keys
 from accord.domain.placement.records import PoolLoad, retry_waiting_at
-from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.service import broker as live_broker
 from accord.service.broker import Broker, StepReport
 from accord.service.ledger import LedgerService
@@ -137,7 +137,17 @@ class SimSite:
         self._answer()
         return {pid: PoolLoad(ps.free, ps.queued) for pid, ps in self.pools.items()}
 
-    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
+    def look_up(self, job: Job) -> Dispatched | None:
+        """The run of ``job`` at this site (adopted), if it was submitted.
+
+        Raises:
+            Unavailable: the site is down.
+        """
+        self._answer()
+        known = self.by_job.get(job.id)
+        return None if known is None else Dispatched(self.runs[known].ref, adopted=True)
+
+    def submit(self, job: Job) -> Dispatched:
         """Queue ``job`` at its placement's pool (and start it if it fits); a job already
         submitted is adopted.
 

@@ -158,7 +158,7 @@ class Settings:
     arrives); ``refresh_s``: how often the placement context (quota left, balances,
     forecasts) is rebuilt, and jobs that had to wait are tried again; ``replan_s``: how
     often a deferred job is reconsidered (0: never; the live broker's passes do it every
-    600 s, ``accord.service.broker.REPLAN_S``, which multiplies the decisions by the
+    600 s, ``accord.domain.jobs.stimuli.REPLAN_S``, which multiplies the decisions by the
     checks per deferral);
     ``backfill``: EASY backfilling at every pool, looking at most ``backfill_depth`` jobs
     down the queue; ``forecast``: what placement's forecasts are made from (the actual

@@ -38,9 +38,9 @@ from accord.adapters.slurm.parse import (
 from accord.domain.errors import Conflict, Unavailable
 from accord.domain.federation.model import Site, SlurmSettings
 from accord.domain.jobs.model import Job, Outcome
+from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.ledger.reconcile import SiteUsage
 from accord.domain.placement.records import PoolLoad
-from accord.ports import Dispatched, JobLogs, RemoteState, RemoteStatus
 
 TAG_PREFIX = "accord-"
 BACKOFF_START_S = 2.0
@@ -122,10 +122,18 @@ class SlurmBackend:
     def _partition_args(self) -> list[str]:
         return ["-p", self.settings.partition] if self.settings.partition else []
 
-    def submit(self, job: Job, maybe_submitted: bool = True) -> Dispatched:
-        """Submit with ``sbatch``, or adopt the submission that already carries the job's tag.
+    def look_up(self, job: Job) -> Dispatched | None:
+        """The submission that carries the job's tag (``squeue``, then ``sacct``), if any.
 
-        The tag is looked up (``squeue``, then ``sacct``) only if ``maybe_submitted``.
+        Raises:
+            Unavailable: Slurm did not answer.
+        """
+        found = self._find(job.id)
+        return None if found is None else Dispatched(backend_ref=found, adopted=True)
+
+    def submit(self, job: Job) -> Dispatched:
+        """Submit with ``sbatch`` (the broker has looked the tag up if an earlier submission
+        may exist).
 
         Raises:
             Conflict: the job is not placed at this site.
@@ -133,9 +141,6 @@ class SlurmBackend:
         """
         if job.placement is None or job.placement.site != self.site_id:
             raise Conflict(f"job {job.id} is not placed at site {self.site_id}")
-        found = self._find(job.id) if maybe_submitted else None
-        if found is not None:
-            return Dispatched(backend_ref=found, adopted=True)
         job_dir = self.root / job.id
         job_dir.mkdir(parents=True, exist_ok=True)
         job_dir.chmod(0o777)

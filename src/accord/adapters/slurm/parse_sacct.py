@@ -30,7 +30,7 @@ from accord.adapters.slurm.parse_values import (
     map_state,
 )
 from accord.domain.errors import Unavailable
-from accord.ports import RemoteState
+from accord.domain.jobs.site import RemoteState
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from accord.adapters.slurm.parse_values import (
     parse_tres_gpus,
 )
 from accord.domain.errors import Unavailable
-from accord.ports import RemoteState
+from accord.domain.jobs.site import RemoteState
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 from accord.domain.errors import Unavailable
-from accord.ports import RemoteState
+from accord.domain.jobs.site import RemoteState
 
 _COMMENT_NULL = "(null)"
 

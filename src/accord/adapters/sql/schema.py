@@ -66,9 +66,12 @@ jobs = Table(
     Column("gpu_indices", Text, nullable=False, default="[]"),
     Column("outcome", Text, nullable=True),
     Column("version", Integer, nullable=False),
+    Column("substate", Text, nullable=False, server_default="{}"),   # the machine's sub-states (JSON)
+    Column("recheck_at", UTCDateTime, nullable=True),   # when placement looks again at a deferred job
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_key"),
     Index("ix_jobs_state", "state"),
     Index("ix_jobs_submitted", "submitted_at"),
+    Index("ix_jobs_recheck", "recheck_at"),
 )
 
 job_events = Table(
@@ -82,6 +85,7 @@ job_events = Table(
     Column("data", Text, nullable=False),
     Column("before", String(20), nullable=True),
     Column("after", String(20), nullable=False),
+    Column("stimulus", String(200), nullable=False, server_default=""),   # what caused it
     PrimaryKeyConstraint("job_id", "seq", name="pk_job_events"),
 )
 

@@ -224,6 +224,7 @@ class SqlStore:
         due_by: datetime | None = None,
         after: tuple[datetime, str] | None = None,
         story: bool = True,
+        recheck_by: datetime | None = None,
     ) -> list[Job]:
         """See :meth:`accord.ports.JobStore.queue`."""
         c = jobs.c
@@ -231,6 +232,9 @@ class SqlStore:
                  .order_by(c.submitted_at.asc(), c.id.asc()).limit(limit))
         if due_by is not None:
             query = query.where(or_(c.not_before.is_(None), c.not_before <= due_by))
+        if recheck_by is not None:
+            query = (query.where(c.recheck_at <= recheck_by)
+                     .order_by(None).order_by(c.recheck_at.asc(), c.submitted_at.asc(), c.id.asc()))
         if after is not None:
             at, job_id = after
             query = query.where(or_(c.submitted_at > at, and_(c.submitted_at == at, c.id > job_id)))
@@ -319,6 +323,8 @@ def _mutable_row(job: Job) -> dict[str, Any]:
         "backend_ref": job.backend_ref,
         "gpu_indices": json.dumps(list(job.gpu_indices)),
         "outcome": json.dumps(codec.encode_outcome(job.outcome)) if job.outcome else None,
+        "substate": json.dumps(codec.encode_substate(job)),
+        "recheck_at": job.deferral.recheck_at if job.deferral else None,
     }
 
 
@@ -346,6 +352,7 @@ def _event_row(job_id: str, entry: Any) -> dict[str, Any]:
         "data": json.dumps(dict(e.data), sort_keys=True),
         "before": entry.before.value if entry.before else None,
         "after": entry.after.value,
+        "stimulus": e.stimulus[:200],
     }
 
 
@@ -354,6 +361,7 @@ def _job_from(row: Any, events: list[Any]) -> Job:
         codec.decode_entry({
             "seq": e["seq"], "kind": e["kind"], "at": e["at"].isoformat(), "reason": e["reason"],
             "data": json.loads(e["data"]), "before": e["before"], "after": e["after"],
+            "stimulus": e["stimulus"],
         })
         for e in events
     )
@@ -371,4 +379,5 @@ def _job_from(row: Any, events: list[Any]) -> Job:
         not_before=row["not_before"],
         story=story,
         version=row["version"],
+        **codec.decode_substate(json.loads(row["substate"])),
     )

@@ -77,14 +77,7 @@ def parse_federation(doc: Doc) -> Federation:
         for i, t in enumerate(r.tables(doc, "agreements", ""))
     )
     compliance = parse_compliance(r, doc, partner_ids, inst_ids, themes)
-    _check_unique(r, "gpu_models", [m.name for m in models], "name")
-    _check_unique(r, "partners", partner_ids, "id")
-    _check_unique(r, "institutions", inst_ids, "id")
-    _check_unique(r, "sites", [s.id for s in sites], "id")
-    _check_unique(r, "agreements", [a.id for a in agreements], "id")
-    _check_rates(r, rates, sites, model_names)
-    if not sites:
-        r.add("sites", "at least one site is required", allowed="one or more [[sites]] tables")
+    _check_all(r, models, partner_ids, inst_ids, sites, agreements, rates, model_names)
     name = r.text(head, "name", "federation")
     unit = r.text(head, "reference_unit", "federation")
     if r.problems:
@@ -102,6 +95,20 @@ def parse_federation(doc: Doc) -> Federation:
         placement=placement,
         compliance=compliance,
     )
+
+
+def _check_all(r: FieldReader, models: tuple[GpuModel, ...], partner_ids: list[str], inst_ids: list[str],
+               sites: tuple[Site, ...], agreements: tuple[Agreement, ...], rates: tuple[ExchangeRate, ...],
+               model_names: list[str]) -> None:
+    """What holds across tables: unique ids, rates for every pool's model, a site at least."""
+    _check_unique(r, "gpu_models", [m.name for m in models], "name")
+    _check_unique(r, "partners", partner_ids, "id")
+    _check_unique(r, "institutions", inst_ids, "id")
+    _check_unique(r, "sites", [s.id for s in sites], "id")
+    _check_unique(r, "agreements", [a.id for a in agreements], "id")
+    _check_rates(r, rates, sites, model_names)
+    if not sites:
+        r.add("sites", "at least one site is required", allowed="one or more [[sites]] tables")
 
 
 PLACEMENT_WEIGHTS = ("wait", "emissions", "reciprocity", "cost", "border")

@@ -13,7 +13,22 @@ from datetime import datetime
 from typing import Any
 
 from accord.domain.carbon.footprint import energy_basis
-from accord.domain.jobs.model import Event, EventKind, Job, JobSpec, JobState, Outcome, Placement, StoryEntry
+from accord.domain.jobs.model import (
+    DeferKind,
+    Deferral,
+    DispatchStatus,
+    Event,
+    EventKind,
+    Hold,
+    HoldKind,
+    Job,
+    JobSpec,
+    JobState,
+    Outcome,
+    Placement,
+    Priority,
+    StoryEntry,
+)
 from accord.domain.ledger.usage import UsageRecord
 
 
@@ -75,14 +90,16 @@ def spec_hash(spec: JobSpec) -> str:
 
 def encode_event(e: Event) -> dict[str, Any]:
     """An event as JSON-ready data."""
-    return {"kind": e.kind.value, "at": iso(e.at), "reason": e.reason, "data": dict(e.data)}
+    return {"kind": e.kind.value, "at": iso(e.at), "reason": e.reason, "data": dict(e.data),
+            "stimulus": e.stimulus}
 
 
 def decode_event(d: dict[str, Any]) -> Event:
     """Inverse of :func:`encode_event`."""
     at = parse_iso(d["at"])
     assert at is not None
-    return Event(EventKind(d["kind"]), at, d["reason"], tuple(sorted(d["data"].items())))
+    return Event(EventKind(d["kind"]), at, d["reason"], tuple(sorted(d["data"].items())),
+                 d.get("stimulus") or "")
 
 
 def encode_entry(s: StoryEntry) -> dict[str, Any]:
@@ -143,9 +160,48 @@ def encode_job(job: Job, *, with_story: bool = True) -> dict[str, Any]:
         "outcome": encode_outcome(job.outcome),
         "spec": encode_spec(job.spec),
         "version": job.version,
+        **encode_substate(job),
     }
     if with_story:
         out["story"] = [encode_entry(s) for s in job.story]
+    return out
+
+
+def encode_substate(job: Job) -> dict[str, Any]:
+    """The sub-states the lifecycle machine keeps (see :class:`~accord.domain.jobs.model.Job`)."""
+    d, h = job.deferral, job.hold
+    return {
+        "dispatch": job.dispatch.value,
+        "deferral": None if d is None else {"kind": d.kind.value, "until": iso(d.until), "site": d.site,
+                                            "recheck_at": iso(d.recheck_at)},
+        "hold": None if h is None else {"kind": h.kind.value, "rule": h.rule, "site": h.site,
+                                        "pool": h.pool, "allocations": h.allocations},
+        "priority": job.priority.value,
+        "cancel_requested": job.cancel,
+        "window_end": iso(job.window_end),
+        "start_came": job.start_came,
+    }
+
+
+def decode_substate(d: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`encode_substate`: the Job fields (missing keys keep their defaults)."""
+    out: dict[str, Any] = {}
+    if "dispatch" in d:
+        out["dispatch"] = DispatchStatus(d["dispatch"])
+    if d.get("deferral"):
+        x = d["deferral"]
+        until = parse_iso(x["until"])
+        assert until is not None
+        out["deferral"] = Deferral(DeferKind(x["kind"]), until, x.get("site"), parse_iso(x.get("recheck_at")))
+    if d.get("hold"):
+        x = d["hold"]
+        out["hold"] = Hold(HoldKind(x["kind"]), x.get("rule") or "", x.get("site"), x.get("pool"),
+                           x.get("allocations"))
+    if "priority" in d:
+        out["priority"] = Priority(d["priority"])
+    out["cancel"] = d.get("cancel_requested")
+    out["window_end"] = parse_iso(d.get("window_end"))
+    out["start_came"] = bool(d.get("start_came", False))
     return out
 
 

@@ -129,13 +129,15 @@ class Event:
     """Something that happened to a job, with when and why.
 
     ``data`` holds event-specific facts as strings (site, pool, backend ref, exit
-    code, ...), so the story can be stored and shown without a schema per kind.
+    code, ...), so the story can be stored and shown without a schema per kind;
+    ``stimulus`` is the id of what caused it (:mod:`accord.domain.jobs.stimuli`).
     """
 
     kind: EventKind
     at: datetime
     reason: str = ""
     data: tuple[tuple[str, str], ...] = ()
+    stimulus: str = ""
 
     def get(self, key: str) -> str | None:
         """The value of ``key`` in ``data``, if present."""
@@ -177,6 +179,59 @@ class Outcome:
     energy_j: float | None = None
 
 
+class DispatchStatus(enum.Enum):
+    """Where a placed job's hand-over to its site stands."""
+
+    NONE = "none"            # nothing outstanding: not sent for this placement, or the site said no
+    SENT = "sent"            # written ahead: sent or about to be, outcome unknown (look up before resending)
+    IN_DOUBT = "in_doubt"    # the site did not answer whether it took it (look up)
+
+
+class DeferKind(enum.Enum):
+    """Why a job waits for a time."""
+
+    EARLIEST_START = "earliest_start"   # its own earliest start
+    PLACEMENT = "placement"             # placement chose a later start (a cleaner hour, a shorter queue)
+
+
+class HoldKind(enum.Enum):
+    """Why a job waits for a person."""
+
+    COMPLIANCE = "compliance"   # a site operator's review (the large-run rule)
+    ALLOCATION = "allocation"   # the allocation would be overdrawn: an officer approves more
+
+
+class Priority(enum.Enum):
+    """Where a job stands in the placement queue."""
+
+    NORMAL = "normal"
+    LOW = "low"                 # past its allocation's lower-at share: yields to other jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """Why and until when a deferred job waits. ``site`` is where placement would have run it
+    (PLACEMENT); ``recheck_at`` when placement looks again whether an earlier start or another
+    site has become better (PLACEMENT; None for EARLIEST_START)."""
+
+    kind: DeferKind
+    until: datetime
+    site: str | None = None
+    recheck_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a held job waits: the rule, and where (COMPLIANCE: the site and pool it would run
+    at; ALLOCATION: the allocations it would overdraw, comma-separated)."""
+
+    kind: HoldKind
+    rule: str = ""
+    site: str | None = None
+    pool: str | None = None
+    allocations: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """A job as Accord knows it; every change goes through :func:`apply`."""
@@ -194,6 +249,14 @@ class Job:
     not_before: datetime | None = None
     story: tuple[StoryEntry, ...] = field(default=())
     version: int = 0
+    # The sub-states the lifecycle machine keeps (docs/design/job-lifecycle.md):
+    dispatch: DispatchStatus = DispatchStatus.NONE
+    deferral: Deferral | None = None          # while deferred
+    hold: Hold | None = None                  # while held
+    priority: Priority = Priority.NORMAL
+    cancel: str | None = None                 # a cancel asked of its site, not yet confirmed (the reason)
+    window_end: datetime | None = None        # a job without a deadline keeps its first deferral's window
+    start_came: bool = False                  # just released because the start placement chose has come
 
     @property
     def reason(self) -> str:
@@ -211,9 +274,10 @@ def new_job(
     *,
     idempotency_key: str | None = None,
     owner: str = "admin",
+    stimulus: str = "",
 ) -> Job:
-    """A freshly submitted job whose story starts with its submission."""
-    event = Event(EventKind.SUBMIT, at, "submitted")
+    """A freshly submitted job whose story starts with its submission (caused by ``stimulus``)."""
+    event = Event(EventKind.SUBMIT, at, "submitted", (), stimulus)
     return Job(
         id=job_id,
         spec=spec,
