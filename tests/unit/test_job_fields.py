@@ -173,8 +173,8 @@ def test_the_cli_document_has_every_option_given(small_federation: Federation) -
     argv = ["submit"]
     for f in JOB_FIELDS:
         if f.cli:
-            values = EVERY[f.name] if f.kind in LIST_KINDS else [EVERY[f.name]]
-            for v in values:   # type: ignore[attr-defined]
+            value = EVERY[f.name]
+            for v in value if f.kind in LIST_KINDS and isinstance(value, list) else [value]:
                 argv += [f.option, str(v)]
     doc = cli.job_document(_parse(*argv), ["python", "train.py"])
     assert doc == EVERY
