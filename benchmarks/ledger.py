@@ -39,7 +39,7 @@ from tests.conftest import SMALL_FEDERATION, fresh_pg_schema
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.federation_file import parse_federation_text
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.domain.ledger import merkle, signing
 from accord.domain.ledger.entries import usage_entries
@@ -61,7 +61,7 @@ def usage(i: int) -> UsageRecord:
 def service(url: str, key: bytes | None = None) -> LedgerService:
     store = SqlStore(url)
     return LedgerService(FED, SqlLedger(store), FakeClock(START + timedelta(days=45)),
-                         key or signing.generate_private_key(), "bench", Closure)
+                         key or signing.generate_private_key(), "bench")
 
 
 def postings(url: str, n: int, label: str) -> None:

@@ -2,22 +2,21 @@
 
 :func:`compose` wires the store, the ledger, access, the gate, the broker, the submissions,
 campaigns, the group committer, the audit writer and the rate limiters around a federation,
-a store, site backends and a clock. ``accord up`` (:func:`accord.runtime.build`) calls it with the
-real adapters and hands the same record to the API (:func:`accord.api.app.create_app`)
-and to the dispatcher thread; tests call it with fakes of their choosing. Nothing else
-makes a service: the API only reads this record.
+a store, site backends and a clock. ``accord up`` (:func:`accord.runtime.build`) calls it
+with the real adapters and hands the same record to the API
+(:func:`accord.api.app.create_app`) and to the dispatcher thread; tests call it with fakes
+of their choosing. Nothing else makes a service: the API only reads this record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from accord.adapters import keys
 from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.campaign_store import SqlCampaigns
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.domain.federation.model import Federation
 from accord.domain.ledger import signing
@@ -30,6 +29,7 @@ from accord.service.campaigns import CampaignService
 from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
 from accord.service.ledger import LedgerService
+from accord.service.services import Services
 from accord.service.submissions import Submissions
 
 Verifier = Callable[[str], tuple[str, str]]   # an OIDC JWT -> (issuer, subject); raises if invalid
@@ -37,44 +37,11 @@ AUTH_FAILURES = (60, 60.0)   # failed authentications per client address, per th
 TOKEN_MINTING = (10, 60.0)   # tokens a user may mint, per this many seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
-    """Everything a running Accord is made of, each built once by :func:`compose`.
-
-    ``committer`` and ``audit`` run a writer thread each, and ``store`` holds a connection
-    pool: whoever composed the record stops them with :meth:`close`.
-    """
-
-    federation: Federation
-    store: SqlStore
-    backends: Mapping[str, SiteBackend]
-    clock: Clock
-    carbon: CarbonSource | None
-    ledger: LedgerService
-    access: AccessService
-    gate: Gate
-    broker: Broker
-    submissions: Submissions           # the one path of a submission (the API's, the campaigns')
-    campaigns: CampaignService
-    committer: GroupCommitter          # batches new jobs into one transaction (submissions)
-    audit: AuditWriter                 # stores the audit records of API requests
-    auth_failures: RateLimiter         # failed authentications per client address
-    token_limiter: RateLimiter         # token minting per user (inside ``access`` too)
-
-    def close(self) -> None:
-        """Store what the committer and the audit writer hold, stop them, close the store."""
-        try:
-            self.committer.close()
-            self.audit.close()
-        finally:
-            self.store.close()
-
-
 def ledger_service(federation: Federation, store: SqlStore, clock: Clock,
                    private_key: bytes) -> LedgerService:
     """The ledger over ``store``, signing with ``private_key`` (its log id derived from the key)."""
     log_id = key_id(signing.public_key(private_key))[:16]
-    return LedgerService(federation, SqlLedger(store), clock, private_key, log_id, Closure)
+    return LedgerService(federation, SqlLedger(store), clock, private_key, log_id)
 
 
 def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str, SiteBackend],
@@ -107,5 +74,5 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
         ledger=ledger, access=access, gate=gate, broker=broker, submissions=submissions,
         campaigns=CampaignService(broker, submissions, access, SqlCampaigns(db)),
         committer=committer, audit=AuditWriter(access.store.audit_many),
-        auth_failures=RateLimiter(*AUTH_FAILURES), token_limiter=minting,
+        auth_failures=RateLimiter(*AUTH_FAILURES), token_limiter=minting, closing=db.close,
     )

@@ -19,8 +19,10 @@ from accord.domain.carbon.series import IntensitySeries
 from accord.domain.errors import AccordError
 from accord.domain.jobs.model import Job, JobState
 from accord.domain.jobs.site import Dispatched, JobLogs, RemoteStatus
+from accord.domain.ledger.entries import Closure, Entry
 from accord.domain.ledger.reconcile import SiteUsage
 from accord.domain.ledger.usage import UsageRecord
+from accord.domain.ledger.verify import ChainCheck
 from accord.domain.placement.records import PoolLoad
 
 
@@ -142,8 +144,72 @@ class JobStore(Protocol):
         """Store a usage record once; True if new, False if its id is already stored."""
         ...
 
+    def usage_started(self, start: datetime, end: datetime) -> list[UsageRecord]:
+        """Usage records whose run started in [start, end), oldest first (a month's)."""
+        ...
+
     def usage(self, job_id: str | None = None, site: str | None = None) -> list[UsageRecord]:
         """Usage records, oldest first."""
+        ...
+
+
+class LedgerStore(Protocol):
+    """The ledger's durable log: entries appended in order (each usage record's at most
+    once), the hash chain and Merkle tree over them, and closed periods."""
+
+    def append(self, entries: Sequence[Entry], usage_id: str | None = None) -> list[Entry]:
+        """Append entries in order (ids already present skipped; with ``usage_id``, that
+        record marked posted in the same transaction); what is stored."""
+        ...
+
+    def append_many(self, groups: Sequence[tuple[str | None, Sequence[Entry]]]) -> list[Entry]:
+        """Append several usage records' entries in one transaction (a group whose record is
+        already posted skipped whole)."""
+        ...
+
+    def unposted_usage(self, limit: int = 500) -> list[UsageRecord]:
+        """Usage records not yet posted, oldest first."""
+        ...
+
+    def entries(self, agreement: str | None = None, period: str | None = None,
+                job_id: str | None = None, upto: int | None = None) -> list[Entry]:
+        """Entries in order, optionally filtered."""
+        ...
+
+    def entry(self, entry_id: str) -> Entry | None:
+        """One entry by id."""
+        ...
+
+    def entries_since(self, seq: int) -> list[Entry]:
+        """Entries after position ``seq``."""
+        ...
+
+    def check_chain(self, size: int) -> ChainCheck:
+        """Re-derive the first ``size`` entries' chain from their stored bytes."""
+        ...
+
+    def leaf_bodies(self, upto: int) -> list[bytes]:
+        """The canonical bytes of the first ``upto`` entries (the Merkle tree's leaves)."""
+        ...
+
+    def head(self) -> tuple[int, str]:
+        """(size, hash of the last entry)."""
+        ...
+
+    def hash_at(self, seq: int) -> str | None:
+        """The chain hash at position ``seq``."""
+        ...
+
+    def size(self) -> int:
+        """How many entries the log holds."""
+        ...
+
+    def close(self, closure: Closure) -> None:
+        """Record a period's closure."""
+        ...
+
+    def closures(self) -> list[Closure]:
+        """Every closed period, oldest first."""
         ...
 
 

@@ -22,11 +22,12 @@ from accord.adapters.local_backend import LocalBackend
 from accord.adapters.oidc import OidcSettings, OidcVerifier
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.adapters.sql.store import SqlStore
-from accord.compose import Services, Verifier, compose, ledger_service
+from accord.compose import Verifier, compose, ledger_service
 from accord.domain.errors import Conflict, InvalidInput, Problem
 from accord.domain.federation.model import BackendKind, Federation
 from accord.ports import CarbonSource, SiteBackend
 from accord.service.ledger import LedgerService
+from accord.service.services import Services
 
 log = logging.getLogger("accord")
 DEFAULT_PORT = 8642
@@ -223,7 +224,7 @@ def serve(settings: Settings) -> None:
         if settings.dispatch:
             dispatcher.start()
         print(f"Accord is up at {url} (federation: {services.federation.name}; "
-              f"data: {settings.data_dir}; store: {services.store.engine.dialect.name})", flush=True)
+              f"data: {settings.data_dir}; store: {settings.database_url.split(':', 1)[0]})", flush=True)
         try:
             uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                         access_log=False)

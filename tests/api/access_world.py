@@ -164,12 +164,13 @@ def make_world(tmp: Path, *, verifier: Callable[[str], tuple[str, str]] | None =
     fed = world_federation(extra)
     clock = FakeClock(start)
     backends = {s.id: LocalBackend(s, tmp / "jobs") for s in fed.sites}
-    services = compose(fed, f"sqlite:///{tmp / 'world.db'}", backends, clock, ADMIN_TOKEN, oidc=verifier,
+    store = SqlStore(f"sqlite:///{tmp / 'world.db'}")
+    services = compose(fed, store, backends, clock, ADMIN_TOKEN, oidc=verifier,
                        token_limiter=RateLimiter(token_limit, 60.0))
     broker = services.broker
     try:
         with TestClient(create_app(services), raise_server_exceptions=False) as client:
-            w = World(client, broker, services.access, services.ledger, clock, services.store)
+            w = World(client, broker, services.access, services.ledger, clock, store)
             if people:
                 for user, (institution, grants) in PEOPLE.items():
                     w.enrol(user, institution, grants)

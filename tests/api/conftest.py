@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from accord.api.app import create_app
-from accord.compose import Services
 from accord.service.broker import Broker
+from accord.service.services import Services
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

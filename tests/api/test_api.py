@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 
 from accord.adapters.clock import SystemClock
 from accord.adapters.local_backend import LocalBackend
-from accord.compose import Services, compose
+from accord.compose import compose
 from accord.domain.federation.model import Federation
 from accord.service.broker import Broker
+from accord.service.services import Services
 from tests.api.conftest import AUTH, TOKEN
 
 

@@ -11,10 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from accord.adapters.clock import FakeClock
-from accord.compose import Services, compose
+from accord.compose import compose
 from accord.domain.federation.model import Federation
 from accord.domain.ledger.usage import UsageRecord
 from accord.service.broker import Broker
+from accord.service.services import Services
 from tests.api.conftest import AUTH, TOKEN
 from tests.conftest import T0
 from tests.service.test_broker_footprint import EndingBackend, FlatCarbon, ran

@@ -96,18 +96,20 @@ class SiteBackendContract:
         assert status.state is RemoteState.FAILED
         assert status.outcome is not None and status.outcome.exit_code == 3
 
-    def test_submitting_twice_adopts_and_never_runs_twice(
+    def test_a_submission_is_found_by_its_look_up_and_runs_once(
         self, backend: BackendHarness, unique: str, tmp_path_factory: pytest.TempPathFactory
     ) -> None:
+        """What the broker does after a crash or a lost answer: look the job up before sending
+        it again; the look-up adopts the first submission, and the job runs once."""
         marker = tmp_path_factory.mktemp("twice") / "runs"
         marker.parent.chmod(0o777)
-        # The run writes its line first and then holds its GPU for 2 s: a second run, which
-        # the second submit would have started alongside the first, has written its line by
-        # the time the first ends.
+        # The run writes its line first and then holds its GPU for 2 s: a second run, had one
+        # been started, would have written its line by the time the first ends.
         job = make_job(backend, f"twice-{unique}", ["bash", "-c", f"echo run >> {marker}; sleep 2"])
+        assert backend.backend.look_up(job) is None, "nothing sent yet: nothing found"
         first = backend.backend.submit(job)
-        second = backend.backend.submit(job)
-        assert second.adopted and second.backend_ref == first.backend_ref
+        found = backend.backend.look_up(job)
+        assert found is not None and found.adopted and found.backend_ref == first.backend_ref
         assert wait_final(backend, first.backend_ref).state is RemoteState.COMPLETED
         wait_until(lambda: marker.exists() and marker.read_text() != "", backend.timeout_s,
                    f"written by the job: {marker}")

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql import ledger_check
 from accord.adapters.sql.ledger_check import Parallel, check_store
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.domain.federation.model import Federation
 from accord.domain.ledger import merkle, signing
@@ -61,7 +61,7 @@ KEY = signing.generate_private_key()
 
 def service(store: SqlStore, federation: Federation, parallel: Parallel) -> LedgerService:
     return LedgerService(federation, SqlLedger(store, parallel), FakeClock(START + timedelta(days=40)),
-                         KEY, "t", Closure)
+                         KEY, "t")
 
 
 def both(store: SqlStore, federation: Federation) -> tuple[VerifyReport, VerifyReport]:

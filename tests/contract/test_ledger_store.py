@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from accord.adapters.clock import FakeClock
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.domain.federation.model import Federation
 from accord.domain.ledger import signing
@@ -42,7 +42,7 @@ def svc(db_url: str, small_federation: Federation) -> Iterator[LedgerService]:
     store = SqlStore(db_url)
     key = signing.generate_private_key()
     yield LedgerService(small_federation, SqlLedger(store), FakeClock(START + timedelta(days=40)),
-                        key, "test-log", Closure)
+                        key, "test-log")
     store.close()
 
 
@@ -140,7 +140,7 @@ def test_any_tampering_behind_accords_back_is_found(
     db = tmp_path_factory.mktemp("tamper") / "l.db"
     store = SqlStore(f"sqlite:///{db}")
     svc = LedgerService(small_federation, SqlLedger(store), FakeClock(START), signing.generate_private_key(),
-                        "t", Closure)
+                        "t")
     post(svc, *(usage(i) for i in range(5)))
     assert svc.verify().ok
     with store.engine.begin() as conn:
@@ -180,7 +180,7 @@ def signed_statement(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, byt
     fed = parse_federation_text(SMALL_FEDERATION)
     store = SqlStore(f"sqlite:///{tmp_path_factory.mktemp('stmt') / 's.db'}")
     svc = LedgerService(fed, SqlLedger(store), FakeClock(START + timedelta(days=40)),
-                        signing.generate_private_key(), "t", Closure)
+                        signing.generate_private_key(), "t")
     post(svc, usage(0), usage(1, requester="fr"))
     svc.close_period("2026-10")
     text = json.dumps(svc.statement("uk-fr", "2026-10"), indent=1)

@@ -14,7 +14,7 @@ import pytest
 
 from accord.adapters.clock import SystemClock
 from accord.adapters.slurm.backend import SlurmBackend
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.domain.jobs.model import JobState
 from accord.domain.ledger import signing
@@ -31,7 +31,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Broker, LedgerService, dict[str, Slu
     backends = {s.id: SlurmBackend(s, tmp_path) for s in fed.sites}
     broker = Broker(fed, store, dict(backends), SystemClock())
     ledger = LedgerService(fed, SqlLedger(store), SystemClock(), signing.generate_private_key(),
-                           "t", Closure)
+                           "t")
     yield broker, ledger, backends
     store.close()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from accord.adapters.clock import FakeClock
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.domain.errors import InvalidInput
 from accord.domain.federation.model import Federation
@@ -36,7 +36,7 @@ NOW = datetime(2026, 12, 3, 9, tzinfo=UTC)   # the books' clock: October and Nov
 def books(tmp_path: Path, small_federation: Federation) -> Iterator[LedgerService]:
     store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
     yield LedgerService(small_federation, SqlLedger(store), FakeClock(NOW),
-                        signing.generate_private_key(), "test-log", Closure)
+                        signing.generate_private_key(), "test-log")
     store.close()
 
 

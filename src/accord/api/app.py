@@ -1,6 +1,6 @@
 """The REST API: a thin shell over the services of :mod:`accord.compose`.
 
-:func:`create_app` builds the FastAPI application from one :class:`~accord.compose.Services`
+:func:`create_app` builds the FastAPI application from one :class:`~accord.service.services.Services`
 record: one router per area (:mod:`~accord.api.federation`, :mod:`~accord.api.jobs`,
 :mod:`~accord.api.footprint`, :mod:`~accord.api.ledger`, :mod:`~accord.api.access`,
 :mod:`~accord.api.campaigns`, :mod:`~accord.api.dashboard`), whose routes get the services and
@@ -29,7 +29,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accord.api import access, campaigns, dashboard, federation, footprint, jobs, ledger
 from accord.api.common import ERRORS, problem
-from accord.compose import Services
 from accord.domain.access.audit import AuditRecord, outcome_of
 from accord.domain.access.rules import Principal
 from accord.domain.errors import (
@@ -45,6 +44,7 @@ from accord.domain.errors import (
     Unavailable,
 )
 from accord.service.audit import AuditWriter
+from accord.service.services import Services
 from accord.web.dashboard import mount_dashboard
 
 log = logging.getLogger("accord.api")

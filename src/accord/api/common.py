@@ -13,7 +13,6 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from accord.compose import Services
 from accord.domain.access.rules import (
     Access,
     JobFacts,
@@ -25,6 +24,7 @@ from accord.domain.access.rules import (
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem, Unauthenticated
 from accord.domain.federation.model import Federation
 from accord.domain.jobs.model import Job
+from accord.service.services import Services
 
 PROBLEM = "application/problem+json"
 

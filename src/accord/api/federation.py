@@ -17,9 +17,9 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from accord.api.common import Caller, Svc
-from accord.compose import Services
 from accord.domain.errors import Unavailable
 from accord.domain.placement.records import PoolLoad
+from accord.service.services import Services
 from accord.web.status import render_status
 
 router = APIRouter()

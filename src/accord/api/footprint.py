@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -28,15 +28,6 @@ from accord.ports import JobStore
 GROUPS = "|".join(["partner", *(g.value for g in GroupBy)])
 
 router = APIRouter(tags=["emissions"])
-
-
-@runtime_checkable
-class UsageByStart(Protocol):
-    """A store that can select usage records by start time (the SQL store can)."""
-
-    def usage_started(self, start: datetime, end: datetime) -> list[UsageRecord]:
-        """Usage records whose run started in [start, end)."""
-        ...
 
 
 @router.get("/api/v1/jobs/{job_id}/footprint")
@@ -90,6 +81,4 @@ def _records(store: JobStore, period: str | None) -> list[UsageRecord]:
     month = parse_period(period)
     start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
     end = datetime.strptime(next_period(month), "%Y-%m").replace(tzinfo=UTC)
-    if isinstance(store, UsageByStart):
-        return store.usage_started(start, end)
-    return [r for r in store.usage() if start <= r.start < end]
+    return store.usage_started(start, end)

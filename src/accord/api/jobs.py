@@ -10,11 +10,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from accord.api.common import Caller, JsonObject, Svc, job_facts, job_for, note_audit, partners_of
 from accord.api.preview import preview_doc
-from accord.compose import Services
 from accord.domain.access.rules import Principal, TokenScope, can_change_job, can_read_job, can_read_logs
 from accord.domain.jobs import codec
 from accord.domain.jobs.fields import request_schema
 from accord.domain.jobs.model import Job, JobState
+from accord.service.services import Services
 
 LIST_PAGES = 20   # a filtered job list reads at most this many pages of the store
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from accord.domain.errors import Conflict, InvalidInput, NotFound, Problem
 from accord.domain.federation.model import Federation
 from accord.domain.ledger import merkle, signing
 from accord.domain.ledger.entries import (
+    Closure,
     Entry,
     EntryKind,
     balances,
@@ -28,31 +29,11 @@ from accord.domain.ledger.entries import (
     usage_entries,
 )
 from accord.domain.ledger.statement import build_statement, head_from_json, head_to_json, sign_statement
-from accord.domain.ledger.usage import UsageRecord
 from accord.domain.ledger.verify import ChainCheck
-from accord.ports import Clock
+from accord.ports import Clock, LedgerStore
 
 GENESIS_HEX = "0" * 64
 MAX_CORRECTION_UNITS = Decimal(10) ** 12
-
-
-class LedgerStore(Protocol):
-    """What the service needs of ledger storage (see ``adapters/sql/ledger_store.py``)."""
-
-    def append(self, entries: Any, usage_id: str | None = None) -> list[Entry]: ...
-    def append_many(self, groups: Any) -> list[Entry]: ...
-    def unposted_usage(self, limit: int = 500) -> list[UsageRecord]: ...
-    def entries(self, agreement: str | None = None, period: str | None = None,
-                job_id: str | None = None, upto: int | None = None) -> list[Entry]: ...
-    def entry(self, entry_id: str) -> Entry | None: ...
-    def entries_since(self, seq: int) -> list[Entry]: ...
-    def check_chain(self, size: int) -> ChainCheck: ...
-    def leaf_bodies(self, upto: int) -> list[bytes]: ...
-    def head(self) -> tuple[int, str]: ...
-    def hash_at(self, seq: int) -> str | None: ...
-    def size(self) -> int: ...
-    def close(self, closure: Any) -> None: ...
-    def closures(self) -> list[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +51,13 @@ class LedgerService:
     """Drives the ledger domain through its store and the operator's signing key."""
 
     def __init__(self, federation: Federation, ledger: LedgerStore, clock: Clock,
-                 private_key: bytes, log_id: str, closure_factory: Callable[..., Any]) -> None:
+                 private_key: bytes, log_id: str) -> None:
         self.federation = federation
         self.ledger = ledger
         self.clock = clock
         self.private_key = private_key
         self.public_key = signing.public_key(private_key)
         self.log_id = log_id
-        self._closure = closure_factory
         self._lock = threading.Lock()
         self._seen = 0  # entries folded into the aggregates below
         self._used: dict[tuple[str, str, str, str], Decimal] = {}  # (agr, req, host, YYYY-MM)
@@ -200,10 +180,8 @@ class LedgerService:
         if any(c.period == period for c in closures):
             raise Conflict(f"period {period} is already closed")
         signed = self.signed_head(period)
-        self.ledger.close(self._closure(period=period, tree_size=signed.head.tree_size,
-                                        root=signed.head.root.hex(),
-                                        signed_head=json.dumps(head_to_json(signed)),
-                                        closed_at=self.clock.now()))
+        self.ledger.close(Closure(period, signed.head.tree_size, signed.head.root.hex(),
+                                  json.dumps(head_to_json(signed)), self.clock.now()))
         return signed
 
     # ------------------------------------------------------------ statements

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from accord.adapters import keys
 from accord.adapters.clock import FakeClock
-from accord.adapters.sql.ledger_store import Closure, SqlLedger
+from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.store import SqlStore
 from accord.domain.carbon.series import IntensitySeries
 from accord.domain.carbon.shifting import Forecast
@@ -382,7 +382,7 @@ class BrokerEngine:
         store = SqlStore(f"sqlite:///{data_dir / 'accord.db'}")
         private = keys.load_or_create(data_dir)
         ledger = LedgerService(self.fed, SqlLedger(store), clock, private,
-                               key_id(signing.public_key(private))[:16], Closure)
+                               key_id(signing.public_key(private))[:16])
         runtime = {f"j{i}": float(r) for i, r in enumerate(w.runtime_s.tolist())}
         sites = {s.id: SimSite(s, clock, runtime, self.cfg.backfill, self.cfg.backfill_depth,
                                [o for o in self.outages if o.site == s.id]) for s in self.fed.sites}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -30,7 +29,7 @@ from accord.adapters.sql.schema import (
 )
 from accord.adapters.sql.store import SqlStore
 from accord.domain.errors import Conflict, Unavailable
-from accord.domain.ledger.entries import Entry, from_document, seal
+from accord.domain.ledger.entries import Closure, Entry, from_document, seal
 from accord.domain.ledger.usage import UsageRecord
 from accord.domain.ledger.verify import ChainCheck
 
@@ -49,17 +48,6 @@ class StoredEntry:
     usage_id: str | None
     body: bytes
     hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Closure:
-    """A closed period: the tree it was closed at and the signed head."""
-
-    period: str
-    tree_size: int
-    root: str
-    signed_head: str
-    closed_at: datetime
 
 
 class SqlLedger:

@@ -336,3 +336,14 @@ def parse_period(text: str) -> str:
         raise InvalidInput([Problem("period", "is not a month", str(text)[:40],
                                     "YYYY-MM from 1000-01 to 9998-12, e.g. 2026-10")])
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class Closure:
+    """A closed period: the tree it was closed at and the signed head."""
+
+    period: str
+    tree_size: int
+    root: str
+    signed_head: str
+    closed_at: datetime
