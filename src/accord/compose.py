@@ -1,11 +1,11 @@
 """The composition root: every service of a running Accord, built once, in one record.
 
-:func:`compose` wires the store, the ledger, access, the gate, the broker, campaigns, the
-group committer, the audit writer and the rate limiters around a federation, a store,
-site backends and a clock. ``accord up`` (:func:`accord.runtime.build`) calls it with the
-real adapters and hands the same record to the API (:func:`accord.api.app.create_app`)
-and to the dispatcher thread; tests call it with fakes of their choosing. Nothing else
-makes a service: the API only reads this record.
+:func:`compose` wires the store, the ledger, access, the gate, the broker, the submissions,
+campaigns, the group committer, the audit writer and the rate limiters around a federation,
+a store, site backends and a clock. ``accord up`` (:func:`accord.runtime.build`) calls it
+with the real adapters and hands the same record to the API
+(:func:`accord.api.app.create_app`) and to the dispatcher thread; tests call it with fakes
+of their choosing. Nothing else makes a service: the API only reads this record.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
 from accord.service.ledger import LedgerService
 from accord.service.services import Services
+from accord.service.submissions import Submissions
 
 Verifier = Callable[[str], tuple[str, str]]   # an OIDC JWT -> (issuer, subject); raises if invalid
 AUTH_FAILURES = (60, 60.0)   # failed authentications per client address, per this many seconds
@@ -66,10 +67,12 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
     gate = Gate(federation, access, ledger.project_used)
     broker = Broker(federation, db, dict(backends), clock, carbon=carbon, quota_used=ledger.quota_used,
                     balance=ledger.net_balance, gate=gate)
+    committer = GroupCommitter(db)
+    submissions = Submissions(broker, gate, committer)
     return Services(
         federation=federation, store=db, backends=broker.backends, clock=clock, carbon=carbon,
-        ledger=ledger, access=access, gate=gate, broker=broker,
-        campaigns=CampaignService(broker, gate, access, SqlCampaigns(db)),
-        committer=GroupCommitter(db), audit=AuditWriter(access.store.audit_many),
+        ledger=ledger, access=access, gate=gate, broker=broker, submissions=submissions,
+        campaigns=CampaignService(broker, submissions, access, SqlCampaigns(db)),
+        committer=committer, audit=AuditWriter(access.store.audit_many),
         auth_failures=RateLimiter(*AUTH_FAILURES), token_limiter=minting, closing=db.close,
     )

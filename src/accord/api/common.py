@@ -1,9 +1,10 @@
 """What every route module of the API shares: the services and the caller as FastAPI
-dependencies, problem documents, the audit note a route leaves for the audit middleware,
-and finding a job the caller may see."""
+dependencies, a JSON object body for a domain parser, problem documents, the audit note a
+route leaves for the audit middleware, and finding a job the caller may see."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
@@ -129,8 +130,34 @@ def caller(request: Request, authorization: Annotated[str | None, Header()] = No
     return p
 
 
+async def json_object(request: Request) -> dict[str, object]:
+    """The request's body, which must be a JSON object, as a plain mapping for a domain
+    parser to validate (the route documents its schema itself, e.g. with ``openapi_extra``).
+
+    Raises:
+        InvalidInput: at ``body``: missing, not JSON (or not in UTF-8), sent as another
+            media type, or not an object.
+    """
+    allowed = "a JSON object"
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and not (media == "application/json" or (media.startswith("application/")
+                                                      and media.endswith("+json"))):
+        raise InvalidInput([Problem("body", "must be sent as application/json", media, allowed)])
+    raw = await request.body()
+    if not raw:
+        raise InvalidInput([Problem("body", "is required", None, allowed)])
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):   # ValueError: not JSON, not UTF-8, an int too long
+        raise InvalidInput([Problem("body", "is not valid JSON", None, allowed)]) from None
+    if not isinstance(doc, dict):
+        raise InvalidInput([Problem("body", "must be a JSON object", type(doc).__name__, allowed)])
+    return doc
+
+
 Svc = Annotated[Services, Depends(services)]
 Caller = Annotated[Principal, Depends(caller)]
+JsonObject = Annotated[dict[str, object], Depends(json_object)]
 
 
 def source(request: Request) -> str:

@@ -1,18 +1,18 @@
-"""Job routes: submit (through the gate and the group committer), preview, list, show,
-cancel and logs; each checks what the caller may do with the job."""
+"""Job routes: submit and preview (through :class:`~accord.service.submissions.Submissions`,
+the one path of a submission), list, show, cancel and logs; each checks what the caller may
+do with the job."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from accord.api.common import Caller, Svc, job_facts, job_for, note_audit, partners_of
+from accord.api.common import Caller, JsonObject, Svc, job_facts, job_for, note_audit, partners_of
 from accord.api.preview import preview_doc
 from accord.domain.access.rules import Principal, TokenScope, can_change_job, can_read_job, can_read_logs
 from accord.domain.jobs import codec
+from accord.domain.jobs.fields import request_schema
 from accord.domain.jobs.model import Job, JobState
 from accord.service.services import Services
 
@@ -21,51 +21,35 @@ LIST_PAGES = 20   # a filtered job list reads at most this many pages of the sto
 router = APIRouter(tags=["jobs"])
 
 
-class JobSubmission(BaseModel):
-    """A job as submitted; semantic checks against the federation follow."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(None, max_length=128)
-    command: list[str] | None = Field(None, min_length=1, max_length=1000)
-    script: str | None = Field(None, max_length=1_000_000)
-    gpus: int = Field(1, ge=1, le=1_000_000)
-    gpu_model: str | None = Field(None, max_length=64)
-    time_limit: int | str = Field(3600, description="seconds, or '30m', '2h', 'HH:MM:SS'")
-    project: str | None = Field(None, max_length=63)
-    partner: str | None = Field(None, max_length=63)
-    theme: str | None = Field(None, max_length=63)
-    earliest_start: str | None = Field(None, max_length=64)
-    deadline: str | None = Field(None, max_length=64)
-    data_residency: list[str] | None = Field(None, max_length=300)
-    site: str | None = Field(None, max_length=63)
+#: The request body of submit and preview, documented with the schema derived from the
+#: job's declared fields; the body is validated once, by the domain's parser.
+JOB_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": request_schema()}}}}
 
 
-@router.post("/api/v1/jobs", status_code=201, responses={
+@router.post("/api/v1/jobs", status_code=201, openapi_extra=JOB_BODY, responses={
     200: {"description": "the job an earlier request with this Idempotency-Key and spec made"}})
 async def submit(
-    body: JobSubmission, request: Request, response: Response, s: Svc, p: Caller,
+    request: Request, response: Response, s: Svc, p: Caller, body: JsonObject,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
+    """Submit a job (:meth:`accord.service.submissions.Submissions.submit_async`): 201 and the
+    new job, or 200 and the job an earlier request with the same key made."""
     note_audit(request, "job.submit", "job (new)")
-    shaped = s.gate.shape(p, body.model_dump(exclude_none=True))
-    new, spec_hash = s.broker.new_submission(shaped.doc, p.user, idempotency_key,
-                                             sector=shaped.sector, notes=shaped.notes)
-    job = await asyncio.wrap_future(s.committer.submit(new, spec_hash))
+    job, created = await s.submissions.submit_async(p, body, idempotency_key)
     note_audit(request, "job.submit", f"job {job.id}", partners_of(job, s.broker.federation))
-    if job.id != new.id:
+    if not created:
         response.status_code = 200
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return codec.encode_job(job)
 
 
-@router.post("/api/v1/jobs/preview")
-def preview(body: JobSubmission, s: Svc, p: Caller) -> dict[str, Any]:
+@router.post("/api/v1/jobs/preview", openapi_extra=JOB_BODY)
+def preview(s: Svc, p: Caller, body: JsonObject) -> dict[str, Any]:
     """What a job would cost, where and when it would run, and which rules would apply
     (nothing is stored)."""
-    shaped = s.gate.shape(p, body.model_dump(exclude_none=True))
-    job, _ = s.broker.new_submission(shaped.doc, p.user, sector=shaped.sector, notes=shaped.notes)
-    return preview_doc(s.broker, s.gate, job, list(shaped.notes))
+    new = s.submissions.preview(p, body)
+    return preview_doc(s.broker, s.gate, new.job, list(new.notes))
 
 
 @router.get("/api/v1/jobs")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from accord.domain.errors import InvalidInput, Problem
+from accord.domain.jobs.fields import JOB_FIELDS, LIST_KINDS, FieldKind
 
 if TYPE_CHECKING:
     from accord.client import Client
@@ -136,28 +137,33 @@ def segment(value: str) -> str:
 
 # ---------------------------------------------------------------------------- a job's arguments
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """The job's own arguments, shared by ``submit`` and ``preview``."""
+    """The job's own arguments, shared by ``submit`` and ``preview``: a script file (or
+    ``-- COMMAND...``) and an option per declared field that is one
+    (:data:`~accord.domain.jobs.fields.JOB_FIELDS`)."""
     parser.add_argument("script", nargs="?", type=Path, help="a batch script file")
-    parser.add_argument("--gpus", type=int, default=1)
-    parser.add_argument("--gpu-model")
-    parser.add_argument("--time-limit", default="1h", help="e.g. 3600, 30m, 2h, 01:00:00")
-    parser.add_argument("--project")
-    parser.add_argument("--partner")
-    parser.add_argument("--theme")
-    parser.add_argument("--site")
-    parser.add_argument("--name")
-    parser.add_argument("--earliest-start")
-    parser.add_argument("--deadline")
-    parser.add_argument("--data-residency", action="append", help="ISO country code (repeatable)")
+    for f in JOB_FIELDS:
+        if not f.cli:
+            continue
+        extra: dict[str, Any] = {}
+        if f.kind is FieldKind.COUNT:
+            extra["type"] = int
+        if f.kind in LIST_KINDS:
+            extra["action"] = "append"
+        text = f.help
+        if f.cli_default is not None:
+            extra["default"] = f.cli_default
+            text += f" (default {f.cli_default})"
+        parser.add_argument(f.option, dest=f.name, help=text, **extra)
 
 
 def job_document(args: argparse.Namespace, command: list[str]) -> Doc:
-    """The job body for the API from the arguments of :func:`add_job_arguments`.
+    """The job body for the API from the arguments of :func:`add_job_arguments` (the
+    options given, or with a default; the server validates it).
 
     Raises:
         InvalidInput: nothing to run, both a script and a command, an unreadable script.
     """
-    doc: Doc = {"gpus": args.gpus, "time_limit": args.time_limit}
+    doc: Doc = {}
     if command and args.script:
         raise InvalidInput([Problem("command", "give a script file or -- COMMAND..., not both")])
     if command:
@@ -170,9 +176,8 @@ def job_document(args: argparse.Namespace, command: list[str]) -> Doc:
     else:
         raise InvalidInput([Problem("command", "nothing to run",
                                     allowed=f"accord {args.cmd} [options] -- COMMAND... or SCRIPT")])
-    for key in ("gpu_model", "project", "partner", "theme", "site", "name", "earliest_start",
-                "deadline", "data_residency"):
-        value = getattr(args, key)
+    for f in JOB_FIELDS:
+        value = getattr(args, f.name) if f.cli else None
         if value is not None:
-            doc[key] = value
+            doc[f.name] = value
     return doc

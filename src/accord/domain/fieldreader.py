@@ -29,7 +29,10 @@ def show(value: object) -> str:
     >>> show("x"), show(3), show([1, 2])
     ("'x'", '3', '[1, 2]')
     """
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:   # a list nested deeper than repr goes (a hostile JSON body)
+        text = f"a deeply nested {type(value).__name__}"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

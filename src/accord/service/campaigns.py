@@ -1,11 +1,12 @@
 """Campaigns: create them, run each (task, model) pair as an Accord job, collect and
 summarise Inspect's logs, and hand out results by the campaign's policy.
 
-Jobs go through exactly the API's path (``gate.shape`` → ``broker.new_submission`` →
-the store), so placement, the allocation and compliance gate, accounting and the
-ledger apply to them like to any job. Collection (:meth:`CampaignService.collect`)
-keeps no state outside the database: it is run by the dispatcher loop and before
-every status or results read, and storing a log twice stores it once.
+Jobs go through the API's own path (:class:`~accord.service.submissions.Submissions`: one
+parse, the gate, the lifecycle machine, the group committer), so placement, the allocation
+and compliance gate, accounting and the ledger apply to them like to any job. Collection
+(:meth:`CampaignService.collect`) keeps no state outside the database: it is run by the
+dispatcher loop and before every status or results read, and storing a log twice stores it
+once.
 
 Errors: :class:`~accord.domain.errors.InvalidInput` (a bad document),
 :class:`~accord.domain.errors.Forbidden` (not allowed; for a campaign the caller may
@@ -49,11 +50,12 @@ from accord.domain.campaigns.campaign import (
     run_key,
 )
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
+from accord.domain.jobs.fields import NAME_LENGTH
 from accord.domain.jobs.model import Job
 from accord.ports import CampaignStore, SiteBackend
 from accord.service.access import AccessService
 from accord.service.broker import Broker
-from accord.service.gate import Gate
+from accord.service.submissions import Submissions
 
 log = logging.getLogger("accord.campaigns")
 TASKS_DIR = Path(accord.__file__).parent / "data" / "inspect_tasks"
@@ -130,13 +132,13 @@ def summarise(data: bytes) -> Summary:
 
 
 class CampaignService:
-    """Campaigns over the broker, the gate, access and the campaign store."""
+    """Campaigns over the broker, the submissions, access and the campaign store."""
 
-    def __init__(self, broker: Broker, gate: Gate, access: AccessService, store: CampaignStore, *,
-                 python: str = sys.executable, tasks_dir: Path = TASKS_DIR,
+    def __init__(self, broker: Broker, submissions: Submissions, access: AccessService,
+                 store: CampaignStore, *, python: str = sys.executable, tasks_dir: Path = TASKS_DIR,
                  job_dir: JobDir | None = None) -> None:
         self.broker = broker
-        self.gate = gate
+        self.submissions = submissions
         self.access = access
         self.store = store
         self.python = python
@@ -217,12 +219,16 @@ class CampaignService:
 
     # ------------------------------------------------------------ running
     def submit(self, p: Principal, campaign_id: str) -> list[Run]:
-        """Submit a job for every pair that has none yet, as the caller, through the gate.
+        """Submit a job for every pair that has none yet, as the caller, through
+        :meth:`Submissions.submit` (each pair's job keyed by the campaign's own idempotency
+        key, so submitting again makes no second job).
 
         Raises:
-            Forbidden: the campaign is not visible; the gate refuses (not a member of the
-                project, a denied party...).
+            Forbidden: the campaign is not visible; the token lacks jobs:write; the gate
+                refuses (not a member of the project, a denied party...).
             InvalidInput: the gate or the job parser refuse a job (every problem listed).
+            Conflict: a pair's key names a job of a different spec.
+            Unavailable: the store failed.
         """
         c = self.get(p, campaign_id)
         done = {(r.task, r.model) for r in self.store.runs(c.id)}
@@ -231,13 +237,10 @@ class CampaignService:
             if (t.name, m.name) in done:
                 continue
             doc: dict[str, object] = {
-                "name": f"campaign {c.id}: {t.name} on {m.name}", "gpus": c.gpus,
+                "name": f"campaign {c.id}: {t.name} on {m.name}"[:NAME_LENGTH], "gpus": c.gpus,
                 "time_limit": c.time_limit_s, "project": c.project, "site": c.site_for(i),
                 "script": job_script(c, t, m, self.python, task_files[t.name])}
-            shaped = self.gate.shape(p, doc)
-            new, spec_hash = self.broker.new_submission(shaped.doc, p.user, run_key(c.id, t.name, m.name),
-                                                        sector=shaped.sector, notes=shaped.notes)
-            job = self.broker.store.add_job(new, spec_hash)
+            job, _ = self.submissions.submit(p, doc, run_key(c.id, t.name, m.name))
             self.store.add_run(Run(c.id, t.name, m.name, job.id, p.user, self.access.clock.now()))
         return self.store.runs(c.id)
 

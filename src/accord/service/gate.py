@@ -1,9 +1,10 @@
 """The gate between a caller and the broker: who may submit what, and the facts the rules
 need once placement has chosen where a job runs.
 
-At submission (:meth:`Gate.shape`): a registered project the caller belongs to, its
-home partner as the requester, the caller's sector, denied-party rules (refusal) and
-residency rules (the job's ``data_residency`` narrowed). At placement
+At submission (:meth:`Gate.shape`, on the parsed spec): a registered project the caller
+belongs to, its home partner as the requester, its theme when the job names none, the
+caller's sector, denied-party rules (refusal) and residency rules (the job's
+``data_residency`` narrowed). At placement
 (:meth:`Gate.review`): the facts (owner, compliance decision, allocations and their use) for
 :mod:`accord.domain.access.review`, which decides (the large-run rule, graded allocation
 enforcement). Every outcome carries its rule and the facts that decided it.
@@ -12,7 +13,7 @@ enforcement). Every outcome carries its rule and the facts that decided it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
@@ -31,6 +32,7 @@ from accord.domain.access.rules import Principal, TokenScope, token_scope
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
 from accord.domain.federation.model import Federation
 from accord.domain.jobs.model import Job, JobSpec
+from accord.domain.jobs.spec import ParsedJob
 from accord.domain.placement.records import Candidate
 from accord.service.access import ADMIN, AccessService
 
@@ -43,9 +45,11 @@ class ProjectUse(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Shaped:
-    """A submission after the gate: the document to parse, the sector, and notes."""
+    """A submission after the gate: the spec as the rules leave it (the project's partner as
+    the requester, its theme, residency narrowed), the submitter's sector, and the notes of
+    the rules applied."""
 
-    doc: dict[str, object]
+    spec: JobSpec
     sector: str | None
     notes: tuple[str, ...]
 
@@ -59,8 +63,8 @@ class Gate:
         self.project_used = project_used
 
     # ------------------------------------------------------------ submission
-    def shape(self, p: Principal, doc: Mapping[str, object]) -> Shaped:
-        """Check a submission by ``p`` and fill in what Accord decides for it.
+    def shape(self, p: Principal, job: ParsedJob) -> Shaped:
+        """Check a parsed submission by ``p`` and fill in what Accord decides for it.
 
         Raises:
             Forbidden: the token lacks jobs:write; not a member of the project (same
@@ -70,24 +74,35 @@ class Gate:
         """
         if (refusal := token_scope(p, TokenScope.JOBS_WRITE)) is not None:
             refusal.require()
-        out = dict(doc)
+        spec = job.spec
         if p.user == ADMIN.user:
-            return Shaped(out, None, ())
-        project_id = str(doc.get("project") or "")
+            return Shaped(spec, None, ())
+        project_id = spec.project if "project" in job.given else ""
         hidden = f"project {project_id or '(none given)'} does not exist or you are not a member"
         project = self.access.store.project(project_id) if project_id else None
         if project is None or (p.user not in project.members and p.user != project.pi):
             raise Forbidden(hidden + "; submit to a project you belong to (--project)")
-        given = doc.get("partner")
-        if given is not None and given != project.partner:
-            raise InvalidInput([Problem("partner", "must be the project's home partner", str(given)[:64],
+        if spec.partner is not None and spec.partner != project.partner:
+            raise InvalidInput([Problem("partner", "must be the project's home partner", spec.partner[:64],
                                         project.partner)])
-        out["partner"] = project.partner
         if (f := self._denied(p)) is not None:
             raise Forbidden(f.text())
-        notes: list[str] = []
-        countries, found = residency(self.federation.compliance, project.theme if doc.get("theme") is None
-                                     else str(doc.get("theme")), project.partner)
+        residency_, notes = self._residency(p, spec, project.theme, project.partner)
+        theme = project.theme if spec.theme is None else spec.theme
+        spec = replace(spec, partner=project.partner, data_residency=residency_, theme=theme)
+        return Shaped(spec, self.access.sector_for(p, project.partner), notes)
+
+    def _residency(self, p: Principal, spec: JobSpec, project_theme: str | None,
+                   partner: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Where the job may keep its data by the residency and host-specific denied-party
+        rules, narrowing the countries it asked for; and the rules' notes.
+
+        Raises:
+            Forbidden: the rules together leave no country.
+            InvalidInput: none of the countries asked for is allowed.
+        """
+        countries, found = residency(self.federation.compliance,
+                                     project_theme if spec.theme is None else spec.theme, partner)
         barred = {x.id: f for x in self.federation.partners if (f := self._denied(p, x.id)) is not None}
         if barred:   # host-specific denied-party rules: keep the work away from those hosts
             open_ = tuple(sorted({x.country for x in self.federation.partners if x.id not in barred}))
@@ -95,18 +110,14 @@ class Gate:
             found = (*found, *barred.values())
         if found and not countries:
             raise Forbidden("; ".join(x.text() for x in found) + "; together they leave nowhere to run")
-        if countries:
-            raw = doc.get("data_residency")
-            asked = [str(c) for c in raw] if isinstance(raw, list) else []
-            keep = [c for c in asked if c in countries] if asked else list(countries)
-            if not keep:
-                raise InvalidInput([Problem("data_residency", "; ".join(x.text() for x in found),
-                                            ",".join(asked), ", ".join(countries))])
-            out["data_residency"] = keep
-            notes.extend(x.text() for x in found)
-        if doc.get("theme") is None and project.theme is not None:
-            out["theme"] = project.theme
-        return Shaped(out, self.access.sector_for(p, project.partner), tuple(notes))
+        if not countries:
+            return spec.data_residency, ()
+        asked = spec.data_residency
+        keep = tuple(c for c in asked if c in countries) if asked else tuple(countries)
+        if not keep:
+            raise InvalidInput([Problem("data_residency", "; ".join(x.text() for x in found),
+                                        ",".join(asked), ", ".join(countries))])
+        return keep, tuple(x.text() for x in found)
 
     def _denied(self, p: Principal, host: str | None = None) -> Finding | None:
         """The denied-party rule that bars ``p`` everywhere (``host`` None) or at ``host``."""

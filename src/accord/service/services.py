@@ -15,6 +15,7 @@ from accord.service.campaigns import CampaignService
 from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
 from accord.service.ledger import LedgerService
+from accord.service.submissions import Submissions
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,9 @@ class Services:
     access: AccessService
     gate: Gate
     broker: Broker
+    submissions: Submissions           # the one path of a submission (the API's, the campaigns')
     campaigns: CampaignService
-    committer: GroupCommitter          # batches new jobs into one transaction (POST /jobs)
+    committer: GroupCommitter          # batches new jobs into one transaction (submissions)
     audit: AuditWriter                 # stores the audit records of API requests
     auth_failures: RateLimiter         # failed authentications per client address
     token_limiter: RateLimiter         # token minting per user (inside ``access`` too)

@@ -37,6 +37,7 @@ from accord.domain.federation.model import Federation, Site
 from accord.domain.jobs.model import Event, EventKind, Job, JobState
 from accord.domain.jobs.model import Outcome as SiteOutcome
 from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
+from accord.domain.jobs.spec import parse_job_spec
 from accord.domain.ledger import signing
 from accord.domain.ledger.entries import Entry
 from accord.domain.ledger.statement import key_id
@@ -427,7 +428,8 @@ class BrokerEngine:
     def _submit(self, live: _Live, job: int) -> None:
         """As the API does after its gate: the job with the workload's sector, stored."""
         try:
-            new, spec_hash = live.broker.new_submission(self._doc(job), OWNER, sector=self.work.sector)
+            spec = parse_job_spec(self._doc(job), live.broker.federation)
+            new, spec_hash = live.broker.new_submission(spec, OWNER, sector=self.work.sector)
         except InvalidInput as exc:
             self.refused[job] = exc
             return

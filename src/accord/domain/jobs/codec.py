@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import MISSING, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from accord.domain.carbon.footprint import energy_basis
 from accord.domain.jobs.model import (
@@ -42,44 +44,59 @@ def parse_iso(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+Convert = Callable[[Any], Any] | None   # None: the value as it is
+
+
+def _spec_codecs() -> tuple[tuple[str, Convert, Convert, bool, bool], ...]:
+    """Per field of :class:`JobSpec`, in its order: the name, how its value is encoded and
+    decoded (by its type: a tuple is a list, a time ISO 8601 text, the rest as it is),
+    whether None is left out, and whether a stored spec may lack it (it has a default)."""
+    hints = get_type_hints(JobSpec)
+    out = []
+    for f in fields(JobSpec):
+        hint = hints[f.name]
+        enc: Convert = None
+        dec: Convert = None
+        if get_origin(hint) is tuple:
+            enc, dec = list, tuple
+        elif datetime in get_args(hint):
+            enc, dec = iso, parse_iso
+        optional = f.default is not MISSING or f.default_factory is not MISSING
+        out.append((f.name, enc, dec, bool(f.metadata.get("omit_none")), optional))
+    return tuple(out)
+
+
+_SPEC_CODECS = _spec_codecs()
+
+
 def encode_spec(spec: JobSpec) -> dict[str, Any]:
-    """The spec as JSON-ready data."""
-    return {
-        "name": spec.name,
-        "gpus": spec.gpus,
-        "time_limit_s": spec.time_limit_s,
-        "command": list(spec.command),
-        "script": spec.script,
-        "gpu_model": spec.gpu_model,
-        "project": spec.project,
-        "partner": spec.partner,
-        "theme": spec.theme,
-        "earliest_start": iso(spec.earliest_start),
-        "deadline": iso(spec.deadline),
-        "data_residency": list(spec.data_residency),
-        "site": spec.site,
-        **({"sector": spec.sector} if spec.sector is not None else {}),
-    }
+    """The spec as JSON-ready data: every field of :class:`JobSpec` in its order (one marked
+    ``omit_none`` left out when None)."""
+    out: dict[str, Any] = {}
+    for name, enc, _, omit_none, _ in _SPEC_CODECS:
+        value = getattr(spec, name)
+        if value is None:
+            if not omit_none:
+                out[name] = None
+        else:
+            out[name] = value if enc is None else enc(value)
+    return out
 
 
 def decode_spec(d: dict[str, Any]) -> JobSpec:
-    """Inverse of :func:`encode_spec`."""
-    return JobSpec(
-        name=d["name"],
-        gpus=d["gpus"],
-        time_limit_s=d["time_limit_s"],
-        command=tuple(d["command"]),
-        script=d["script"],
-        gpu_model=d["gpu_model"],
-        project=d["project"],
-        partner=d["partner"],
-        theme=d["theme"],
-        earliest_start=parse_iso(d["earliest_start"]),
-        deadline=parse_iso(d["deadline"]),
-        data_residency=tuple(d["data_residency"]),
-        site=d["site"],
-        sector=d.get("sector"),
-    )
+    """Inverse of :func:`encode_spec` (a field with a default may be missing).
+
+    Raises:
+        KeyError: a field without a default is missing.
+    """
+    values: dict[str, Any] = {}
+    for name, _, dec, _, optional in _SPEC_CODECS:
+        if name in d:
+            value = d[name]
+            values[name] = value if value is None or dec is None else dec(value)
+        elif not optional:
+            raise KeyError(name)
+    return JobSpec(**values)
 
 
 def spec_hash(spec: JobSpec) -> str:

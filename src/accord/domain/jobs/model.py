@@ -104,7 +104,10 @@ TRANSITIONS: dict[tuple[JobState, EventKind], JobState] = {
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """What a researcher asks for. Validated by :mod:`accord.domain.jobs.spec`."""
+    """What a researcher asks for. Validated by :mod:`accord.domain.jobs.spec`; stored as
+    :func:`accord.domain.jobs.codec.encode_spec` derives from these fields (a field whose
+    metadata says ``omit_none`` is left out of the encoding when None, so the specs stored
+    before it existed keep their ``spec_hash``)."""
 
     name: str
     gpus: int
@@ -121,7 +124,7 @@ class JobSpec:
     site: str | None = None
     # Set by Accord from the submitter's institution (never by the submitter): the sector
     # an agreement's ``sectors`` must admit. None: not known (the embedded admin).
-    sector: str | None = None
+    sector: str | None = field(default=None, metadata={"omit_none": True})
 
 
 @dataclass(frozen=True, slots=True)
