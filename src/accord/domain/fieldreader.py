@@ -23,6 +23,18 @@ ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ID_ALLOWED = "lower-case letters, digits, '-' and '_', starting with a letter or digit"
 
 
+COUNTRY_ALLOWED = "an ISO 3166-1 alpha-2 code: two capital letters A-Z, e.g. GB, FR"
+
+
+def is_country_code(text: str) -> bool:
+    """Whether ``text`` is shaped like an ISO 3166-1 alpha-2 code (two ASCII capitals).
+
+    >>> [is_country_code(c) for c in ("GB", "gb", "GBR", "ÉÉ")]
+    [True, False, False, False]
+    """
+    return len(text) == 2 and text.isascii() and text.isalpha() and text.isupper()
+
+
 def show(value: object) -> str:
     """Render a user's value for a message, short and unambiguous.
 

@@ -21,7 +21,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from accord.domain.fieldreader import FieldReader
+from accord.domain.fieldreader import COUNTRY_ALLOWED, FieldReader, is_country_code
 
 Doc = Mapping[str, object]
 
@@ -237,8 +237,8 @@ def _denied(r: FieldReader, t: Doc, path: str, partners: list[str],
     r.unknown_keys(t, path, ("id", "institutions", "countries", "hosts"))
     countries = r.strings(t, "countries", path)
     for i, c in enumerate(countries):
-        if not (len(c) == 2 and c.isalpha() and c.isupper()):
-            r.add(f"{path}.countries[{i}]", "is not an ISO 3166-1 alpha-2 code", c, "e.g. GB, FR")
+        if not is_country_code(c):
+            r.add(f"{path}.countries[{i}]", "is not an ISO 3166-1 alpha-2 code", c, COUNTRY_ALLOWED)
     rule = DeniedPartyRule(r.ident(t, "id", path) or "",
                            _members(r, t, "institutions", path, institutions, "institution"),
                            countries, _members(r, t, "hosts", path, partners, "partner"))
@@ -250,9 +250,12 @@ def _denied(r: FieldReader, t: Doc, path: str, partners: list[str],
 def _residency(r: FieldReader, t: Doc, path: str, partners: list[str],
                themes: tuple[str, ...]) -> ResidencyRule:
     r.unknown_keys(t, path, ("id", "themes", "countries", "partners"))
+    countries = r.strings(t, "countries", path)
+    for i, c in enumerate(countries):
+        if not is_country_code(c):
+            r.add(f"{path}.countries[{i}]", "is not an ISO 3166-1 alpha-2 code", c, COUNTRY_ALLOWED)
     rule = ResidencyRule(r.ident(t, "id", path) or "", _members(r, t, "themes", path, list(themes), "theme"),
-                         r.strings(t, "countries", path),
-                         _members(r, t, "partners", path, partners, "partner"))
+                         countries, _members(r, t, "partners", path, partners, "partner"))
     if not rule.themes or not rule.countries:
         r.add(path, "needs themes and countries", None,
               "non-empty lists themes = [...] and countries = [...]")

@@ -30,7 +30,7 @@ from accord.domain.federation.model import (
     Site,
     SlurmSettings,
 )
-from accord.domain.fieldreader import FieldReader
+from accord.domain.fieldreader import COUNTRY_ALLOWED, FieldReader, is_country_code
 
 Doc = Mapping[str, object]
 
@@ -149,8 +149,8 @@ def _gpu_model(r: FieldReader, t: Doc, path: str) -> GpuModel:
 def _partner(r: FieldReader, t: Doc, path: str) -> Partner:
     r.unknown_keys(t, path, ("id", "name", "country"))
     country = r.text(t, "country", path)
-    if country is not None and not (len(country) == 2 and country.isalpha() and country.isupper()):
-        r.add(f"{path}.country", "is not an ISO 3166-1 alpha-2 code", country, "e.g. GB, FR, CA")
+    if country is not None and not is_country_code(country):
+        r.add(f"{path}.country", "is not an ISO 3166-1 alpha-2 code", country, COUNTRY_ALLOWED)
     return Partner(id=r.ident(t, "id", path) or "", name=r.text(t, "name", path) or "",
                    country=country or "")
 
@@ -297,9 +297,9 @@ def _agreement(
                                         if q.requester and q.host], "host")
     residency = r.strings(t, "residency_countries", path)
     for country in residency:
-        if not (len(country) == 2 and country.isalpha() and country.isupper()):
+        if not is_country_code(country):
             r.add(f"{path}.residency_countries", "is not an ISO 3166-1 alpha-2 code", country,
-                  "e.g. GB, FR")
+                  COUNTRY_ALLOWED)
     return Agreement(
         id=r.ident(t, "id", path) or "",
         name=r.text(t, "name", path) or "",

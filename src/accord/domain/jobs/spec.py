@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from accord.domain.errors import InvalidInput
 from accord.domain.federation.model import Federation
-from accord.domain.fieldreader import ID_ALLOWED, ID_PATTERN, FieldReader
+from accord.domain.fieldreader import ID_ALLOWED, ID_PATTERN, FieldReader, is_country_code
 from accord.domain.jobs.fields import (
     DEFAULT_TIME_LIMIT_S,
     FIELDS,
@@ -43,7 +43,6 @@ UNKNOWN_FIELD = "unknown field (Extra inputs are not permitted)"
 # Bounded digit runs: int() refuses strings of more than 4300 digits with a ValueError.
 _UNIT = re.compile(r"^(\d{1,20})\s*([smhd]?)$")
 _CLOCK = re.compile(r"^(?:(\d{1,20})-)?(\d{1,20}):(\d{1,2}):(\d{1,2})$")
-_COUNTRY = re.compile(r"[A-Z]{2}")
 # Instants a job may name: placement does arithmetic on them, which must stay inside
 # datetime's years 1..9999 whatever the UTC offset.
 EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
@@ -299,7 +298,7 @@ def _countries(r: FieldReader, f: JobField, value: object) -> tuple[str, ...] | 
     if f.max_items is not None and len(value) > f.max_items:
         r.add(f.name, "has too many items", f"{len(value)} items", f"at most {f.max_items} country codes")
         return None
-    bad = [c for c in value if not _COUNTRY.fullmatch(c)]
+    bad = [c for c in value if not is_country_code(c)]
     for c in bad:
         r.add(f.name, "is not a list of ISO 3166-1 alpha-2 codes", c, 'e.g. ["GB", "FR"]')
     return None if bad else tuple(value)
