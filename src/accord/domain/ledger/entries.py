@@ -171,6 +171,9 @@ def correction(
         problems.append(Problem("author", "a correction needs an author", allowed="a name"))
     if units <= 0:
         problems.append(Problem("units", "must be positive", str(units), "a number > 0"))
+    elif quantize(units) == 0:
+        problems.append(Problem("units", "rounds to zero at the ledger's precision", f"{units:f}",
+                                f"at least {UNIT_QUANTUM}"))
     if kind is EntryKind.USAGE:
         problems.append(Problem("kind", "usage is not a correction", kind.value,
                                 "refund, reversal, manual_credit"))
