@@ -484,7 +484,8 @@ class _Placer:
         grams = self.spec.gpus * p.kw_per_gpu * cost / HOUR_S if not math.isnan(cost) else None
         emissions = w.emissions * (grams / ref_g - 1.0) if grams is not None and ref_g and w.emissions > 0 \
             else 0.0
-        terms = (("wait", wait), ("emissions", emissions), ("reciprocity", w.reciprocity * recip),
+        # + 0.0: a term that is off (weight 0, or nothing charged) reads 0.00, never -0.00
+        terms = (("wait", wait), ("emissions", emissions), ("reciprocity", w.reciprocity * recip + 0.0),
                  ("cost", w.cost * self.hosts.rate_or_0[k]), ("border", border))
         return Candidate(p.site.id, p.pool.id, None if a is None else a.id, terms, self._time(start), grams)
 
