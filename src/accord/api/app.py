@@ -86,6 +86,7 @@ async def _refuse_nul(request: Request) -> None:
     if request.method in CHANGES and "json" in request.headers.get("content-type", ""):
         try:
             doc = json.loads(await request.body())
+            request.state.json_body = doc   # read once: json_object takes it from here
         except (ValueError, RecursionError):
             doc = None  # not JSON: FastAPI's own validation reports it
         where += [w.lstrip(".") or "body" for w in _nul_fields(doc, "")]

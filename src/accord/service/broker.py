@@ -16,6 +16,7 @@ from the store, and nothing the broker keeps in memory between passes matters: s
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
@@ -79,9 +80,14 @@ ACTIVE = (JobState.PLACED, JobState.DISPATCHED, JobState.RUNNING)   # placed and
 BATCH = 500
 
 
+_ID_SEQUENCE = itertools.count(secrets.randbits(24))   # from a random start: other processes differ
+
+
 def new_job_id(at: datetime) -> str:
-    """A job id that sorts by submission time: ``j`` + ms timestamp + random."""
-    return f"j{int(at.timestamp() * 1000):011x}{secrets.token_hex(3)}"
+    """A job id that sorts by submission time: ``j`` + ms timestamp + 24 bits of a counter
+    that starts at random, so one process never makes the same id twice (within 16 million
+    jobs a millisecond) and two processes rarely collide."""
+    return f"j{int(at.timestamp() * 1000):011x}{next(_ID_SEQUENCE) & 0xFFFFFF:06x}"
 
 
 @dataclass(frozen=True, slots=True)

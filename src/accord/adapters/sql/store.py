@@ -323,7 +323,7 @@ def _mutable_row(job: Job) -> dict[str, Any]:
         "backend_ref": job.backend_ref,
         "gpu_indices": json.dumps(list(job.gpu_indices)),
         "outcome": json.dumps(codec.encode_outcome(job.outcome)) if job.outcome else None,
-        "substate": json.dumps(codec.encode_substate(job)),
+        "substate": json.dumps(codec.compact_substate(job)),
         "recheck_at": job.deferral.recheck_at if job.deferral else None,
     }
 

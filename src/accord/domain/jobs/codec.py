@@ -200,6 +200,12 @@ def encode_substate(job: Job) -> dict[str, Any]:
     }
 
 
+def compact_substate(job: Job) -> dict[str, Any]:
+    """The sub-states that differ from a new job's (what the store keeps: most jobs have
+    none, so most rows hold ``{}``); :func:`decode_substate` reads it back."""
+    return {k: v for k, v in encode_substate(job).items() if v != _NEW_JOB.get(k)}
+
+
 def decode_substate(d: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`encode_substate`: the Job fields (missing keys keep their defaults)."""
     out: dict[str, Any] = {}
@@ -250,3 +256,8 @@ def encode_usage(r: UsageRecord) -> dict[str, Any]:
         "mean_intensity_g_per_kwh": mean,
         "intensity_source": r.intensity_source,
     }
+
+
+_NEW_JOB = {"dispatch": DispatchStatus.NONE.value, "deferral": None, "hold": None,
+            "priority": Priority.NORMAL.value, "cancel_requested": None, "window_end": None,
+            "start_came": False}
