@@ -72,6 +72,9 @@ def bench(store: str, seconds: int, connections: int) -> dict[str, float]:
         server.start_args = ["--no-dispatcher"]
         server.start()
         try:
+            with server.client() as client:   # submit.lua charges its jobs to this project
+                client.post("/api/v1/projects", json={"id": "bench", "name": "Benchmark",
+                                                      "partner": "uk"}).raise_for_status()
             print(f"{store} ({connections} connections, {seconds} s each):")
             wrk(server.url + "/api/v1/jobs", server.token, 3, connections, HERE / "submit.lua")
             base = wrk(server.url + "/healthz", server.token, seconds, connections, None)

@@ -41,7 +41,8 @@ class Unauthorized(AccordError):
     title = "Unauthorized"
 
 
-TOKEN_SOURCES = "--token-file, $ACCORD_TOKEN or the data directory's admin.token, first found"  # noqa: S105
+TOKEN_SOURCES = ("--token-file, $ACCORD_TOKEN, then the admin token ($ACCORD_ADMIN_TOKEN_FILE or "  # noqa: S105
+                 "the data directory's admin.token), first found")
 
 
 def discover(server: str | None, data_dir: Path | None,
@@ -50,8 +51,9 @@ def discover(server: str | None, data_dir: Path | None,
 
     URL: ``server``, ``$ACCORD_SERVER``, the ``server.json`` that ``accord up`` wrote
     in the data directory, then the default port. Token: ``token_file`` (an API token
-    minted with ``accord token create``), ``$ACCORD_TOKEN``, then the local admin
-    token in the data directory (the embedded demo's); None when there is none.
+    minted with ``accord token create``), ``$ACCORD_TOKEN``, then the admin token: the
+    file ``$ACCORD_ADMIN_TOKEN_FILE`` names (a hub's replicas share it), else the data
+    directory's (the embedded demo's); None when there is none.
 
     Raises:
         InvalidInput: ``token_file`` cannot be read or is empty.
@@ -66,7 +68,8 @@ def discover(server: str | None, data_dir: Path | None,
     token = _read_token_file(token_file) if token_file else os.environ.get("ACCORD_TOKEN") or None
     if token is None:
         try:
-            token = (data / "admin.token").read_text().strip() or None
+            admin = os.environ.get("ACCORD_ADMIN_TOKEN_FILE") or data / "admin.token"
+            token = Path(admin).read_text().strip() or None
         except OSError:
             token = None
     return str(url).rstrip("/"), token
@@ -188,7 +191,7 @@ def _error_from(resp: httpx.Response) -> AccordError:
         return Unauthorized(f"{detail} (the token comes from {TOKEN_SOURCES})")
     if status == 429:
         return Unavailable(detail)
-    if status in (400, 422) and body.get("problems"):
+    if status in (400, 413, 422) and body.get("problems"):   # 413: the body over its limit
         return InvalidInput([Problem(p["field"], p["message"], p.get("got"), p.get("allowed"))
                              for p in body["problems"]])
     kinds: dict[int, type[AccordError]] = {

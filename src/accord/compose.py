@@ -23,7 +23,7 @@ from accord.domain.ledger import signing
 from accord.domain.ledger.statement import key_id
 from accord.ports import CarbonSource, Clock, SiteBackend
 from accord.service.access import AccessService, RateLimiter
-from accord.service.audit import AuditWriter
+from accord.service.audit import SPOOL_FILE, AuditSpool, AuditWriter
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
 from accord.service.gate import Gate
@@ -47,20 +47,24 @@ def ledger_service(federation: Federation, store: SqlStore, clock: Clock,
 def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str, SiteBackend],
             clock: Clock, token: str, *, carbon: CarbonSource | None = None,
             oidc: Verifier | None = None, data_dir: Path | None = None,
-            token_limiter: RateLimiter | None = None) -> Services:
+            token_limiter: RateLimiter | None = None, signing_key: bytes | None = None) -> Services:
     """Every service of Accord over ``store`` (a :class:`SqlStore` or a database URL to open).
 
     ``backends`` drive the sites, ``clock`` is the time of every service, ``token`` the local
     admin token, ``carbon`` the grid-intensity source (None: placement without carbon),
-    ``oidc`` verifies OIDC JWTs (None: no OIDC issuer), ``data_dir`` holds the operator's
-    signing key, created on first use (None: a fresh key, kept in memory only), and
-    ``token_limiter`` limits token minting (default :data:`TOKEN_MINTING`).
+    ``oidc`` verifies OIDC JWTs (None: no OIDC issuer), ``signing_key`` is the ledger's
+    private key (None: the one in ``data_dir``, created on first use; no ``data_dir``
+    either: a fresh key, kept in memory only), and
+    ``token_limiter`` limits token minting (default :data:`TOKEN_MINTING`). Audit records
+    the database cannot take wait in ``data_dir``'s ``audit-spool.jsonl`` (in memory
+    without a ``data_dir``) until it does.
 
     Raises:
         Unavailable: the database cannot be reached (a URL given).
     """
     db = SqlStore(store) if isinstance(store, str) else store
-    private = keys.load_or_create(data_dir) if data_dir is not None else signing.generate_private_key()
+    private = signing_key or (keys.load_or_create(data_dir) if data_dir is not None
+                              else signing.generate_private_key())
     ledger = ledger_service(federation, db, clock, private)
     minting = token_limiter or RateLimiter(*TOKEN_MINTING)
     access = AccessService(federation, SqlAccess(db), clock, token, oidc, token_limiter=minting)
@@ -73,6 +77,7 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
         federation=federation, store=db, backends=broker.backends, clock=clock, carbon=carbon,
         ledger=ledger, access=access, gate=gate, broker=broker, submissions=submissions,
         campaigns=CampaignService(broker, submissions, access, SqlCampaigns(db)),
-        committer=committer, audit=AuditWriter(access.store.audit_many),
+        committer=committer,
+        audit=AuditWriter(access.store.audit_many, AuditSpool(data_dir / SPOOL_FILE if data_dir else None)),
         auth_failures=RateLimiter(*AUTH_FAILURES), token_limiter=minting, closing=db.close,
     )

@@ -7,6 +7,7 @@ the simulator; contract tests run one suite against both.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -311,4 +312,29 @@ class CampaignStore(Protocol):
 
     def approvals(self, campaign_id: str) -> list[tuple[str, str, datetime]]:
         """(partner, by, at) of each approval."""
+        ...
+
+
+class Lease(Protocol):
+    """A named lease in the store shared by a hub's replicas: only its holder does the work
+    the lease guards. Time is the store's clock; each new holder gets a higher ``epoch``.
+    Methods raise :class:`accord.domain.errors.Unavailable` when the store cannot be reached."""
+
+    def acquire(self, holder: str, ttl_s: float) -> int | None:
+        """Take the lease if free or expired (or already ``holder``'s), for ``ttl_s``; the new
+        epoch, or None while another holds it."""
+        ...
+
+    def renew(self, holder: str, epoch: int, ttl_s: float) -> bool:
+        """Extend it for ``ttl_s`` from now; False if it is no longer ``holder``'s at ``epoch``."""
+        ...
+
+    def release(self, holder: str, epoch: int) -> None:
+        """Give it up now (a clean stop)."""
+        ...
+
+    def fenced(self, holder: str, epoch: int) -> AbstractContextManager[None]:
+        """Within the block, every store write of this thread is refused
+        (:class:`~accord.domain.errors.LeaseLost`) once the lease is no longer
+        ``holder``'s at ``epoch``."""
         ...

@@ -4,10 +4,12 @@ run over the services :func:`accord.compose.compose` builds from them."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import secrets
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,16 +23,24 @@ from accord.adapters.federation_file import load_federation
 from accord.adapters.local_backend import LocalBackend
 from accord.adapters.oidc import OidcSettings, OidcVerifier
 from accord.adapters.slurm.backend import SlurmBackend
+from accord.adapters.sql import identity
+from accord.adapters.sql.lease import SqlLease
 from accord.adapters.sql.store import SqlStore
 from accord.compose import Verifier, compose, ledger_service
-from accord.domain.errors import Conflict, InvalidInput, Problem
+from accord.domain.errors import Conflict, InvalidInput, LeaseLost, Problem
 from accord.domain.federation.model import BackendKind, Federation
+from accord.domain.ledger import signing
+from accord.domain.ledger.statement import key_id
 from accord.ports import CarbonSource, SiteBackend
+from accord.service.leadership import MARGIN_S, Leadership
 from accord.service.ledger import LedgerService
 from accord.service.services import Services
 
 log = logging.getLogger("accord")
 DEFAULT_PORT = 8642
+ADMIN_TOKEN_ENV = "ACCORD_ADMIN_TOKEN_FILE"  # noqa: S105 (the name of a setting)
+MIN_TOKEN_CHARS = 32
+DISPATCH_LEASE = "dispatch"
 DEMO_FEDERATION = Path(__file__).parent / "data" / "demo-federation.toml"
 
 
@@ -50,6 +60,7 @@ class Settings:
     port: int = DEFAULT_PORT
     poll_interval_s: float = 0.5
     dispatch: bool = True
+    adopt_identity: bool = False
 
     @classmethod
     def resolve(
@@ -59,12 +70,46 @@ class Settings:
         port: int | None = None,
         host: str | None = None,
         dispatch: bool = True,
+        adopt_identity: bool = False,
     ) -> Settings:
         """Fill the gaps from the environment, then from defaults."""
         data = (data_dir or default_data_dir()).expanduser().resolve()
         fed = federation or Path(os.environ.get("ACCORD_FEDERATION") or DEMO_FEDERATION)
         url = os.environ.get("ACCORD_DATABASE_URL") or f"sqlite:///{data / 'accord.db'}"
-        return cls(data, fed, url, host or "127.0.0.1", port or DEFAULT_PORT, dispatch=dispatch)
+        return cls(data, fed, url, host or "127.0.0.1", port or DEFAULT_PORT, dispatch=dispatch,
+                   adopt_identity=adopt_identity)
+
+
+def admin_token(data_dir: Path, env: Mapping[str, str]) -> str:
+    """The admin token: the file ``$ACCORD_ADMIN_TOKEN_FILE`` names (replicas share it; never
+    created here), else the data directory's own, created on first use.
+
+    Raises:
+        InvalidInput: the named file cannot be read or holds too short a token.
+    """
+    named = env.get(ADMIN_TOKEN_ENV)
+    if not named:
+        return ensure_token(data_dir)
+    try:
+        token = Path(named).read_text().strip()
+    except OSError as exc:
+        raise InvalidInput([Problem(ADMIN_TOKEN_ENV, f"cannot read: {exc.strerror}", named,
+                                    "a file holding the admin token")]) from None
+    if len(token) < MIN_TOKEN_CHARS:
+        raise InvalidInput([Problem(ADMIN_TOKEN_ENV, f"the token is {len(token)} characters", named,
+                                    f"at least {MIN_TOKEN_CHARS} (e.g. openssl rand -base64 32)")])
+    return token
+
+
+def signing_key(data_dir: Path, env: Mapping[str, str]) -> bytes:
+    """The ledger's signing key: the file ``$ACCORD_SIGNING_KEY_FILE`` names (replicas share
+    it; never created here), else the data directory's own, created on first use.
+
+    Raises:
+        InvalidInput: the key file is missing or not an Ed25519 private key.
+    """
+    named = env.get(keys.SIGNING_KEY_ENV)
+    return keys.load(Path(named)) if named else keys.load_or_create(data_dir)
 
 
 def ensure_token(data_dir: Path) -> str:
@@ -107,8 +152,12 @@ def build_carbon() -> CarbonSource:
 
 
 def build_ledger(federation: Federation, store: SqlStore, data_dir: Path) -> LedgerService:
-    """The ledger service over the store, signing with the operator key in ``data_dir``."""
-    return ledger_service(federation, store, SystemClock(), keys.load_or_create(data_dir))
+    """The ledger service over the store, signing with the hub's key (:func:`signing_key`).
+
+    Raises:
+        InvalidInput: ``$ACCORD_SIGNING_KEY_FILE`` names no Ed25519 private key.
+    """
+    return ledger_service(federation, store, SystemClock(), signing_key(data_dir, os.environ))
 
 
 def oidc_from_env(env: Mapping[str, str]) -> Verifier | None:
@@ -141,14 +190,33 @@ def build(settings: Settings) -> Services:
     federation = load_federation(settings.federation_path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     verifier = oidc_from_env(os.environ)
+    token = admin_token(settings.data_dir, os.environ)
+    private = signing_key(settings.data_dir, os.environ)
+    backends = build_backends(federation, settings.data_dir)
     store = SqlStore(settings.database_url)
     try:
-        return compose(federation, store, build_backends(federation, settings.data_dir), SystemClock(),
-                       ensure_token(settings.data_dir), carbon=build_carbon(), oidc=verifier,
-                       data_dir=settings.data_dir)
+        identity.claim(store, hub_facts(private, token, backends), adopt=settings.adopt_identity)
+        return compose(federation, store, backends, SystemClock(), token, carbon=build_carbon(),
+                       oidc=verifier, signing_key=private, data_dir=settings.data_dir)  # its audit spool
     except BaseException:
         store.close()
         raise
+
+
+def hub_facts(private: bytes, token: str, backends: Mapping[str, SiteBackend]) -> dict[str, tuple[str, str]]:
+    """What every replica of a hub must share, each with how to set it."""
+    facts = {
+        "ledger signing key": (key_id(signing.public_key(private)),
+                               f"give every replica the same key file in ${keys.SIGNING_KEY_ENV}"),
+        "admin token (SHA-256)": (hashlib.sha256(token.encode()).hexdigest(),
+                                  f"give every replica the same token file in ${ADMIN_TOKEN_ENV}"),
+    }
+    for site_id, backend in backends.items():
+        if isinstance(backend, LocalBackend):
+            facts[f"site {site_id} job directory"] = (
+                str(backend.root.resolve()),
+                f"set [sites.local] workdir of site {site_id} to a directory every replica shares")
+    return facts
 
 
 @contextmanager
@@ -159,15 +227,49 @@ def exclusive(data_dir: Path) -> Iterator[None]:
         Conflict: another ``accord up`` holds it.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(data_dir / "accord.lock", "a+")  # noqa: SIM115
+    with _flock(data_dir / "accord.lock",
+                f"is using data directory {data_dir}; stop it or pass --data-dir"):
+        yield
+
+
+@contextmanager
+def single_sqlite(database_url: str) -> Iterator[None]:
+    """Hold a lock beside a SQLite database: SQLite serves one ``accord up`` at a time
+    (replicas need PostgreSQL); other databases pass.
+
+    Raises:
+        Conflict: another ``accord up`` uses the same SQLite file.
+    """
+    path = sqlite_path(database_url)
+    if path is None:
+        yield
+        return
+    with _flock(path.with_name(path.name + ".lock"),
+                f"is using the SQLite database {path}: SQLite serves one 'accord up' at a time; "
+                "run replicas on PostgreSQL (docs/design/replicas.md)"):
+        yield
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory SQLite."""
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if database_url.startswith(prefix):
+            rest = database_url[len(prefix):].split("?", 1)[0]
+            return Path(rest).resolve() if rest and rest != ":memory:" else None
+    return None
+
+
+@contextmanager
+def _flock(path: Path, busy: str) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")  # noqa: SIM115
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.seek(0)
         other = fh.read().strip() or "?"
         fh.close()
-        raise Conflict(f"another 'accord up' (pid {other}) is using data directory {data_dir}; "
-                       "stop it or pass --data-dir") from None
+        raise Conflict(f"another 'accord up' (pid {other}) {busy}") from None
     fh.seek(0)
     fh.truncate()
     fh.write(str(os.getpid()))
@@ -178,14 +280,38 @@ def exclusive(data_dir: Path) -> Iterator[None]:
         fh.close()
 
 
-class Dispatcher(threading.Thread):
-    """Runs the broker's step, the ledger's posting sweep and the campaigns' log collection
-    every ``interval`` seconds, over the same services as the API."""
+class LeaseKeeper(threading.Thread):
+    """Takes and renews the dispatch lease every ``leadership.renew_s``, whatever the
+    dispatcher is doing; releases it on stop."""
 
-    def __init__(self, services: Services, interval: float) -> None:
+    def __init__(self, leadership: Leadership) -> None:
+        super().__init__(name="accord-lease", daemon=True)
+        self.leadership = leadership
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        lead = self.leadership
+        was = False
+        while not self.stopping.is_set():
+            now = lead.tick()
+            if now != was:
+                log.info("replica %s %s", lead.holder,
+                         f"leads (lease epoch {lead.epoch})" if now else "stands by")
+                was = now
+            self.stopping.wait(lead.renew_s / 2)
+        lead.step_down()
+
+
+class Dispatcher(threading.Thread):
+    """While this replica leads, runs the broker's step, the ledger's posting sweep and the
+    campaigns' log collection every ``interval`` seconds, over the same services as the API,
+    each fenced by the lease."""
+
+    def __init__(self, services: Services, interval: float, leadership: Leadership) -> None:
         super().__init__(name="accord-dispatcher", daemon=True)
         self.services = services
         self.interval = interval
+        self.leadership = leadership
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -194,19 +320,32 @@ class Dispatcher(threading.Thread):
             for name, work in (("dispatcher", s.broker.step),
                                ("ledger posting", s.ledger.post_pending),
                                ("campaign log collection", s.campaigns.collect)):
+                if not self.leadership.leading():
+                    break
                 try:
-                    work()
+                    with self.leadership.fenced():
+                        work()
+                except LeaseLost as exc:
+                    log.warning("%s pass stopped: %s", name, exc)
+                    break
                 except Exception:  # the loop must outlive any one failure; it is logged
                     log.exception("%s pass failed; retrying", name)
             self.stopping.wait(self.interval)
 
 
+def replica_name(settings: Settings) -> str:
+    """This replica as the lease names it: host, pid, port."""
+    return f"{socket.gethostname()}:{os.getpid()}:{settings.port}"
+
+
 def serve(settings: Settings) -> None:
     """Run the API, the status page and the dispatcher until interrupted: both over the
-    one record of services :func:`build` composes.
+    one record of services :func:`build` composes. Any number may serve one PostgreSQL
+    database; the dispatcher runs in the one holding the dispatch lease.
 
     Raises:
-        InvalidInput, Unavailable, Conflict: as :func:`build` and :func:`exclusive`.
+        InvalidInput, Unavailable, Conflict: as :func:`build`, :func:`exclusive` and
+        :func:`single_sqlite`.
     """
     import uvicorn
 
@@ -215,21 +354,39 @@ def serve(settings: Settings) -> None:
     if not 0 < settings.port < 65536:
         raise InvalidInput([Problem("--port", "is not a TCP port", str(settings.port), "1..65535")])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with exclusive(settings.data_dir):
+    with exclusive(settings.data_dir), single_sqlite(settings.database_url):
         services = build(settings)
         app = create_app(services, title=f"Accord — {services.federation.name}")
         url = f"http://{settings.host}:{settings.port}"
         (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
-        dispatcher = Dispatcher(services, settings.poll_interval_s)
+        leadership = Leadership(_lease(services), replica_name(settings))
+        keeper = LeaseKeeper(leadership)
+        dispatcher = Dispatcher(services, settings.poll_interval_s, leadership)
         if settings.dispatch:
+            keeper.start()
             dispatcher.start()
         print(f"Accord is up at {url} (federation: {services.federation.name}; "
-              f"data: {settings.data_dir}; store: {settings.database_url.split(':', 1)[0]})", flush=True)
+              f"data: {settings.data_dir}; store: {settings.database_url.split(':', 1)[0]}; "
+              f"replica: {leadership.holder})", flush=True)
         try:
             uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                         access_log=False)
         finally:
-            dispatcher.stopping.set()
-            if dispatcher.is_alive():
-                dispatcher.join(timeout=10)
+            _stop(dispatcher, keeper)
             services.close()
+
+
+def _lease(services: Services) -> SqlLease:
+    store = services.store
+    if not isinstance(store, SqlStore):
+        raise TypeError(f"accord up needs the SQL store, not {type(store).__name__}")
+    return SqlLease(store, DISPATCH_LEASE, margin_s=MARGIN_S)
+
+
+def _stop(dispatcher: Dispatcher, keeper: LeaseKeeper) -> None:
+    dispatcher.stopping.set()
+    if dispatcher.is_alive():
+        dispatcher.join(timeout=10)
+    keeper.stopping.set()
+    if keeper.is_alive():
+        keeper.join(timeout=10)

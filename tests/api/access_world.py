@@ -158,14 +158,17 @@ def world_federation(extra: str = "") -> Federation:
 @contextmanager
 def make_world(tmp: Path, *, verifier: Callable[[str], tuple[str, str]] | None = None,
                people: bool = True, token_limit: int = 1000, extra: str = "",
-               start: datetime = T0) -> Iterator[World]:
-    """A live app over a fresh SQLite store with (optionally) everyone in :data:`PEOPLE`;
-    its clock is a :class:`FakeClock` set to ``start`` (the machine's clock is never read)."""
+               start: datetime = T0, database_url: str | None = None,
+               data_dir: Path | None = None) -> Iterator[World]:
+    """A live app over a fresh store (SQLite in ``tmp`` unless ``database_url`` names
+    another) with (optionally) everyone in :data:`PEOPLE`; its clock is a
+    :class:`FakeClock` set to ``start`` (the machine's clock is never read); ``data_dir``
+    (default: none) holds its signing key and audit spool."""
     fed = world_federation(extra)
     clock = FakeClock(start)
     backends = {s.id: LocalBackend(s, tmp / "jobs") for s in fed.sites}
-    store = SqlStore(f"sqlite:///{tmp / 'world.db'}")
-    services = compose(fed, store, backends, clock, ADMIN_TOKEN, oidc=verifier,
+    store = SqlStore(database_url or f"sqlite:///{tmp / 'world.db'}")
+    services = compose(fed, store, backends, clock, ADMIN_TOKEN, oidc=verifier, data_dir=data_dir,
                        token_limiter=RateLimiter(token_limit, 60.0))
     broker = services.broker
     try:

@@ -109,3 +109,21 @@ def test_audit_log_is_append_only_and_filtered_by_partner(access: SqlAccess) -> 
         with pytest.raises(DBAPIError, match="append-only"), access.store.transaction() as conn:
             conn.execute(text(statement))
     assert [r.actor for r in access.audit_records()] == ["user0", "user1", "user0"]
+
+
+def test_audit_records_of_any_text_are_stored_cleaned(access: SqlAccess) -> None:
+    """What an attacker puts in a path or a body (NUL, which PostgreSQL refuses; other
+    controls; lone surrogates, which no UTF-8 database stores; far too much) is stored, as
+    printable text within each column's size (the same on SQLite and PostgreSQL)."""
+    hostile = AuditRecord(T0, "a\x00" * 40, "api-token:\x1b[31m", "POST /api/v1/jobs/x\x00y/cancel",
+                          "/api/v1/jobs/x\x00y/cancel\r\n" + "\ud800" * 500, ("uk", "f\x00r", "x" * 400),
+                          Outcome.INVALID, 422, "\x7f" * 200, "\x00" * 5000)
+    access.audit_many([record(0, ("uk",)), hostile, record(2, ("fr",))])
+    first, got, last = access.audit_records()
+    assert (first.target, last.target) == ("job j0", "job j2")
+    assert got.actor == ("a\\x00" * 40)[:63] + "…" and got.via == "api-token:\\x1b[31m"
+    assert got.action == "POST /api/v1/jobs/x\\x00y/cancel"
+    assert got.target.startswith("/api/v1/jobs/x\\x00y/cancel\\x0d\\x0a\ufffd\ufffd")
+    assert len(got.target) == 300
+    assert got.partners == ("uk", "f\\x00r", "x" * 63 + "…")   # each id within 64 characters
+    assert len(got.source) == 100 and len(got.detail) == 4000 and got.detail.startswith("\\x00\\x00")

@@ -123,7 +123,7 @@ def test_a_later_statement_proves_it_extends_the_earlier(svc: LedgerService) -> 
     svc.close_period("2026-10")
     october = svc.statement("uk-fr", "2026-10")
     post(svc, usage(24 * 30))  # a job in November
-    svc.close_period("2026-11")
+    svc.close_period("2026-11", early=True)   # the clock is in November: an early close
     november = svc.statement("uk-fr", "2026-11")
     assert november["previous"]["signed_head"] == october["tree_head"]
     assert verify_statement(november, svc.public_key, previous=october) == []

@@ -64,7 +64,8 @@ class AccordProcess:
 
     @property
     def token(self) -> str:
-        return (self.data_dir / "admin.token").read_text().strip()
+        shared = self.env.get("ACCORD_ADMIN_TOKEN_FILE")
+        return Path(shared or self.data_dir / "admin.token").read_text().strip()
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30,

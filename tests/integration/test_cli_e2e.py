@@ -69,7 +69,7 @@ def test_cancel_a_running_job(server: AccordProcess) -> None:
         (["submit", "--gpu-model", "TPU", "--", "true"], "gpu_model: names an unknown GPU model"),
         (["show", "no-such-job"], "no job 'no-such-job'"),
         (["submit"], "command: nothing to run"),
-        (["submit", "--gpus", "two", "--", "true"], "invalid int value: 'two'"),
+        (["submit", "--gpus", "two", "--", "true"], "argument --gpus: must be a whole number (got 'two'"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_message(

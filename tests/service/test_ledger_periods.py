@@ -175,3 +175,25 @@ def test_an_unbalanced_entry_is_never_written(
     assert books.verify().ok
     [written] = books.ledger.append([good])   # the balanced one alone is fine
     assert (written.seq, [str(leg.amount) for leg in written.legs]) == (0, ["1.000000", "-1.000000"])
+
+
+# ── a month closes once it has ended; closing the current one early is asked for ─────
+def test_the_current_month_closes_only_early_and_a_later_month_never(books: LedgerService) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        books.close_period("2026-12")                      # the clock's month (3 December)
+    [p] = refused.value.problems
+    assert (p.where, p.message, p.got) == ("period", "has not ended yet", "2026-12")
+    assert p.allowed is not None and "a month before 2026-12" in p.allowed and "--early" in p.allowed
+    assert "booked to the next open period" in p.allowed
+    for future in ("2027-01", "2031-06"):
+        for early in (False, True):
+            with pytest.raises(InvalidInput, match="has not begun yet"):
+                books.close_period(future, early=early)
+    assert books.ledger.closures() == []
+    books.close_period("2026-11")                          # ended: no flag needed
+    books.close_period("2026-12", early=True)
+    # usage of the rest of December is booked to January, the next open period
+    post(books, ran(9, datetime(2026, 12, 20, 10, tzinfo=UTC), datetime(2026, 12, 20, 12, tzinfo=UTC), 2))
+    moved = by_id(books)["usage:paris:9"]
+    assert (moved.period, dict(moved.memo)) == ("2027-01", {"ran_in": "2026-12"})
+    assert [c.period for c in books.ledger.closures()] == ["2026-11", "2026-12"]

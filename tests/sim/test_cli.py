@@ -260,3 +260,37 @@ def test_failures_drawn_at_random_are_the_same_for_a_site_in_every_variant(tmp_p
     assert simulate("--scenario", str(FIXTURES / "scenario.toml"), "--mtbf-hours", "5",
                     "--out", str(tmp_path / "e")) == 2
     assert "--mtbf-hours: goes with --mttr-hours" in capsys.readouterr().err
+
+
+# ── issue 18: a bad --out and jobs that fit nowhere are said plainly ──────────────────
+def test_an_out_that_is_a_file_or_under_one_is_refused_before_the_run(tmp_path: Path,
+                                                                       capsys: Capture) -> None:
+    existing = tmp_path / "existing"
+    existing.write_text("keep me")
+    inputs = ("--federation", str(FIXTURES / "federation.toml"), "--trace", str(FIXTURES / "small.swf"))
+    for out, why in ((existing, "is a file, not a directory"),
+                     (existing / "x" / "y", "a part of it is a file")):
+        assert simulate(*inputs, "--out", str(out)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"--out: {why} (got {out}, allowed a directory"), err
+        assert "Traceback" not in err
+    assert existing.read_text() == "keep me"
+
+
+def test_jobs_larger_than_every_pool_are_named_and_nothing_run_is_an_error(tmp_path: Path,
+                                                                           capsys: Capture) -> None:
+    trace = tmp_path / "big.csv"
+    trace.write_text("submit,gpus,runtime,requested,group,partner\n"
+                     "2020-01-01T00:00:00Z,100000,3600,7200,team-a,uk\n"
+                     "2020-01-01T00:10:00Z,5000,600,,team-b,fr\n")
+    code = simulate("--federation", str(FIXTURES / "federation.toml"), "--trace", str(trace),
+                    "--carbon", "shared:carbon", "--out", str(tmp_path / "out"))
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "nan" not in out and "–       –" in out       # no wait to show: a dash, not "nan"
+    assert ("note: base / home: 2 of 2 job(s) could not be placed: 2 ask for more GPUs than any pool "
+            "has (up to 100,000; the largest pool has 256)") in err
+    assert "accord: no job could run in any variant or policy" in err
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["variants"][0]["runs"][0]["unplaced"] == {
+        "jobs": 2, "too_large": 2, "largest_pool": 256, "largest_asked": 100_000, "other": 0}

@@ -321,13 +321,29 @@ TOKENS = [
     pytest.param(lambda: ac.can_manage_users(who("root", ADMIN, scopes=token(
                      TokenScope.PROJECTS_WRITE, TokenScope.JOBS_WRITE, TokenScope.COMPLIANCE))),
                  lacks("admin", "compliance,jobs:write,projects:write"), id="three scopes, sorted"),
-    # auditing takes audit:read or ledger:read; lacking both, the refusal names ledger:read
+    # the audit log takes audit:read: ledger:read reads the books, not who did what
     pytest.param(lambda: ac.can_audit(who("aud", AUDITOR, scopes=token(TokenScope.AUDIT_READ))),
                  Access(True, "admin or auditor"), id="audit with audit:read only"),
     pytest.param(lambda: ac.can_audit(who("aud", AUDITOR, scopes=token(TokenScope.LEDGER_READ))),
-                 Access(True, "admin or auditor"), id="audit with ledger:read only"),
-    pytest.param(lambda: ac.can_audit(who("aud", AUDITOR, scopes=token(TokenScope.JOBS_READ))),
-                 lacks("ledger:read", "jobs:read"), id="audit with neither"),
+                 lacks("audit:read", "ledger:read"), id="audit log with ledger:read only"),
+    pytest.param(lambda: ac.can_audit(who("root", ADMIN, scopes=token(TokenScope.LEDGER_READ,
+                                                                        TokenScope.LEDGER_WRITE))),
+                 lacks("audit:read", "ledger:read,ledger:write"), id="admin's audit log with ledger scopes"),
+    pytest.param(lambda: ac.can_audit(who("root", ADMIN, scopes=token(TokenScope.AUDIT_READ))),
+                 Access(True, "admin or auditor"), id="admin's audit log with audit:read"),
+    pytest.param(lambda: ac.can_audit(who("op", OP_PARIS, scopes=token(TokenScope.AUDIT_READ))),
+                 Access(False, NO_AUDIT), id="audit:read alone makes nobody an auditor"),
+    # verifying the whole ledger takes audit:read or ledger:read; lacking both, the refusal
+    # names ledger:read
+    pytest.param(lambda: ac.can_verify_ledger(who("aud", AUDITOR, scopes=token(TokenScope.AUDIT_READ))),
+                 Access(True, "admin or auditor"), id="verify with audit:read only"),
+    pytest.param(lambda: ac.can_verify_ledger(who("aud", AUDITOR, scopes=token(TokenScope.LEDGER_READ))),
+                 Access(True, "admin or auditor"), id="verify with ledger:read only"),
+    pytest.param(lambda: ac.can_verify_ledger(who("aud", AUDITOR, scopes=token(TokenScope.JOBS_READ))),
+                 lacks("ledger:read", "jobs:read"), id="verify with neither"),
+    pytest.param(lambda: ac.can_verify_ledger(ROOT), Access(True, "admin or auditor"), id="verify: admin"),
+    pytest.param(lambda: ac.can_verify_ledger(who("po", PO_FR, scopes=token(TokenScope.LEDGER_READ))),
+                 Access(False, NO_AUDIT), id="verify: officer refused"),
     pytest.param(lambda: ac.can_reconcile(who("op", OP_PARIS, scopes=token(TokenScope.AUDIT_READ))),
                  Access(False, NO_AUDIT),
                  id="operator reconciles with audit:read only"),

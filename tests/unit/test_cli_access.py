@@ -153,6 +153,15 @@ def test_audit_passes_its_filters() -> None:
                                                    "since": "2026-11-01T00:00:00Z", "limit": 5})]
 
 
+def test_audit_warns_of_records_waiting_in_the_servers_spool(capsys: Capture) -> None:
+    api = FakeApi({"/api/v1/audit": {"records": [], "spooled": 3}})
+    assert run(api, "audit") == 0
+    out, err = capsys.readouterr()
+    assert out == "no audit records\n"
+    assert err == ("warning: 3 audit record(s) wait in the server's spool (the database refused them or "
+                   "was down; they are retried and not shown here: see the server's log)\n")
+
+
 # ---------------------------------------------------------------- output
 TOKEN = {"id": "ab12", "user": "ada", "name": "laptop", "scopes": ["jobs:read"],
          "created_at": "2026-11-22T10:00:00+00:00", "expires_at": "2026-12-22T10:00:00+00:00",

@@ -74,10 +74,12 @@ def _kind(f: JobField) -> dict[str, Any]:
 @pytest.mark.parametrize("f", [f for f in JOB_FIELDS if f.max_length is not None], ids=lambda f: f.name)
 def test_the_schema_and_the_parser_agree_on_lengths(small_federation: Federation, f: JobField) -> None:
     kind = _kind(f)
-    text = kind["anyOf"][1] if f.kind is FieldKind.DURATION else kind
-    assert text["maxLength"] == f.max_length
-    doc = {"command": ["x"]} if f.name != "script" else {}
-    found = problems({**doc, f.name: "a" * ((f.max_length or 0) + 1)}, small_federation)
+    text = kind["anyOf"][1] if f.kind is FieldKind.DURATION else kind["items"] if f.kind is FieldKind.ARGS \
+        else kind
+    assert text["maxLength"] == f.max_length     # a command's: of each argument, and of all together
+    doc = {"command": ["x"]} if f.name not in ("script", "command") else {}
+    over = "a" * ((f.max_length or 0) + 1)
+    found = problems({**doc, f.name: [over] if f.kind is FieldKind.ARGS else over}, small_federation)
     assert [p.where for p in found] == [f.name]
     assert found[0].message.startswith(("is too long", "is too large")), found
     assert found[0].got is not None and found[0].allowed and str(f.max_length) in found[0].allowed

@@ -340,8 +340,9 @@ def test_the_emissions_of_a_run_come_from_the_pools_facility_power(
         site: str, gpus: int, intensity: float, grams: float) -> None:
     zone = {"bristol": "GB", "berlin": "DE", "paris": "FR"}[site]
     forecast = ZoneForecast.of(series(zone, T0 - HOUR, 1800, [intensity] * 10), 1800)
-    d = place(replace(JOB, site=site, gpus=gpus), WIDE, {}, T0,
-              context=PlacementContext(WIDE.placement, {zone: forecast}))
+    fed = replace(WIDE)   # a federation of its own: its pools' power is indexed in this test
+    d = place(replace(JOB, site=site, gpus=gpus), fed, {}, T0,
+              context=PlacementContext(fed.placement, {zone: forecast}))
     assert d.chosen is not None and d.chosen.site == site and d.chosen.start == T0
     assert d.chosen.emissions_g == pytest.approx(grams, rel=1e-12)
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from accord.domain.errors import InvalidInput, Problem
+from accord.domain.federation.limits import FILE_BYTES
 from accord.domain.federation.model import Federation
 from accord.domain.federation.schema import parse_federation
 
@@ -25,12 +26,17 @@ def load_federation(path: Path | str) -> Federation:
     """Read and validate a federation file.
 
     Raises:
-        InvalidInput: the file is missing, unreadable, not TOML, or invalid; every
+        InvalidInput: the file is missing, unreadable, larger than
+            :data:`~accord.domain.federation.limits.FILE_BYTES`, not TOML, or invalid; every
             problem has the file name and, where known, the line.
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:      # read no more than the bound: it could be anything
+            data = fh.read(FILE_BYTES.maximum + 1)
+        if len(data) > FILE_BYTES.maximum:
+            _too_large(f"over {FILE_BYTES.maximum:,} bytes", source)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise InvalidInput([Problem("federation", "file not found", source,
                                     "the path of a federation TOML file", source)]) from None
@@ -45,6 +51,10 @@ def parse_federation_text(text: str, source: str = "<federation>") -> Federation
     Raises:
         InvalidInput: as :func:`load_federation`.
     """
+    if len(text) > FILE_BYTES.maximum:   # more characters than the bound's bytes: not encoded
+        _too_large(f"{len(text):,} characters", source)
+    if (size := len(text.encode(errors="surrogatepass"))) > FILE_BYTES.maximum:
+        _too_large(f"{size:,} bytes", source)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -59,6 +69,12 @@ def parse_federation_text(text: str, source: str = "<federation>") -> Federation
         lines = locate_lines(text)
         located = [replace(p, source=source, line=_find(lines, p.where)) for p in exc.problems]
         raise InvalidInput(sorted(located, key=lambda p: p.line or 0)) from None
+
+
+def _too_large(size: str, source: str) -> None:
+    """Raises InvalidInput: a file of ``size`` is over the bound."""
+    raise InvalidInput([Problem("federation", "file is too large", size,
+                                f"at most {FILE_BYTES.maximum:,} bytes", source)])
 
 
 def locate_lines(text: str) -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 ``DATA_DIR/ledger-signing.key`` holds the private key (PEM, PKCS#8, mode 0600),
 created on first use; ``DATA_DIR/ledger-signing.pub.pem`` is the public key to
-give every partner, the only thing they need to verify statements.
+give every partner, the only thing they need to verify statements. Replicas of one hub
+share one key instead: ``$ACCORD_SIGNING_KEY_FILE`` names it (see ``docs/design/replicas.md``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from accord.domain.errors import InvalidInput, Problem
 
 PRIVATE = "ledger-signing.key"
 PUBLIC = "ledger-signing.pub.pem"
+SIGNING_KEY_ENV = "ACCORD_SIGNING_KEY_FILE"
 
 
 def load_or_create(data_dir: Path) -> bytes:
@@ -33,17 +35,33 @@ def load_or_create(data_dir: Path) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
-    try:
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except ValueError as exc:
-        raise InvalidInput([Problem(PRIVATE, f"not a PEM private key: {exc}", str(path))]) from exc
-    if not isinstance(loaded, Ed25519PrivateKey):
-        raise InvalidInput([Problem(PRIVATE, "is not an Ed25519 key", type(loaded).__name__,
-                                    "an Ed25519 private key")])
-    raw = loaded.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                            serialization.NoEncryption())
+    raw = load(path, PRIVATE)
     (data_dir / PUBLIC).write_bytes(public_pem(raw))
     return raw
+
+
+def load(path: Path, field: str = SIGNING_KEY_ENV) -> bytes:
+    """The raw 32-byte private key in the PEM file ``path``; ``field`` names where the path
+    came from in errors. Never created here: the key a hub's replicas share is made once,
+    e.g. ``openssl genpkey -algorithm ed25519 -out hub-signing.key``.
+
+    Raises:
+        InvalidInput: the file is missing, unreadable or not an Ed25519 private key.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput([Problem(field, f"cannot read the signing key: {exc.strerror}", str(path),
+                                    "a PEM (PKCS#8) Ed25519 private key file")]) from None
+    try:
+        loaded = serialization.load_pem_private_key(data, password=None)
+    except ValueError as exc:
+        raise InvalidInput([Problem(field, f"not a PEM private key: {exc}", str(path))]) from exc
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise InvalidInput([Problem(field, "is not an Ed25519 key", type(loaded).__name__,
+                                    "an Ed25519 private key")])
+    return loaded.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())
 
 
 def public_pem(private_raw: bytes) -> bytes:

@@ -16,6 +16,7 @@ unseen. See ``docs/design/crash-safety.md``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -55,7 +56,17 @@ class LocalBackend:
         self.root = root / site.id
         self.root.mkdir(parents=True, exist_ok=True)
         self._active: dict[str, tuple[str, tuple[int, ...]]] = {}
-        self._rebuild_allocations()
+        self._seen = -1
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Re-read the allocations when the job directory changed behind this process's back
+        (another replica of the hub led before: its jobs hold GPUs too)."""
+        seen = self.root.stat().st_mtime_ns
+        if seen != self._seen:
+            self._active = {}
+            self._rebuild_allocations()
+            self._seen = seen
 
     def _rebuild_allocations(self) -> None:
         for job_dir in self.root.iterdir():
@@ -65,6 +76,7 @@ class LocalBackend:
                 self._active[job_dir.name] = (spec["pool"], tuple(spec["gpu_indices"]))
 
     def _prune(self) -> None:
+        self._refresh()
         for ref in [r for r in self._active if (self.root / r / "result.json").exists()]:
             del self._active[ref]
 
@@ -97,7 +109,9 @@ class LocalBackend:
             raise Conflict(f"job {job.id} is not placed at site {self.site_id}")
         job_dir = self.root / job.id
         try:
+            self._refresh()
             job_dir.mkdir()
+            self._seen = self.root.stat().st_mtime_ns
         except FileExistsError:
             return self._adopt(job, job_dir)
         try:
@@ -123,14 +137,21 @@ class LocalBackend:
         return Dispatched(backend_ref=job.id, gpu_indices=indices, adopted=True)
 
     def _allocate(self, pool_id: str, gpus: int) -> tuple[int, ...]:
+        """The lowest ``gpus`` free indices of the pool: work in proportion to the GPUs the
+        job asks for and those already allocated, never to the pool's size.
+
+        Raises:
+            NotFound: no such pool here.
+            Busy: fewer free GPUs than ``gpus``.
+        """
         self._prune()
         pool = self.site.pool(pool_id)
         used = {i for p, idx in self._active.values() if p == pool_id for i in idx}
-        free = [i for i in range(pool.gpus) if i not in used]
-        if len(free) < gpus:
-            raise Busy(f"pool {self.site_id}/{pool_id} has {len(free)} free GPUs, "
-                              f"the job needs {gpus}")
-        return tuple(free[:gpus])
+        free = pool.gpus - len(used)
+        if free < gpus:
+            raise Busy(f"pool {self.site_id}/{pool_id} has {max(free, 0)} free GPUs, "
+                       f"the job needs {gpus}")
+        return tuple(itertools.islice((i for i in itertools.count() if i not in used), gpus))
 
     def _job_file(self, job: Job, indices: tuple[int, ...]) -> dict[str, Any]:
         if job.spec.script is not None:

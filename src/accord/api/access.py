@@ -42,7 +42,7 @@ class TokenRequest(_Body):
     """A new API token: a name, scopes and a lifetime in days."""
 
     name: str = Field(..., min_length=1, max_length=200)
-    scopes: list[str] = Field(..., min_length=1, max_length=20)
+    scopes: list[Annotated[str, Field(max_length=64)]] = Field(..., min_length=1, max_length=20)
     days: int = Field(30, ge=1, le=366)
     for_user: str | None = Field(None, max_length=64, description="admins: mint it for this user")
 
@@ -98,7 +98,7 @@ class AllocationRequest(_Body):
     units: float = Field(..., gt=0, le=1e12)
     start: str = Field(..., pattern=MONTH)
     end: str = Field(..., pattern=MONTH)
-    sites: list[str] = Field(default_factory=list, max_length=100)
+    sites: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=100)
 
 
 class Decision(_Body):
@@ -272,10 +272,13 @@ def audit(s: Svc, p: Caller, actor: Annotated[str | None, Query(max_length=64)] 
           action: Annotated[str | None, Query(max_length=100)] = None,
           since: datetime | None = None, after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
           limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict[str, Any]:
+    """Audit records the caller may read, oldest first; ``spooled``: how many records the
+    database has not taken yet (kept in the server's spool file, retried until it does)."""
     s.audit.flush()
     since = utc_instant(since, "since") if since is not None else None
     return {"records": [_audit(r) for r in s.access.audit(p, actor=actor, action=action, since=since,
-                                                        limit=limit, after=after)]}
+                                                        limit=limit, after=after)],
+            "spooled": s.audit.spooled}
 
 
 def _last_hold(job: Job) -> Event | None:

@@ -22,13 +22,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accord.api import access, campaigns, dashboard, federation, footprint, jobs, ledger
 from accord.api.common import ERRORS, problem
+from accord.api.limits import BodyLimit
 from accord.domain.access.audit import AuditRecord, outcome_of
 from accord.domain.access.rules import Principal
 from accord.domain.errors import (
@@ -43,7 +46,6 @@ from accord.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
-from accord.service.audit import AuditWriter
 from accord.service.services import Services
 from accord.web.dashboard import mount_dashboard
 
@@ -66,7 +68,8 @@ def create_app(services: Services, *, title: str = "Accord") -> FastAPI:
                   description="Broker for international reciprocal AI compute agreements.")
     app.state.services = services
     _install_error_handlers(app)
-    app.add_middleware(_AuditMiddleware, writer=services.audit)
+    app.add_middleware(BodyLimit)   # inside the audit middleware: a refused body is audited too
+    app.add_middleware(_AuditMiddleware, services=services)
     for router in ROUTERS:
         app.include_router(router)
     mount_dashboard(app)
@@ -119,8 +122,8 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 class _AuditMiddleware:
     """Records every state-changing /api request (pure ASGI: it adds no copy of bodies)."""
 
-    def __init__(self, app: ASGIApp, writer: AuditWriter) -> None:
-        self.app, self.writer = app, writer
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app, self.services = app, services
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
@@ -138,12 +141,33 @@ class _AuditMiddleware:
         try:
             await self.app(scope, receive, watch)
         finally:
-            self.writer.add(_record(scope, status[0]))
+            with anyio.CancelScope(shield=True):   # a client that hung up is audited too
+                p = await self._principal(scope, status[0])
+            self.services.audit.add(_record(scope, status[0], p))
+
+    async def _principal(self, scope: Scope, status: int) -> Principal | None:
+        """Who made the request: the caller its route authenticated; for a request refused
+        before that (a NUL in its path, no such route), the holder of the valid credential
+        it carried, if any (a 401 or 429 was refused for its credential: nobody)."""
+        p: Principal | None = (scope.get("state") or {}).get("principal")
+        if p is not None or status in (401, 429):
+            return p
+        header = next((v for k, v in scope.get("headers") or () if k == b"authorization"), None)
+        if header is None:
+            return None
+        return await run_in_threadpool(self._identify, header.decode("latin-1"))
+
+    def _identify(self, authorization: str) -> Principal | None:
+        try:
+            return self.services.access.authenticate(authorization)
+        except Exception:  # not a valid credential (or the store did not answer): anonymous
+            return None
 
 
-def _record(scope: Scope, status: int) -> AuditRecord:
+def _record(scope: Scope, status: int, p: Principal | None) -> AuditRecord:
+    """The audit record of a request that ended with ``status``, made by ``p`` (None:
+    anonymous); the writer cleans its fields for the database."""
     state = scope.get("state") or {}
-    p: Principal | None = state.get("principal")
     action, target, partners, detail = state.get("audit") or (
         f"{scope['method']} {scope['path'][:80]}", scope["path"][:300], (), "")
     client = scope.get("client")

@@ -55,6 +55,7 @@ def _doc(text: str) -> dict[str, Any]:
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: _doc("no valid credentials"), 403: _doc("not allowed (or not visible)"),
     404: _doc("no such object"), 409: _doc("conflicts with stored state"),
+    413: _doc("the request body is over its size limit (named)"),
     422: _doc("invalid input, every problem listed"), 429: _doc("rate-limited; see Retry-After"),
     503: _doc("a dependency is unavailable"),
 }

@@ -14,11 +14,11 @@ from accord.domain.access.rules import (
     Principal,
     Role,
     TokenScope,
-    can_audit,
     can_correct,
     can_operate_ledger,
     can_read_agreement,
     can_reconcile,
+    can_verify_ledger,
     token_scope,
 )
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
@@ -101,15 +101,17 @@ def correct(entry_id: str, body: Correction, request: Request, s: Svc, p: Caller
 
 
 @router.post("/api/v1/ledger/periods/{period}/close")
-def close(period: str, request: Request, s: Svc, p: Caller) -> dict[str, Any]:
-    note_audit(request, "ledger.close", f"period {period[:10]}")
+def close(period: str, request: Request, s: Svc, p: Caller, early: bool = False) -> dict[str, Any]:
+    """Close a month that has ended (``early=true``: the current month, before its end; usage
+    of the rest of it is then booked to the next open period)."""
+    note_audit(request, "ledger.close", f"period {period[:10]}", detail="early" if early else "")
     can_operate_ledger(p).require()
-    return head_to_json(s.ledger.close_period(period))
+    return head_to_json(s.ledger.close_period(period, early=early))
 
 
 @router.get("/api/v1/ledger/verify")
 def verify(s: Svc, p: Caller) -> dict[str, Any]:
-    can_audit(p).require()
+    can_verify_ledger(p).require()
     r = s.ledger.verify()
     return {"ok": r.ok, "entries": r.entries, "closures": r.closures,
             "first_bad_seq": r.first_bad_seq, "problem": r.problem}

@@ -1,7 +1,9 @@
 """The ``accord`` command line: a thin shell over the runtime and the REST client.
 
 Exit status: 0 success, 1 Accord or a site is unavailable, 2 bad input (usage,
-invalid files or specs, unknown ids, conflicts), 130 interrupted.
+invalid files or specs, unknown ids, conflicts), 130 interrupted. A reader that stops
+reading early (``accord jobs --json | head -c 100``) ends any command quietly, with
+status 0: it is what the reader asked for, not an error.
 
 The commands live in one module per area (:mod:`~accord.cli.server`,
 :mod:`~accord.cli.jobs`, :mod:`~accord.cli.ledger`, :mod:`~accord.cli.simulate`,
@@ -15,6 +17,7 @@ of the command line; only this module imports the areas.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,15 +83,21 @@ def _add(commands: Any, command: Command, shared: argparse.ArgumentParser) -> No
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``accord`` console script."""
+    """Entry point of the ``accord`` console script: runs the command and exits with its
+    status (see the module's docstring); prints one line per problem, never a traceback."""
     args_in = list(sys.argv[1:] if argv is None else argv)
     command: list[str] = []
     if "--" in args_in:
         cut = args_in.index("--")
         args_in, command = args_in[:cut], args_in[cut + 1:]
-    args = build_parser().parse_args(args_in)
     try:
+        args = build_parser().parse_args(args_in)   # --help and usage errors exit here
         sys.exit(_run(args, command))
+    except SystemExit:
+        _flush()
+        raise
+    except BrokenPipeError:
+        _reader_gone()
     except InvalidInput as exc:
         for problem in exc.problems:
             print(problem.render(), file=sys.stderr)
@@ -101,6 +110,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INPUT)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _flush() -> None:
+    """Flush standard output now: a reader that has gone shows here, not in Python's exit."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
+
+
+def _reader_gone() -> None:
+    """Standard output's reader stopped reading (``| head``): end quietly, status 0, with
+    standard output pointed at nothing so that Python's final flush cannot complain."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a test's captured stream): nothing to flush
+        pass
+    sys.exit(0)
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:

@@ -56,7 +56,8 @@ def _token_create_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="what the token is for, e.g. 'laptop'")
     parser.add_argument("--scope", dest="scopes", action="append", required=True, metavar="S",
                         help="repeatable: jobs:read, jobs:write, ledger:read, ledger:write, "
-                             "projects:read, projects:write, compliance, audit:read, admin")
+                             "projects:read, projects:write, compliance, audit:read (the audit log: "
+                             "ledger:read does not read it), admin")
     parser.add_argument("--days", type=int, help="lifetime in days, 1..366 (default 30)")
     parser.add_argument("--for-user", metavar="U", help="admins: mint it for this user")
 
@@ -266,11 +267,16 @@ def _decide_compliance(args: argparse.Namespace, api: Api, *, approve: bool) -> 
 
 def audit(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord audit``: oldest first, a page at a time (``--after`` the last one shown)."""
-    records = api.get("/api/v1/audit", actor=args.actor, action=args.action, since=args.since,
-                      after=args.after, limit=args.limit)["records"]
+    page = api.get("/api/v1/audit", actor=args.actor, action=args.action, since=args.since,
+                   after=args.after, limit=args.limit)
+    records = page["records"]
     emit(args, records, _audit_table)
     if records and len(records) == (args.limit or AUDIT_PAGE) and not args.json:
         print(f"(more may follow: accord audit --after {records[-1]['seq']} ...)", file=sys.stderr)
+    if page.get("spooled"):
+        print(f"warning: {page['spooled']} audit record(s) wait in the server's spool (the database "
+              "refused them or was down; they are retried and not shown here: see the server's log)",
+              file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,7 @@
     accord campaign create --id ID --project P --partner uk --partner fr --site S... \\
         --task arithmetic:1 --task capitals:2 --model calc,http://host/v1,calc-7b[,uk] \\
         [--embargo approval|date|none] [--until YYYY-MM-DD] [--gpus N] [--time-limit-s S]
-    accord campaign list | submit ID | status ID | results ID
+    accord campaign list | submit ID [--wait] | status ID | results ID
     accord campaign approve-release ID [--partner P]   (a partner's programme officer)
 
 Thin shells over ``/api/v1/campaigns`` (:mod:`accord.api.campaign_routes`); ``--json``
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from accord.cli.common import Api, Doc, group, leaf, output, positionals
+from accord.cli.common import EXIT_UNAVAILABLE, FINAL, Api, Doc, group, leaf, output, positionals
 from accord.domain.campaigns.campaign import EmbargoKind
 from accord.domain.errors import InvalidInput, Problem
 
@@ -40,6 +41,12 @@ def _create_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", metavar="YYYY-MM-DD", help="the embargo date (--embargo date)")
     parser.add_argument("--gpus", type=int)
     parser.add_argument("--time-limit-s", type=int)
+
+
+def _submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id")
+    parser.add_argument("--wait", action="store_true",
+                        help="then wait until every pair's job has ended (exit 1 if one did not complete)")
 
 
 def _approve_release_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,9 +141,26 @@ def list_campaigns(args: argparse.Namespace, _command: list[str], api: Api) -> i
 
 
 def submit(args: argparse.Namespace, _command: list[str], api: Api) -> int:
-    """``accord campaign submit``."""
-    return output(args, api.post(f"/api/v1/campaigns/{args.id}/submit"), lambda d: "\n".join(
-        f"{r['task']} × {r['model']}: job {r['job']}" for r in d["runs"]))
+    """``accord campaign submit ID``: each pair's job; with ``--wait``, the campaign's status
+    once every job has ended, and status 1 if one did not complete (as ``accord submit --wait``)."""
+    runs = api.post(f"/api/v1/campaigns/{args.id}/submit")
+    if not args.wait:
+        return output(args, runs, lambda d: "\n".join(f"{r['task']} × {r['model']}: job {r['job']}"
+                                                     for r in d["runs"]))
+    status = _wait(api, args.id)
+    output(args, status, status_text)
+    return 0 if all(r["state"] == "completed" for r in status["runs"]) else EXIT_UNAVAILABLE
+
+
+def _wait(api: Api, campaign_id: str) -> Doc:
+    """The campaign's status once every pair's job has ended (polled, backing off to 2 s)."""
+    delay = 0.2
+    while True:
+        status: Doc = api.get(f"/api/v1/campaigns/{campaign_id}")
+        if all(r["state"] in FINAL for r in status["runs"]):
+            return status
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
 
 
 def status(args: argparse.Namespace, _command: list[str], api: Api) -> int:
@@ -162,7 +186,7 @@ COMMANDS = (
     group("campaign", "joint model-testing campaigns (Inspect)",
           leaf("create", "create a campaign from a file or from flags", create, _create_arguments),
           leaf("list", "the campaigns you may see", list_campaigns),
-          leaf("submit", "submit a job for every (task, model) pair", submit, positionals("id")),
+          leaf("submit", "submit a job for every (task, model) pair", submit, _submit_arguments),
           leaf("status", "each pair's job, compute per partner, the embargo", status, positionals("id")),
           leaf("results", "scores per task and model (after the embargo)", results, positionals("id")),
           leaf("approve-release", "approve the release of the results for your partner", approve_release,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.jobs.fields import JOB_FIELDS, LIST_KINDS, FieldKind
+from accord.domain.jobs.fields import JOB_FIELDS, LIST_KINDS, FieldKind, JobField
 
 if TYPE_CHECKING:
     from accord.client import Client
@@ -146,7 +146,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         extra: dict[str, Any] = {}
         if f.kind is FieldKind.COUNT:
-            extra["type"] = int
+            extra["type"] = whole_number(f)
         if f.kind in LIST_KINDS:
             extra["action"] = "append"
         text = f.help
@@ -154,6 +154,22 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
             extra["default"] = f.cli_default
             text += f" (default {f.cli_default})"
         parser.add_argument(f.option, dest=f.name, help=text, **extra)
+
+
+def whole_number(f: JobField) -> Callable[[str], int]:
+    """argparse's type for a count option: a usage error naming the option (argparse adds
+    it), the value and what is allowed; the server checks the bounds (the same words as
+    the API's)."""
+    allowed = f"a whole number from {f.minimum or 1}" + (f" to {f.maximum}" if f.maximum else "")
+
+    def convert(text: str) -> int:
+        try:
+            return int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number (got {text!r}, allowed {allowed})") from None
+
+    return convert
 
 
 def job_document(args: argparse.Namespace, command: list[str]) -> Doc:

@@ -1,8 +1,9 @@
 """The job commands: ``accord submit``, ``jobs``, ``show``, ``logs`` and ``cancel``.
 
 Thin shells over ``/api/v1/jobs``: each prints a readable line or table, or with
-``--json`` the API's own JSON. ``accord submit --wait`` exits 1 when the job did not
-complete.
+``--json`` the API's own JSON. ``accord submit --parsable`` prints the job's id alone
+(``J=$(accord submit --parsable -- ...)``, as ``sbatch --parsable``); ``accord submit
+--wait`` exits 1 when the job did not complete.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from accord.cli.common import (
     output,
     positionals,
 )
+from accord.domain.errors import InvalidInput, Problem
 
 if TYPE_CHECKING:
     from accord.client import Client
@@ -33,6 +35,8 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser)
     parser.add_argument("--idempotency-key")
     parser.add_argument("--wait", action="store_true", help="wait until the job ends")
+    parser.add_argument("--parsable", action="store_true",
+                        help="print the job's id alone (for J=$(accord submit --parsable ...))")
 
 
 def _jobs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,11 +46,22 @@ def _jobs_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------------- handlers
 def submit(args: argparse.Namespace, command: list[str], client: Client) -> int:
-    """``accord submit``: the job's id and state (with ``--wait``, once it has ended)."""
+    """``accord submit``: the job's id and state (with ``--wait``, once it has ended), the
+    id alone with ``--parsable``, the job's JSON with ``--json``.
+
+    Raises:
+        InvalidInput: ``--parsable`` with ``--json``; a job document the server refuses.
+    """
+    if args.parsable and args.json:
+        raise InvalidInput([Problem("--parsable", "goes without --json", "--parsable --json",
+                                    "one of them: --parsable prints the id alone, --json the job")])
     job = client.submit(job_document(args, command), args.idempotency_key)
     if args.wait:
         job = _wait(client, job["id"])
-    output(args, job, lambda j: f"{j['id']}: {j['state']}" + (f" — {j['reason']}" if args.wait else ""))
+    if args.parsable:
+        print(job["id"], flush=True)
+    else:
+        output(args, job, lambda j: f"{j['id']}: {j['state']}" + (f" — {j['reason']}" if args.wait else ""))
     if args.wait and job["state"] != "completed":
         return EXIT_UNAVAILABLE
     return 0

@@ -1,17 +1,19 @@
 """The books: ``accord ledger``, ``accord statement`` and ``accord emissions``.
 
-``accord ledger verify`` reads the store directly and ``accord statement verify FILE``
-needs only the file and the operator's public key; the rest are thin shells over the
-API's ledger, statement and emissions routes.
+``accord ledger verify`` reads the store directly — one that exists: it never creates
+one — or, with ``--via-server`` (or ``--server URL``), asks the running server;
+``accord statement verify FILE`` needs only the file and the operator's public key; the
+rest are thin shells over the API's ledger, statement and emissions routes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from accord.cli.common import EXIT_INPUT, Command, Doc, output, segment
 from accord.domain.errors import InvalidInput, Problem
@@ -34,6 +36,12 @@ def _ledger_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--units")
     parser.add_argument("--reason")
     parser.add_argument("--author")
+    parser.add_argument("--early", action="store_true",
+                        help="close: close the current month before it has ended; usage of the rest "
+                             "of the month is then booked to the next open period")
+    parser.add_argument("--via-server", action="store_true",
+                        help="verify: through the running server (found as other commands find it; "
+                             "--server URL implies it) instead of reading the database directly")
 
 
 def _statement_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +63,11 @@ def _emissions_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------------- without a server
 def ledger_offline(args: argparse.Namespace) -> int | None:
-    """``accord ledger verify`` runs here; the other actions need the server (None)."""
-    return verify_ledger(args) if args.action == "verify" else None
+    """``accord ledger verify`` runs here (unless it goes through the server); the other
+    actions need the server (None)."""
+    if args.action != "verify" or args.via_server or args.server:
+        return None
+    return verify_ledger(args)
 
 
 def statement_offline(args: argparse.Namespace) -> int | None:
@@ -65,16 +76,21 @@ def statement_offline(args: argparse.Namespace) -> int | None:
 
 
 def verify_ledger(args: argparse.Namespace) -> int:
-    """Verify the ledger straight from the store (no server needed)."""
+    """Verify the ledger straight from the store (no server needed); 0 when it verifies
+    (or is empty, which it says), :data:`EXIT_INPUT` when it does not.
+
+    Raises:
+        InvalidInput: no Accord data directory, or no store to verify (nothing is created).
+        NotFound: the database named holds no Accord ledger.
+        Unavailable: the database cannot be reached.
+    """
     from accord.adapters.federation_file import load_federation
-    from accord.adapters.sql.store import SqlStore
+    from accord.adapters.sql.existing import open_existing, shown
     from accord.runtime import Settings, build_ledger
 
     settings = Settings.resolve(args.data_dir)
-    if not (settings.data_dir / "ledger-signing.key").exists():
-        raise InvalidInput([Problem("--data-dir", "no Accord data directory here",
-                                    str(settings.data_dir), "the --data-dir of 'accord up'")])
-    store = SqlStore(settings.database_url)
+    _check_local(settings.data_dir, settings.database_url)
+    store = open_existing(settings.database_url)
     try:
         report = build_ledger(load_federation(settings.federation_path), store,
                               settings.data_dir).verify()
@@ -82,15 +98,41 @@ def verify_ledger(args: argparse.Namespace) -> int:
         store.close()
     out = {"ok": report.ok, "entries": report.entries, "closures": report.closures,
            "first_bad_seq": report.first_bad_seq, "problem": report.problem}
+    return _verified(args, out, f"database {shown(settings.database_url)}")
+
+
+def _check_local(data_dir: Path, database_url: str) -> None:
+    """Raises:
+        InvalidInput: ``data_dir`` is not an Accord data directory (no signing key, and no
+            ``ACCORD_SIGNING_KEY_FILE``), or
+            ``ACCORD_DATABASE_URL`` is not set and the data directory has no database."""
+    from accord.adapters.sql.existing import sqlite_file
+
+    hint = "or verify through the running server: accord ledger verify --via-server (or --server URL)"
+    if not os.environ.get("ACCORD_SIGNING_KEY_FILE") and not (data_dir / "ledger-signing.key").exists():
+        raise InvalidInput([Problem("--data-dir", "no Accord data directory here (no ledger-signing.key)",
+                                    str(data_dir), f"the --data-dir of 'accord up'; {hint}")])
+    default = sqlite_file(database_url)
+    if not os.environ.get("ACCORD_DATABASE_URL") and default is not None and not default.is_file():
+        raise InvalidInput([Problem(
+            "ACCORD_DATABASE_URL", "is not set, and the data directory holds no database", str(default),
+            f"the database URL 'accord up' uses (e.g. postgresql://user@host/db); {hint}")])
+
+
+def _verified(args: argparse.Namespace, out: Doc, where: str) -> int:
+    """Print a verification report (``out``, as the API's) of the ledger in ``where``;
+    0 when it verifies, :data:`EXIT_INPUT` when it does not."""
     if args.json:
-        print(json.dumps(out))
-    elif report.ok:
-        print(f"ledger verified: {report.entries} entries, chain intact, balances zero, "
-              f"{report.closures} closed period(s) match their signed roots")
-    else:
-        print(f"LEDGER VERIFICATION FAILED at entry {report.first_bad_seq}: {report.problem}",
+        print(json.dumps({**out, "verified": where}))
+    elif not out["ok"]:
+        print(f"LEDGER VERIFICATION FAILED at entry {out['first_bad_seq']}: {out['problem']} ({where})",
               file=sys.stderr)
-    return 0 if report.ok else EXIT_INPUT
+    elif out["entries"] == 0:
+        print(f"the ledger is empty: no entries to verify ({where}; is it the hub's database?)")
+    else:
+        print(f"ledger verified: {out['entries']} entries, chain intact, balances zero, "
+              f"{out['closures']} closed period(s) match their signed roots ({where})")
+    return 0 if out["ok"] else EXIT_INPUT
 
 
 def verify_statement(args: argparse.Namespace) -> int:
@@ -103,8 +145,8 @@ def verify_statement(args: argparse.Namespace) -> int:
                                     "accord statement verify FILE --key PUBKEY")])
     if args.key is None:
         raise InvalidInput([Problem("--key", "is required to verify", allowed="a PEM file")])
-    doc = _read_json(Path(args.verify_args[1]))
-    previous = _read_json(args.previous) if args.previous else None
+    doc = _read_json(Path(args.verify_args[1]), "statement")
+    previous = _read_json(args.previous, "--previous") if args.previous else None
     errors = problems_of(doc, read_public_key(args.key), previous)
     if errors:
         for e in errors:
@@ -116,16 +158,28 @@ def verify_statement(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, field: str) -> Doc:
+    """The statement in ``path`` (``field`` names the argument that gave it).
+
+    Raises:
+        InvalidInput: unreadable, not JSON, or JSON that is not an object.
+    """
+    allowed = "a statement: the JSON object 'accord statement --format json' writes"
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise InvalidInput([Problem(str(path), f"cannot read a statement: {exc}")]) from None
+        raise InvalidInput([Problem(field, f"cannot be read: {exc}", None, allowed, str(path))]) from None
+    if not isinstance(doc, dict):
+        kind = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", int: "a JSON number",
+                float: "a JSON number"}.get(type(doc), "JSON null")
+        raise InvalidInput([Problem(field, "is not a statement", kind, allowed, str(path))])
+    return doc
 
 
 # ---------------------------------------------------------------------------- with the server
 def ledger(args: argparse.Namespace, _command: list[str], client: Client) -> int:
-    """``accord ledger balances|entries|close|correct|key|reconcile``."""
+    """``accord ledger balances|entries|close|correct|key|reconcile``, and ``verify``
+    through the server."""
     params = {k: v for k, v in (("agreement", args.agreement), ("period", args.period),
                                 ("job", args.job)) if v}
     if args.action == "balances":
@@ -138,8 +192,11 @@ def ledger(args: argparse.Namespace, _command: list[str], client: Client) -> int
     elif args.action == "close":
         if not args.period:
             raise InvalidInput([PERIOD_NEEDED])
-        head = client.request("POST", f"/api/v1/ledger/periods/{args.period}/close")
+        head = client.request("POST", f"/api/v1/ledger/periods/{segment(args.period)}/close",
+                              params={"early": "true"} if args.early else None)
         output(args, head, lambda h: f"closed {h['period']}: {h['tree_size']} entries, root {h['root']}")
+    elif args.action == "verify":
+        return _verified(args, client.request("GET", "/api/v1/ledger/verify"), f"the server at {client.url}")
     elif args.action == "correct":
         _correct(args, client)
     elif args.action == "key":

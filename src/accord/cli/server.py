@@ -16,6 +16,10 @@ def _up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--no-dispatcher", action="store_true",
                         help="serve the API only; jobs are stored but not run (benchmarks)")
+    parser.add_argument("--adopt-identity", action="store_true",
+                        help="record this replica's signing key, admin token and job directories "
+                             "as the hub's (after rotating a secret; every replica must then use "
+                             "the same; docs/design/replicas.md)")
 
 
 def _validate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +31,7 @@ def up(args: argparse.Namespace) -> int:
     from accord.runtime import Settings, serve
 
     serve(Settings.resolve(args.data_dir, args.federation, args.port, args.host,
-                           dispatch=not args.no_dispatcher))
+                           dispatch=not args.no_dispatcher, adopt_identity=args.adopt_identity))
     return 0
 
 

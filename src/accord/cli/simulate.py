@@ -10,7 +10,10 @@ the command line as well override the file's)::
     accord simulate --scenario scenario.toml --out DIR
 
 Writes ``results.json``, ``summary.csv``, ``partners.csv`` and ``report.html`` into DIR
-and prints the summary. Bad input gives ``file:line: field: message`` and exit status 2.
+(created if missing; checked before the run) and prints the summary, with a note for each
+run whose jobs could not all be placed, saying why. Bad input gives
+``file:line: field: message`` and exit status 2, as does a scenario in which no job could
+run at all (the outputs are written all the same, to see why).
 
 ``accord trace from-sacct FILE`` turns Slurm accounting (``sacct --parsable2``) into a
 trace the simulator reads (the Standard Workload Format).
@@ -20,11 +23,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from accord.cli.common import EXIT_INPUT, Command
 from accord.domain.carbon.shifting import Forecast
@@ -32,6 +36,9 @@ from accord.domain.errors import AccordError, InvalidInput, Problem
 from accord.domain.traces.trace import HomeRule, TraceFormat
 from accord.sim.model import POLICY_HELP, Engine, Failures, Outage, Policy
 from accord.sim.scenario import DEFAULT_START, Scenario, load_scenario, resolve_path
+
+if TYPE_CHECKING:
+    from accord.sim.runner import Results
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,18 +79,19 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
     """Run the command; its exit status (problems are printed, never raised)."""
-    from accord.sim.report import summary_rows, write_outputs
+    from accord.sim.report import summary_rows
     from accord.sim.runner import run_scenario
 
     err = stderr or sys.stderr
     try:
         scenario = scenario_from_args(args)
+        out_dir(args.out)
         bar = None if args.quiet else ProgressBar(err)
         t0 = time.perf_counter()
         results = run_scenario(scenario, bar)
         if bar is not None:
             bar.done()
-        paths = write_outputs(results, args.out)
+        paths = _write(results, args.out)
     except InvalidInput as exc:
         for problem in exc.problems:
             print(problem.render(), file=err)
@@ -93,19 +101,91 @@ def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
         return EXIT_INPUT
     for note in results.notes:
         print(f"note: {note}", file=err)
+    _print_summary(summary_rows(results))
+    print(f"{time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in paths))
+    return _unplaced(results.variants, err)
+
+
+OUT_ALLOWED = "a directory (created if missing) for report.html, results.json, summary.csv, partners.csv"
+
+
+def out_dir(path: Path) -> None:
+    """Make sure the outputs can be written into ``path`` (created if missing) before a run.
+
+    Raises:
+        InvalidInput: at ``--out``: it is a file, a part of it is a file, or it cannot be
+            created or written.
+    """
+    if path.exists() and not path.is_dir():
+        raise InvalidInput([Problem("--out", "is a file, not a directory", str(path), OUT_ALLOWED)])
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a part of it is a file" if isinstance(exc, (NotADirectoryError, FileExistsError)) \
+            else f"cannot be created ({exc.strerror or exc})"
+        raise InvalidInput([Problem("--out", why, str(path), OUT_ALLOWED)]) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidInput([Problem("--out", "is not writable", str(path), OUT_ALLOWED)])
+
+
+def _write(results: Results, out: Path) -> list[Path]:
+    """Write the outputs into ``out``.
+
+    Raises:
+        InvalidInput: at ``--out``: a file cannot be written (e.g. the disk is full).
+    """
+    from accord.sim.report import write_outputs
+
+    try:
+        return list(write_outputs(results, out))
+    except OSError as exc:
+        raise InvalidInput([Problem("--out", f"cannot write {exc.filename or out}: {exc.strerror or exc}",
+                                    str(out), OUT_ALLOWED)]) from None
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
     print(f"{'variant':<20} {'policy':<19} {'done':>8} {'t CO2e':>10} {'saving':>7} {'of oracle':>9} "
           f"{'wait h':>7} {'p95 h':>7}")
-    for row in summary_rows(results):
+    for row in rows:
         print(f"{row['variant'][:20]:<20} {row['policy']:<19} {row['completed']:>8,} "
-              f"{row['emissions_t']:>10.2f} "
-              f"{_pct(row['saving']):>7} {_pct(row['share_of_achievable']):>9} {row['wait_mean_h']:>7.2f} "
-              f"{row['wait_p95_h']:>7.2f}")
-    print(f"{time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in paths))
+              f"{row['emissions_t']:>10.2f} {_pct(row['saving']):>7} {_pct(row['share_of_achievable']):>9} "
+              f"{_hours(row['wait_mean_h']):>7} {_hours(row['wait_p95_h']):>7}")
+
+
+def _unplaced(variants: list[dict[str, Any]], err: TextIO) -> int:
+    """Say, for each run, how many jobs could not be placed and why; the exit status: 0,
+    or :data:`EXIT_INPUT` when no job of any run could run."""
+    ran = 0
+    for v in variants:
+        for r in v["runs"]:
+            ran += r["completed"]
+            u = r["unplaced"]
+            if not u["jobs"]:
+                continue
+            why = []
+            if u["too_large"]:
+                why.append(f"{u['too_large']:,} {'asks' if u['too_large'] == 1 else 'ask'} for more GPUs "
+                           f"than any pool has (up to "
+                           f"{u['largest_asked']:,}; the largest pool has {u['largest_pool']:,})")
+            if u["other"]:
+                why.append(f"{u['other']:,} found no pool their partner, theme and agreements allow, "
+                           "or none free before the run gave up")
+            print(f"note: {v['name']} / {r['policy']}: {u['jobs']:,} of {r['jobs']:,} job(s) could not "
+                  f"be placed: {'; '.join(why)}", file=err)
+    if ran == 0:
+        print("accord: no job could run in any variant or policy (see the notes above); the outputs "
+              "were written all the same", file=err)
+        return EXIT_INPUT
     return 0
 
 
 def _pct(v: float | None) -> str:
     return "–" if v is None or v != v else f"{v:.0%}"
+
+
+def _hours(v: float | None) -> str:
+    """Hours to two places; "–" when there is no figure (no job ran)."""
+    return "–" if v is None or v != v else f"{v:.2f}"
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:

@@ -121,6 +121,13 @@ class InDoubt(Unavailable):
     title = "In doubt"
 
 
+class LeaseLost(AccordError):
+    """This replica no longer holds the lease of the work only one replica may do (another
+    took it over, or it could not renew in time): what it was about to write is refused."""
+
+    title = "Lease lost"
+
+
 class Forbidden(AccordError):
     """The caller is not allowed to do this."""
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from accord.domain.access.review import Review
-from accord.domain.errors import Busy, Conflict, InDoubt, NotFound, Unavailable
+from accord.domain.errors import Busy, Conflict, InDoubt, LeaseLost, NotFound, Unavailable
 from accord.domain.federation.model import Federation
 from accord.domain.jobs import codec
 from accord.domain.jobs.machine import handle, news, placement_spec, submit
@@ -487,9 +487,15 @@ class Broker:
 
     @contextmanager
     def _isolated(self, job: Job, p: _Pass) -> Iterator[None]:
-        """Contain an unexpected failure to one job: log it, note it, let the pass go on."""
+        """Contain an unexpected failure to one job: log it, note it, let the pass go on.
+
+        Raises:
+            LeaseLost: the pass runs under a lease this replica no longer holds.
+        """
         try:
             yield
+        except LeaseLost:
+            raise  # this replica no longer leads: the pass stops here, nothing more is written
         except Unavailable as exc:
             log.warning("job %s: %s", job.id, exc)
         except Exception as exc:  # one bad job must not stop the dispatcher for all

@@ -49,7 +49,7 @@ from accord.domain.campaigns.campaign import (
     readable_pairs,
     run_key,
 )
-from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
+from accord.domain.errors import Forbidden, InvalidInput, LeaseLost, NotFound, Problem
 from accord.domain.jobs.fields import NAME_LENGTH
 from accord.domain.jobs.model import Job
 from accord.ports import CampaignStore, SiteBackend
@@ -247,11 +247,17 @@ class CampaignService:
     # ------------------------------------------------------------ collection
     def collect(self, campaign_id: str | None = None) -> int:
         """Store the Inspect logs of every finished, uncollected pair; the number of logs
-        newly stored. Never raises for one pair: a failure is logged and retried later."""
+        newly stored. Never raises for one pair: a failure is logged and retried later.
+
+        Raises:
+            LeaseLost: the collection runs under a lease this replica no longer holds.
+        """
         stored = 0
         for run in self.store.runs(campaign_id, uncollected=True):
             try:
                 stored += self._collect(run)
+            except LeaseLost:
+                raise
             except Exception:   # one unreadable job must not stop the others
                 log.exception("campaign %s: collecting %s × %s (job %s) failed; will retry",
                               run.campaign, run.task, run.model, run.job_id)

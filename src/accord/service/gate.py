@@ -31,6 +31,7 @@ from accord.domain.access.review import (
 from accord.domain.access.rules import Principal, TokenScope, token_scope
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem
 from accord.domain.federation.model import Federation
+from accord.domain.fieldreader import show
 from accord.domain.jobs.model import Job, JobSpec
 from accord.domain.jobs.spec import ParsedJob
 from accord.domain.placement.records import Candidate
@@ -70,12 +71,13 @@ class Gate:
             Forbidden: the token lacks jobs:write; not a member of the project (same
                 message when it does not exist); a denied party.
             InvalidInput: a partner other than the project's, residency that the rules
-                leave empty.
+                leave empty; for the local admin, a project that does not exist.
         """
         if (refusal := token_scope(p, TokenScope.JOBS_WRITE)) is not None:
             refusal.require()
         spec = job.spec
         if p.user == ADMIN.user:
+            self._known_project(job)
             return Shaped(spec, None, ())
         project_id = spec.project if "project" in job.given else ""
         hidden = f"project {project_id or '(none given)'} does not exist or you are not a member"
@@ -91,6 +93,17 @@ class Gate:
         theme = project.theme if spec.theme is None else spec.theme
         spec = replace(spec, partner=project.partner, data_residency=residency_, theme=theme)
         return Shaped(spec, self.access.sector_for(p, project.partner), notes)
+
+    def _known_project(self, job: ParsedJob) -> None:
+        """The local admin may charge any project, but only one that exists (or none).
+
+        Raises:
+            InvalidInput: at ``project``, naming it.
+        """
+        if "project" in job.given and self.access.store.project(job.spec.project) is None:
+            raise InvalidInput([Problem("project", "names no registered project", show(job.spec.project),
+                                        "a project of `accord project list`, or none (the "
+                                        "default project)")])
 
     def _residency(self, p: Principal, spec: JobSpec, project_theme: str | None,
                    partner: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

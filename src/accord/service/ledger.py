@@ -12,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -168,14 +169,19 @@ class LedgerService:
                                 period=period, log_id=self.log_id)
         return signing.sign_head(head, self.private_key)
 
-    def close_period(self, period: str) -> signing.SignedHead:
+    def close_period(self, period: str, *, early: bool = False) -> signing.SignedHead:
         """Lock a period: sign the ledger's head; later corrections go to the next period.
+        A month closes once it has ended (UTC, by the service's clock); ``early`` closes the
+        current month before its end — usage of the rest of the month is then booked to the
+        next open period. A month that has not begun never closes.
 
         Raises:
-            InvalidInput: not a YYYY-MM period.
+            InvalidInput: not a YYYY-MM period; the current month without ``early``; a
+                month after the current one.
             Conflict: already closed, or an earlier period with entries is still open.
         """
         period = parse_period(period)
+        self._check_ended(period, early)
         closures = self.ledger.closures()
         if any(c.period == period for c in closures):
             raise Conflict(f"period {period} is already closed")
@@ -183,6 +189,20 @@ class LedgerService:
         self.ledger.close(Closure(period, signed.head.tree_size, signed.head.root.hex(),
                                   json.dumps(head_to_json(signed)), self.clock.now()))
         return signed
+
+    def _check_ended(self, period: str, early: bool) -> None:
+        """Raises:
+            InvalidInput: ``period`` is the current month (without ``early``) or later."""
+        current = self.clock.now().astimezone(UTC).strftime("%Y-%m")
+        if period > current:
+            raise InvalidInput([Problem("period", "has not begun yet", period,
+                                        f"a month that has ended (before {current})")])
+        if period == current and not early:
+            raise InvalidInput([Problem(
+                "period", "has not ended yet", period,
+                f"a month before {current}; to close {current} now, ask for an early close "
+                "(accord ledger close --early; early=true): its later usage is then booked "
+                "to the next open period")])
 
     # ------------------------------------------------------------ statements
     def statement(self, agreement_id: str, period: str) -> dict[str, Any]:

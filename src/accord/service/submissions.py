@@ -64,12 +64,12 @@ class Submissions:
         Raises:
             Forbidden: the token lacks jobs:write; the gate refuses (not a member of the
                 project, a denied party, rules that leave nowhere to run).
-            InvalidInput: the document is wrong, or the gate refuses its partner or
-                residency (every problem listed).
+            InvalidInput: the document is wrong (a deadline already passed too), or the
+                gate refuses its project, partner or residency (every problem listed).
         """
         if (refusal := token_scope(p, TokenScope.JOBS_WRITE)) is not None:
             refusal.require()
-        parsed = parse_job(document, self.broker.federation)
+        parsed = parse_job(document, self.broker.federation, self.broker.clock.now())
         shaped = self.gate.shape(p, parsed)
         job, spec_hash = self.broker.new_submission(shaped.spec, p.user, idempotency_key,
                                                     sector=shaped.sector, notes=shaped.notes)

@@ -83,12 +83,26 @@ def summary(run: Run, compare: np.ndarray[Any, np.dtype[np.bool_]], baseline: Ru
         "wait_h": {k: v / 3600 for k, v in percentiles(wait).items()},
         "bounded_slowdown": percentiles(bsld),
     }
+    out["unplaced"] = unplaced(run)
     out["partners"] = _partners(run, done, wait, bsld, energy, grams)
     out["jain_slowdown"] = jain([p["bounded_slowdown"] for p in out["partners"].values()])
     out["comparison"] = _comparison(run, compare, baseline, oracle)
     out["utilisation"] = utilisation(run)
     out["balances"] = balances(run)
     return out
+
+
+def unplaced(run: Run) -> dict[str, Any]:
+    """The jobs that never ran and why, as far as the inputs tell: ``too_large``, those
+    asking for more GPUs than the federation's largest pool has (no policy can place them;
+    ``largest_asked`` is the most any of them asked); ``other``, the rest (no pool their
+    partner, theme and agreements allow, or none free before the run gave up)."""
+    never = np.array(run.outcome.rejected, dtype=bool)
+    largest = max((p.gpus for site in run.federation.sites for p in site.pools), default=0)
+    big = never & (run.work.gpus > largest)
+    return {"jobs": int(never.sum()), "too_large": int(big.sum()), "largest_pool": largest,
+            "largest_asked": int(run.work.gpus[big].max()) if big.any() else None,
+            "other": int((never & ~big).sum())}
 
 
 def _partners(run: Run, done: np.ndarray[Any, np.dtype[np.bool_]], wait: Floats, bsld: Floats,

@@ -253,13 +253,21 @@ class SqlAccess:
         self.audit_many([rec])
 
     def audit_many(self, recs: Sequence[AuditRecord]) -> None:
-        """Append records, in order, in one transaction."""
+        """Append records, in order, in one transaction, each cleaned first
+        (:meth:`AuditRecord.sanitised`: text any database stores, within the columns' sizes).
+
+        Raises:
+            Unavailable: the database cannot be reached.
+            SQLAlchemyError: the database refused the batch (the writer retries each record).
+        """
+        rows = []
+        for rec in recs:
+            c = rec.sanitised()
+            rows.append({"at": c.at, "actor": c.actor, "via": c.via, "action": c.action, "target": c.target,
+                         "partners": f",{','.join(c.partners)},", "outcome": c.outcome.value,
+                         "status": c.status, "source": c.source, "detail": c.detail})
         with self.store.transaction() as conn:
-            conn.execute(insert(audit_log), [{
-                "at": rec.at, "actor": rec.actor[:64], "via": rec.via[:64], "action": rec.action[:100],
-                "target": rec.target[:300], "partners": f",{','.join(rec.partners)},"[:300],
-                "outcome": rec.outcome.value, "status": rec.status, "source": rec.source[:100],
-                "detail": rec.detail[:4000]} for rec in recs])
+            conn.execute(insert(audit_log), rows)
 
     def audit_records(self, *, actor: str | None = None, action: str | None = None,
                       since: datetime | None = None, partners: Sequence[str] | None = None,

@@ -324,3 +324,20 @@ campaign_approvals = Table(
     Column("at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("campaign", "partner", name="pk_campaign_approvals"),
 )
+
+# ── replicas (0008): the leases that make a hub's single work single, the hub's identity ──
+hub_leases = Table(
+    "hub_leases",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("epoch", BigInteger, nullable=False),          # the fencing token: +1 per new holder
+    Column("expires_at", Float, nullable=False),          # the database's clock, seconds
+)
+
+hub_identity = Table(
+    "hub_identity",
+    metadata,
+    Column("name", String(60), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from accord.adapters.sql.fencing import check_fence
 from accord.adapters.sql.schema import job_events, jobs, usage_records
 from accord.domain.errors import AccordError, Conflict, NotFound, Unavailable
 from accord.domain.jobs import codec
@@ -112,9 +113,16 @@ class SqlStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One transaction; database outages become :class:`Unavailable`."""
+        """One transaction (first fenced, if this thread works under a lease: see
+        :mod:`accord.adapters.sql.fencing`).
+
+        Raises:
+            Unavailable: the database cannot be reached.
+            LeaseLost: this thread works under a lease another replica has taken over.
+        """
         try:
             with self.engine.begin() as conn:
+                check_fence(conn)
                 yield conn
         except OperationalError as exc:
             raise Unavailable(f"database unavailable: {exc.orig}") from exc

@@ -21,6 +21,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from accord.domain.federation import limits as lim
 from accord.domain.fieldreader import COUNTRY_ALLOWED, FieldReader, is_country_code
 
 Doc = Mapping[str, object]
@@ -203,20 +204,25 @@ def parse_compliance(r: FieldReader, doc: Doc, partners: list[str], institutions
     """``[compliance]`` and ``[allocations]`` of a federation document (problems go to ``r``)."""
     t = r.table(doc, "compliance", "")
     r.unknown_keys(t, "compliance", COMPLIANCE_KEYS)
+    most = lim.RULES.maximum
     large = tuple(_large(r, x, f"compliance.large_runs[{i}]", partners)
-                  for i, x in enumerate(r.tables(t, "large_runs", "compliance")))
+                  for i, x in enumerate(r.tables(t, "large_runs", "compliance", max_items=most)))
     denied = tuple(_denied(r, x, f"compliance.denied_parties[{i}]", partners, institutions)
-                   for i, x in enumerate(r.tables(t, "denied_parties", "compliance")))
+                   for i, x in enumerate(r.tables(t, "denied_parties", "compliance", max_items=most)))
     resid = tuple(_residency(r, x, f"compliance.residency[{i}]", partners, themes)
-                  for i, x in enumerate(r.tables(t, "residency", "compliance")))
+                  for i, x in enumerate(r.tables(t, "residency", "compliance", max_items=most)))
     ids = [x.id for x in large if x.id] + [x.id for x in denied if x.id] + [x.id for x in resid if x.id]
     for dup in sorted({i for i in ids if ids.count(i) > 1}):
         r.add("compliance", "rule ids must be unique", dup, "a different id per rule")
     return Compliance(large, denied, resid, _allocations(r, r.table(doc, "allocations", ""), "allocations"))
 
 
+#: How many of each kind a rule's list may name.
+LIST_BOUND = {"partner": lim.PARTNERS, "institution": lim.INSTITUTIONS, "theme": lim.THEMES}
+
+
 def _members(r: FieldReader, t: Doc, key: str, path: str, allowed: list[str], what: str) -> tuple[str, ...]:
-    values = r.strings(t, key, path)
+    values = r.strings(t, key, path, max_items=LIST_BOUND[what].maximum)
     for i, v in enumerate(values):
         r.member(v, f"{path}.{key}[{i}]", allowed, what)
     return values
@@ -225,8 +231,9 @@ def _members(r: FieldReader, t: Doc, key: str, path: str, allowed: list[str], wh
 def _large(r: FieldReader, t: Doc, path: str, partners: list[str]) -> LargeRunRule:
     r.unknown_keys(t, path, ("id", "hosts", "gpu_hours", "flop"))
     rule = LargeRunRule(r.ident(t, "id", path) or "", _members(r, t, "hosts", path, partners, "partner"),
-                        r.number(t, "gpu_hours", path, minimum=0, required=False),
-                        r.number(t, "flop", path, minimum=0, required=False))
+                        r.number(t, "gpu_hours", path, minimum=0, maximum=lim.RULE_GPU_HOURS.maximum,
+                                 required=False),
+                        r.number(t, "flop", path, minimum=0, maximum=lim.RULE_FLOP.maximum, required=False))
     if rule.gpu_hours is None and rule.flop is None:
         r.add(path, "needs a threshold", None, "gpu_hours, flop or both")
     return rule
@@ -235,7 +242,7 @@ def _large(r: FieldReader, t: Doc, path: str, partners: list[str]) -> LargeRunRu
 def _denied(r: FieldReader, t: Doc, path: str, partners: list[str],
             institutions: list[str]) -> DeniedPartyRule:
     r.unknown_keys(t, path, ("id", "institutions", "countries", "hosts"))
-    countries = r.strings(t, "countries", path)
+    countries = r.strings(t, "countries", path, max_items=lim.COUNTRIES.maximum)
     for i, c in enumerate(countries):
         if not is_country_code(c):
             r.add(f"{path}.countries[{i}]", "is not an ISO 3166-1 alpha-2 code", c, COUNTRY_ALLOWED)
@@ -250,7 +257,7 @@ def _denied(r: FieldReader, t: Doc, path: str, partners: list[str],
 def _residency(r: FieldReader, t: Doc, path: str, partners: list[str],
                themes: tuple[str, ...]) -> ResidencyRule:
     r.unknown_keys(t, path, ("id", "themes", "countries", "partners"))
-    countries = r.strings(t, "countries", path)
+    countries = r.strings(t, "countries", path, max_items=lim.COUNTRIES.maximum)
     for i, c in enumerate(countries):
         if not is_country_code(c):
             r.add(f"{path}.countries[{i}]", "is not an ISO 3166-1 alpha-2 code", c, COUNTRY_ALLOWED)
@@ -265,7 +272,8 @@ def _residency(r: FieldReader, t: Doc, path: str, partners: list[str],
 def _allocations(r: FieldReader, t: Doc, path: str) -> AllocationPolicy:
     r.unknown_keys(t, path, ALLOCATION_KEYS)
     d = AllocationPolicy()
-    got = [r.number(t, k, path, minimum=0, maximum=10, required=False) for k in ALLOCATION_KEYS]
+    got = [r.number(t, k, path, minimum=0, maximum=lim.ALLOCATION_THRESHOLD.maximum, required=False)
+           for k in ALLOCATION_KEYS]
     warn, lower, hold = (default if v is None else v
                          for v, default in zip(got, (d.warn_at, d.lower_at, d.hold_at), strict=True))
     if not warn <= lower <= hold:

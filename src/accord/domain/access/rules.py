@@ -294,11 +294,22 @@ def can_operate_ledger(p: Principal) -> Access:
 
 
 def can_audit(p: Principal) -> Access:
-    """Whole-ledger verification, reconciliation and the audit log: admin and auditors
-    (reconciliation also site operators)."""
+    """The audit log: admin and auditors, with a token that holds ``audit:read`` (``ledger:read``
+    is not enough: the log says who did what to anything, not only to the books)."""
+    if (refusal := token_scope(p, TokenScope.AUDIT_READ)) is not None:
+        return refusal
+    return _admin_or_auditor(p)
+
+
+def can_verify_ledger(p: Principal) -> Access:
+    """Whole-ledger verification: admin and auditors, with ``ledger:read`` or ``audit:read``."""
     if (refusal := token_scope(p, TokenScope.AUDIT_READ)) is not None \
             and (refusal := token_scope(p, TokenScope.LEDGER_READ)) is not None:
         return refusal
+    return _admin_or_auditor(p)
+
+
+def _admin_or_auditor(p: Principal) -> Access:
     if p.is_admin or any(g.role is Role.AUDITOR for g in p.grants):
         return allow("admin or auditor")
     return deny("only auditors and the operator may do this")
@@ -308,7 +319,7 @@ def can_reconcile(p: Principal) -> Access:
     """Compare the ledger with sites' accounting: auditors, admin and site operators."""
     if any(g.role is Role.SITE_OPERATOR for g in p.grants) and p.allows(TokenScope.LEDGER_READ):
         return allow("site operator")
-    return can_audit(p)
+    return can_verify_ledger(p)
 
 
 def can_read_project(p: Principal, project: ProjectFacts) -> Access:

@@ -13,6 +13,7 @@ from datetime import date
 
 from accord.domain.access.compliance import parse_compliance
 from accord.domain.errors import InvalidInput
+from accord.domain.federation import limits as lim
 from accord.domain.federation.model import (
     Agreement,
     BackendKind,
@@ -51,35 +52,35 @@ def parse_federation(doc: Doc) -> Federation:
     head = r.table(doc, "federation", "")
     r.unknown_keys(head, "federation", ("name", "reference_unit", "themes", "placement"))
     placement = _placement(r, r.table(head, "placement", "federation"), "federation.placement")
-    models = tuple(
-        _gpu_model(r, t, f"gpu_models[{i}]") for i, t in enumerate(r.tables(doc, "gpu_models", ""))
-    )
+    models = tuple(_gpu_model(r, t, f"gpu_models[{i}]")
+                   for i, t in enumerate(r.tables(doc, "gpu_models", "", max_items=lim.GPU_MODELS.maximum)))
     model_names = [m.name for m in models if m.name]
-    partners = tuple(_partner(r, t, f"partners[{i}]") for i, t in enumerate(r.tables(doc, "partners", "")))
+    partners = tuple(_partner(r, t, f"partners[{i}]")
+                     for i, t in enumerate(r.tables(doc, "partners", "", max_items=lim.PARTNERS.maximum)))
     partner_ids = [p.id for p in partners if p.id]
     institutions = tuple(
         _institution(r, t, f"institutions[{i}]", partner_ids)
-        for i, t in enumerate(r.tables(doc, "institutions", ""))
+        for i, t in enumerate(r.tables(doc, "institutions", "", max_items=lim.INSTITUTIONS.maximum))
     )
     inst_ids = [i.id for i in institutions if i.id]
     inst_partner = [(i.id, i.partner) for i in institutions if i.id]
     sites = tuple(
         _site(r, t, f"sites[{i}]", partner_ids, inst_partner, model_names)
-        for i, t in enumerate(r.tables(doc, "sites", ""))
+        for i, t in enumerate(r.tables(doc, "sites", "", max_items=lim.SITES.maximum))
     )
     rates = tuple(
         _rate(r, t, f"exchange_rates[{i}]", model_names)
-        for i, t in enumerate(r.tables(doc, "exchange_rates", ""))
+        for i, t in enumerate(r.tables(doc, "exchange_rates", "", max_items=lim.RATES.maximum))
     )
-    themes = r.strings(head, "themes", "federation")
+    themes = _themes(r, head, "federation")
     agreements = tuple(
         _agreement(r, t, f"agreements[{i}]", partner_ids, themes)
-        for i, t in enumerate(r.tables(doc, "agreements", ""))
+        for i, t in enumerate(r.tables(doc, "agreements", "", max_items=lim.AGREEMENTS.maximum))
     )
     compliance = parse_compliance(r, doc, partner_ids, inst_ids, themes)
     _check_all(r, models, partner_ids, inst_ids, sites, agreements, rates, model_names)
-    name = r.text(head, "name", "federation")
-    unit = r.text(head, "reference_unit", "federation")
+    name = r.text(head, "name", "federation", max_length=TEXT)
+    unit = r.text(head, "reference_unit", "federation", max_length=TEXT)
     if r.problems:
         raise InvalidInput(r.problems)
     return Federation(
@@ -112,13 +113,15 @@ def _check_all(r: FieldReader, models: tuple[GpuModel, ...], partner_ids: list[s
 
 
 PLACEMENT_WEIGHTS = ("wait", "emissions", "reciprocity", "cost", "border")
-MAX_WEIGHT = 100.0
+MAX_WEIGHT = float(lim.WEIGHT.maximum)
 MINUTES_PER_DAY = 1440
+TEXT, PATH = lim.TEXT.maximum, lim.PATH.maximum
 
 
 def _placement(r: FieldReader, t: Doc, path: str) -> PlacementWeights:
-    """``[federation.placement]``: term weights (numbers 0..100) and ``slot_minutes`` (a
-    whole number of minutes from 5 to 240 that divides a day); defaults when absent."""
+    """``[federation.placement]``: term weights (numbers 0..:data:`MAX_WEIGHT`) and
+    ``slot_minutes`` (a whole number of minutes from 5 to 240 that divides a day); defaults
+    when absent."""
     r.unknown_keys(t, path, (*PLACEMENT_WEIGHTS, "slot_minutes"))
     defaults = PlacementWeights()
     weights = {}
@@ -128,7 +131,7 @@ def _placement(r: FieldReader, t: Doc, path: str) -> PlacementWeights:
     slot_s = defaults.slot_s
     if "slot_minutes" in t:
         minutes = r.integer(t, "slot_minutes", path, minimum=5)
-        if minutes is not None and (minutes > 240 or MINUTES_PER_DAY % minutes):
+        if minutes is not None and (minutes > lim.SLOT_MINUTES.maximum or MINUTES_PER_DAY % minutes):
             r.add(f"{path}.slot_minutes", "must divide a day and be at most 240", minutes,
                   "e.g. 15, 30, 60 (a divisor of 1440 from 5 to 240)")
         elif minutes is not None:
@@ -139,10 +142,11 @@ def _placement(r: FieldReader, t: Doc, path: str) -> PlacementWeights:
 def _gpu_model(r: FieldReader, t: Doc, path: str) -> GpuModel:
     r.unknown_keys(t, path, ("name", "memory_gb", "tdp_w", "peak_tflops"))
     return GpuModel(
-        name=r.text(t, "name", path) or "",
-        memory_gb=r.number(t, "memory_gb", path, minimum=0, required=False),
-        tdp_w=r.number(t, "tdp_w", path, minimum=0, required=False),
-        peak_tflops=r.number(t, "peak_tflops", path, minimum=0, required=False),
+        name=r.text(t, "name", path, max_length=lim.GPU_MODEL_NAME.maximum) or "",
+        memory_gb=r.number(t, "memory_gb", path, minimum=0, maximum=lim.MEMORY_GB.maximum, required=False),
+        tdp_w=r.number(t, "tdp_w", path, minimum=0, maximum=lim.TDP_W.maximum, required=False),
+        peak_tflops=r.number(t, "peak_tflops", path, minimum=0, maximum=lim.PEAK_TFLOPS.maximum,
+                             required=False),
     )
 
 
@@ -151,7 +155,7 @@ def _partner(r: FieldReader, t: Doc, path: str) -> Partner:
     country = r.text(t, "country", path)
     if country is not None and not is_country_code(country):
         r.add(f"{path}.country", "is not an ISO 3166-1 alpha-2 code", country, COUNTRY_ALLOWED)
-    return Partner(id=r.ident(t, "id", path) or "", name=r.text(t, "name", path) or "",
+    return Partner(id=r.ident(t, "id", path) or "", name=r.text(t, "name", path, max_length=TEXT) or "",
                    country=country or "")
 
 
@@ -161,7 +165,7 @@ def _institution(r: FieldReader, t: Doc, path: str, partners: list[str]) -> Inst
     r.member(partner, f"{path}.partner", partners, "partner")
     return Institution(
         id=r.ident(t, "id", path) or "",
-        name=r.text(t, "name", path) or "",
+        name=r.text(t, "name", path, max_length=TEXT) or "",
         partner=partner or "",
         sector=r.choice(t, "sector", path, Sector) or Sector.ACADEMIA,
     )
@@ -190,7 +194,8 @@ def _site(
               institution, f"an institution of {partner}")
     backend = r.choice(t, "backend", path, BackendKind)
     pools = tuple(
-        _pool(r, p, f"{path}.pools[{i}]", models) for i, p in enumerate(r.tables(t, "pools", path))
+        _pool(r, p, f"{path}.pools[{i}]", models)
+        for i, p in enumerate(r.tables(t, "pools", path, max_items=lim.POOLS.maximum))
     )
     if not pools:
         r.add(f"{path}.pools", "a site needs at least one GPU pool", allowed="[[sites.pools]] tables")
@@ -198,10 +203,10 @@ def _site(
     slurm, local = _backend_settings(r, t, path, backend)
     return Site(
         id=r.ident(t, "id", path) or "",
-        name=r.text(t, "name", path) or "",
+        name=r.text(t, "name", path, max_length=TEXT) or "",
         partner=partner or "",
-        grid_zone=r.text(t, "grid_zone", path) or "",
-        pue=r.number(t, "pue", path, minimum=1.0, maximum=3.0) or 1.0,
+        grid_zone=r.text(t, "grid_zone", path, max_length=TEXT) or "",
+        pue=r.number(t, "pue", path, minimum=1.0, maximum=lim.PUE.maximum) or 1.0,
         backend=backend or BackendKind.LOCAL,
         pools=pools,
         local=local,
@@ -226,17 +231,18 @@ def _backend_settings(
         sp = f"{path}.slurm"
         r.unknown_keys(slurm_t, sp, ("cluster", "slurm_conf", "partition", "account", "workdir"))
         return SlurmSettings(
-            cluster=r.text(slurm_t, "cluster", sp) or "",
-            slurm_conf=r.text(slurm_t, "slurm_conf", sp, required=False),
-            partition=r.text(slurm_t, "partition", sp, required=False),
-            account=r.text(slurm_t, "account", sp, required=False),
-            workdir=r.text(slurm_t, "workdir", sp, required=False),
+            cluster=r.text(slurm_t, "cluster", sp, max_length=TEXT) or "",
+            slurm_conf=r.text(slurm_t, "slurm_conf", sp, required=False, max_length=PATH),
+            partition=r.text(slurm_t, "partition", sp, required=False, max_length=TEXT),
+            account=r.text(slurm_t, "account", sp, required=False, max_length=TEXT),
+            workdir=r.text(slurm_t, "workdir", sp, required=False, max_length=PATH),
         ), None
     if "slurm" in t:
         r.add(f"{path}.slurm", "only slurm sites take a [sites.slurm] table",
               got=t.get("backend"), allowed='backend = "slurm"')
     r.unknown_keys(local_t, f"{path}.local", ("workdir",))
-    return None, LocalSettings(workdir=r.text(local_t, "workdir", f"{path}.local", required=False))
+    return None, LocalSettings(workdir=r.text(local_t, "workdir", f"{path}.local", required=False,
+                                              max_length=PATH))
 
 
 def _pool(r: FieldReader, t: Doc, path: str, models: list[str]) -> GpuPool:
@@ -246,8 +252,8 @@ def _pool(r: FieldReader, t: Doc, path: str, models: list[str]) -> GpuPool:
     return GpuPool(
         id=r.ident(t, "id", path) or "",
         gpu_model=model or "",
-        gpus=r.integer(t, "gpus", path) or 0,
-        power_w=r.number(t, "power_w", path, minimum=1, maximum=5000) or 0.0,
+        gpus=r.integer(t, "gpus", path, maximum=lim.POOL_GPUS.maximum) or 0,
+        power_w=r.number(t, "power_w", path, minimum=1, maximum=lim.POWER_W.maximum) or 0.0,
     )
 
 
@@ -255,14 +261,15 @@ def _rate(r: FieldReader, t: Doc, path: str, models: list[str]) -> ExchangeRate:
     r.unknown_keys(t, path, ("gpu_model", "units_per_gpu_hour", "valid_from", "valid_until"))
     model = r.text(t, "gpu_model", path)
     r.member(model, f"{path}.gpu_model", models, "GPU model")
-    start = r.day(t, "valid_from", path)
-    until = r.day(t, "valid_until", path, required=False)
+    start = _day(r, t, "valid_from", path)
+    until = _day(r, t, "valid_until", path, required=False)
     if start and until and until <= start:
         r.add(f"{path}.valid_until", "must be after valid_from", until.isoformat(),
               f"a date after {start.isoformat()}")
     return ExchangeRate(
         gpu_model=model or "",
-        units_per_gpu_hour=r.number(t, "units_per_gpu_hour", path, minimum=0.0) or 0.0,
+        units_per_gpu_hour=r.number(t, "units_per_gpu_hour", path, minimum=0.0,
+                                    maximum=lim.UNITS_PER_GPU_HOUR.maximum) or 0.0,
         valid_from=start or date.min,
         valid_until=until,
     )
@@ -276,33 +283,34 @@ def _agreement(
     r: FieldReader, t: Doc, path: str, partners: list[str], themes: tuple[str, ...]
 ) -> Agreement:
     r.unknown_keys(t, path, AGREEMENT_KEYS)
-    parties = r.strings(t, "parties", path)
+    parties = r.strings(t, "parties", path, max_items=lim.PARTNERS.maximum)
     for party in parties:
         r.member(party, f"{path}.parties", partners, "partner")
     if len(set(parties)) < 2:
         r.add(f"{path}.parties", "an agreement needs two or more distinct partners", list(parties),
               "a list of partner ids")
-    start, end = r.day(t, "start", path), r.day(t, "end", path)
+    start, end = _day(r, t, "start", path), _day(r, t, "end", path)
     if start and end and end < start:
         r.add(f"{path}.end", "must not be before start", end.isoformat(),
               f"a date on or after {start.isoformat()}")
-    agreement_themes = r.strings(t, "themes", path)
+    agreement_themes = _themes(r, t, path)
     if themes:
         for theme in agreement_themes:
             r.member(theme, f"{path}.themes", themes, "theme", "declare it in federation.themes")
     quotas = tuple(
-        _quota(r, q, f"{path}.quotas[{i}]", parties) for i, q in enumerate(r.tables(t, "quotas", path))
+        _quota(r, q, f"{path}.quotas[{i}]", parties)
+        for i, q in enumerate(r.tables(t, "quotas", path, max_items=lim.QUOTAS.maximum))
     )
     _check_unique(r, f"{path}.quotas", [f"{q.requester}->{q.host}" for q in quotas
                                         if q.requester and q.host], "host")
-    residency = r.strings(t, "residency_countries", path)
+    residency = r.strings(t, "residency_countries", path, max_items=lim.COUNTRIES.maximum)
     for country in residency:
         if not is_country_code(country):
             r.add(f"{path}.residency_countries", "is not an ISO 3166-1 alpha-2 code", country,
                   COUNTRY_ALLOWED)
     return Agreement(
         id=r.ident(t, "id", path) or "",
-        name=r.text(t, "name", path) or "",
+        name=r.text(t, "name", path, max_length=TEXT) or "",
         parties=parties,
         start=start or date.min,
         end=end or date.max,
@@ -310,8 +318,8 @@ def _agreement(
         themes=agreement_themes,
         sectors=_sectors(r, t, path),
         default_flexibility_hours=r.number(
-            t, "default_flexibility_hours", path, minimum=0, maximum=24 * 365, required=False,
-            default=0.0) or 0.0,
+            t, "default_flexibility_hours", path, minimum=0, maximum=lim.FLEXIBILITY_H.maximum,
+            required=False, default=0.0) or 0.0,
         residency_countries=residency,
     )
 
@@ -337,7 +345,7 @@ def _quota(r: FieldReader, t: Doc, path: str, parties: tuple[str, ...]) -> Quota
     return Quota(
         requester=requester or "",
         host=host or "",
-        units=r.number(t, "units", path, minimum=0.0) or 0.0,
+        units=r.number(t, "units", path, minimum=0.0, maximum=lim.QUOTA_UNITS.maximum) or 0.0,
         per=r.choice(t, "per", path, QuotaPeriod, default=QuotaPeriod.YEAR) or QuotaPeriod.YEAR,
     )
 
@@ -365,6 +373,16 @@ def _check_rates(
             if pool.gpu_model and pool.gpu_model not in rated and pool.gpu_model in models:
                 r.add(f"sites[{si}].pools[{pi}].gpu_model", "has no exchange rate", pool.gpu_model,
                       "add an [[exchange_rates]] entry for this model")
+
+
+def _themes(r: FieldReader, t: Doc, path: str) -> tuple[str, ...]:
+    """A list of themes, within their bounds (:mod:`~accord.domain.federation.limits`)."""
+    return r.strings(t, "themes", path, max_items=lim.THEMES.maximum, max_length=lim.THEME.maximum)
+
+
+def _day(r: FieldReader, t: Doc, key: str, path: str, *, required: bool = True) -> date | None:
+    """A date of the file, within the federation's calendar (:mod:`~accord.domain.federation.limits`)."""
+    return r.day(t, key, path, required=required, earliest=lim.EARLIEST_DAY, latest=lim.LATEST_DAY)
 
 
 def _overlap(a: ExchangeRate, b: ExchangeRate) -> bool:

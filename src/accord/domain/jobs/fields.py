@@ -20,6 +20,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from accord.domain.federation.limits import COUNTRIES, GPU_MODEL_NAME, POOL_GPUS, THEME
 from accord.domain.fieldreader import ID_PATTERN
 
 
@@ -29,7 +30,8 @@ class FieldKind(enum.Enum):
     TEXT = "text"              # a non-empty string (not only spaces), at most max_length characters
     IDENT = "ident"            # an id: lower-case letters, digits, '-' and '_'
     SCRIPT = "script"          # the text of a batch script, at most max_length bytes in UTF-8
-    ARGS = "args"              # the command and its arguments: a non-empty list of strings
+    ARGS = "args"              # the command and its arguments: a non-empty list of strings, the
+                               # first (the program) not blank, at most max_length characters in all
     COUNT = "count"            # a whole number from minimum to maximum
     DURATION = "duration"      # seconds from minimum to maximum, or text ('30m', '2h', 'HH:MM:SS')
     INSTANT = "instant"        # an ISO 8601 time with a UTC offset
@@ -53,7 +55,8 @@ class JobField:
     name: str
     kind: FieldKind
     help: str
-    max_length: int | None = None    # characters of text (bytes for a script)
+    max_length: int | None = None    # characters of text (bytes for a script; all arguments together
+                                     # for a command)
     max_items: int | None = None     # items of a list
     minimum: int | None = None       # of a whole number (seconds for a duration)
     maximum: int | None = None
@@ -73,29 +76,31 @@ class JobField:
 
 
 MAX_ARGS = 1000
+MAX_COMMAND_CHARS = 100_000
 MAX_SCRIPT_BYTES = 1_000_000
-MAX_GPUS = 1_000_000
+MAX_GPUS = POOL_GPUS.maximum          # no pool of a federation is larger
 MAX_TIME_LIMIT_S = 30 * 24 * 3600
 DEFAULT_TIME_LIMIT_S = 3600
 NAME_LENGTH = 128
 ID_LENGTH = 63
-MAX_COUNTRIES = 300
+MAX_COUNTRIES = COUNTRIES.maximum
 COUNTRY_PATTERN = "^[A-Z]{2}$"
 
 K = FieldKind
 #: Every field of a job document, in the order the CLI lists its options.
 JOB_FIELDS: tuple[JobField, ...] = (
     JobField("command", K.ARGS, "the command and its arguments (accord submit: after --)",
-             max_items=MAX_ARGS, cli=False),
+             max_length=MAX_COMMAND_CHARS, max_items=MAX_ARGS, cli=False),
     JobField("script", K.SCRIPT, "the text of a batch script (accord submit: a SCRIPT file)",
              max_length=MAX_SCRIPT_BYTES, cli=False),
     JobField("gpus", K.COUNT, "GPUs to run on", minimum=1, maximum=MAX_GPUS, default=1, cli_default=1),
-    JobField("gpu_model", K.TEXT, "a GPU model of the federation, e.g. H100", max_length=64),
+    JobField("gpu_model", K.TEXT, "a GPU model of the federation, e.g. H100",
+             max_length=GPU_MODEL_NAME.maximum),
     JobField("time_limit", K.DURATION, "e.g. 3600, 30m, 2h, 01:00:00", max_length=64, minimum=1,
              maximum=MAX_TIME_LIMIT_S, default=DEFAULT_TIME_LIMIT_S, cli_default="1h"),
     JobField("project", K.IDENT, "the project to charge (one you belong to)", max_length=ID_LENGTH),
     JobField("partner", K.TEXT, "the requesting partner (the project's home partner)", max_length=ID_LENGTH),
-    JobField("theme", K.TEXT, "the research theme (default: the project's)", max_length=ID_LENGTH),
+    JobField("theme", K.TEXT, "the research theme (default: the project's)", max_length=THEME.maximum),
     JobField("site", K.TEXT, "run at this site only", max_length=ID_LENGTH),
     JobField("name", K.TEXT, "a name for the job (default: the command's)", max_length=NAME_LENGTH),
     JobField("earliest_start", K.INSTANT, "not before this time (ISO 8601 with a UTC offset)",
@@ -141,8 +146,9 @@ def _kind_schema(f: JobField) -> dict[str, Any]:
         return {"type": "string", "maxLength": f.max_length, "pattern": ID_PATTERN.pattern}
     if k is K.SCRIPT:
         return {"type": "string", "minLength": 1, "maxLength": f.max_length, "pattern": r"\S"}
-    if k is K.ARGS:
-        return {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": f.max_items}
+    if k is K.ARGS:   # the schema bounds each argument; the parser all of them together
+        return {"type": "array", "items": {"type": "string", "maxLength": f.max_length},
+                "minItems": 1, "maxItems": f.max_items}
     if k is K.COUNT:
         return {"type": "integer", "minimum": f.minimum, "maximum": f.maximum}
     if k is K.DURATION:

@@ -102,13 +102,15 @@ def parse_job_spec(doc: Mapping[str, object], federation: Federation) -> JobSpec
     return parse_job(doc, federation).spec
 
 
-def parse_job(doc: Mapping[str, object], federation: Federation) -> ParsedJob:
-    """Validate a job document and build its spec.
+def parse_job(doc: Mapping[str, object], federation: Federation, now: datetime | None = None) -> ParsedJob:
+    """Validate a job document and build its spec; with ``now``, a deadline must be after it
+    (a submission's; a spec read back from the store has none).
 
     Raises:
         InvalidInput: every problem found, each naming its field, the bad value and what
             is allowed (an unknown field, a value of the wrong kind or out of its bounds, a
-            name the federation does not know, a job no pool is large enough for).
+            blank program, a deadline passed, a name the federation does not know, a job no
+            pool is large enough for).
     """
     r = FieldReader()
     for key in doc:
@@ -118,9 +120,7 @@ def parse_job(doc: Mapping[str, object], federation: Federation) -> ParsedJob:
     _command_or_script(r, v)
     _known(r, v, federation)
     earliest, deadline = v.instant("earliest_start"), v.instant("deadline")
-    if earliest and deadline and deadline <= earliest:
-        r.add("deadline", "must be after earliest_start", deadline.isoformat(),
-              f"a time after {earliest.isoformat()}")
+    _check_times(r, earliest, deadline, now)
     gpus = v.count("gpus")
     if gpus is not None:
         _check_fits(r, gpus, v.text("gpu_model"), federation)
@@ -229,13 +229,20 @@ def _script(r: FieldReader, f: JobField, value: object) -> str | None:
 
 
 def _args(r: FieldReader, f: JobField, value: object) -> tuple[str, ...] | None:
-    allowed = f'a non-empty list of strings, e.g. ["python", "-c", "print(1)"], at most {f.max_items} items'
+    allowed = (f'a non-empty list of strings, e.g. ["python", "-c", "print(1)"], at most {f.max_items} '
+               f"items and {f.max_length} characters in all")
+    size = sum(len(a) for a in value if isinstance(a, str)) if isinstance(value, list) else 0
     if not isinstance(value, list):
         r.add(f.name, "must be a valid list of strings", value, allowed)
     elif not value or not all(isinstance(a, str) for a in value):
         r.add(f.name, "must be a non-empty list of strings", value, allowed)
     elif f.max_items is not None and len(value) > f.max_items:
         r.add(f.name, "has too many items", f"{len(value)} items", allowed)
+    elif f.max_length is not None and size > f.max_length:
+        r.add(f.name, f"is too long ({size} characters in all)", f"{len(value)} arguments", allowed)
+    elif not value[0].strip():
+        r.add(f.name, "names no program (its first item is blank)", value,
+              "the program to run first, e.g. python, then its arguments")
     elif any("\x00" in a for a in value):
         r.add(f.name, "arguments must not contain NUL characters", allowed="plain text")
     else:
@@ -327,6 +334,17 @@ def _known(r: FieldReader, v: Values, federation: Federation) -> None:
     if federation.themes:
         r.member(v.text("theme"), "theme", federation.themes, "theme")
     r.member(v.text("site"), "site", [s.id for s in federation.sites], "site")
+
+
+def _check_times(r: FieldReader, earliest: datetime | None, deadline: datetime | None,
+                 now: datetime | None) -> None:
+    """A deadline after the earliest start, and (with ``now``) not already passed."""
+    if earliest and deadline and deadline <= earliest:
+        r.add("deadline", "must be after earliest_start", deadline.isoformat(),
+              f"a time after {earliest.isoformat()}")
+    elif now is not None and deadline is not None and deadline <= now:
+        r.add("deadline", "is in the past", deadline.isoformat(),
+              f"a time after now ({now.astimezone(UTC).isoformat(timespec='seconds')}), or none")
 
 
 def _default_name(command: tuple[str, ...], script: str | None) -> str:

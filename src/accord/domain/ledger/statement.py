@@ -143,10 +143,25 @@ def verify_statement(doc: Mapping[str, Any], public_key: bytes,
     names (and, given ``previous``, that this one extends that statement's head).
     Never raises on malformed input: malformations are reported.
     """
+    for what, given in (("the statement", doc), ("the earlier statement", previous)):
+        if given is not None and not isinstance(given, Mapping):
+            return [f"{what} is not a statement: a JSON {_json_kind(given)}, not an object "
+                    "(expected the JSON object 'accord statement --format json' writes)"]
     try:
         return _verify(doc, public_key, previous)
     except (KeyError, TypeError, ValueError, AttributeError, InvalidInput, ArithmeticError) as exc:
         return [f"the statement is malformed: {type(exc).__name__}: {exc}"]
+
+
+def _json_kind(value: object) -> str:
+    """What kind of JSON value ``value`` is (``array``, ``string``...).
+
+    >>> _json_kind([1]), _json_kind("x"), _json_kind(None), _json_kind(True)
+    ('array', 'string', 'null', 'boolean')
+    """
+    kinds = ((bool, "boolean"), (int, "number"), (float, "number"), (str, "string"), (list, "array"))
+    return "null" if value is None else next((k for t, k in kinds if isinstance(value, t)),
+                                             type(value).__name__)
 
 
 def _verify(doc: Mapping[str, Any], public_key: bytes,
