@@ -14,13 +14,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from accord.adapters import keys
+from accord.adapters.notify_channels import senders
 from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.campaign_store import SqlCampaigns
 from accord.adapters.sql.ledger_store import SqlLedger
+from accord.adapters.sql.notify_store import SqlNotifications
 from accord.adapters.sql.store import SqlStore
 from accord.domain.federation.model import Federation
 from accord.domain.ledger import signing
 from accord.domain.ledger.statement import key_id
+from accord.domain.notify import release_notice
 from accord.ports import CarbonSource, Clock, SiteBackend
 from accord.service.access import AccessService, RateLimiter
 from accord.service.audit import SPOOL_FILE, AuditSpool, AuditWriter
@@ -28,9 +31,12 @@ from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
 from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
+from accord.service.hub_state import hub_sources
 from accord.service.ledger import LedgerService
+from accord.service.notify import NotifyService
 from accord.service.services import Services
 from accord.service.submissions import Submissions
+from accord.service.telemetry import Telemetry
 
 Verifier = Callable[[str], tuple[str, str]]   # an OIDC JWT -> (issuer, subject); raises if invalid
 AUTH_FAILURES = (60, 60.0)   # failed authentications per client address, per this many seconds
@@ -47,7 +53,8 @@ def ledger_service(federation: Federation, store: SqlStore, clock: Clock,
 def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str, SiteBackend],
             clock: Clock, token: str, *, carbon: CarbonSource | None = None,
             oidc: Verifier | None = None, data_dir: Path | None = None,
-            token_limiter: RateLimiter | None = None, signing_key: bytes | None = None) -> Services:
+            token_limiter: RateLimiter | None = None, signing_key: bytes | None = None,
+            notify_env: Mapping[str, str] | None = None) -> Services:
     """Every service of Accord over ``store`` (a :class:`SqlStore` or a database URL to open).
 
     ``backends`` drive the sites, ``clock`` is the time of every service, ``token`` the local
@@ -55,12 +62,15 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
     ``oidc`` verifies OIDC JWTs (None: no OIDC issuer), ``signing_key`` is the ledger's
     private key (None: the one in ``data_dir``, created on first use; no ``data_dir``
     either: a fresh key, kept in memory only), and
-    ``token_limiter`` limits token minting (default :data:`TOKEN_MINTING`). Audit records
+    ``token_limiter`` limits token minting (default :data:`TOKEN_MINTING`), ``notify_env``
+    configures the notification channels (:mod:`accord.adapters.notify_channels`; None: no
+    SMTP server, webhooks only). Audit records
     the database cannot take wait in ``data_dir``'s ``audit-spool.jsonl`` (in memory
     without a ``data_dir``) until it does.
 
     Raises:
         Unavailable: the database cannot be reached (a URL given).
+        InvalidInput: ``notify_env`` holds a malformed SMTP setting.
     """
     db = SqlStore(store) if isinstance(store, str) else store
     private = signing_key or (keys.load_or_create(data_dir) if data_dir is not None
@@ -69,15 +79,22 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
     minting = token_limiter or RateLimiter(*TOKEN_MINTING)
     access = AccessService(federation, SqlAccess(db), clock, token, oidc, token_limiter=minting)
     gate = Gate(federation, access, ledger.project_used)
+    telemetry = Telemetry()
     broker = Broker(federation, db, dict(backends), clock, carbon=carbon, quota_used=ledger.quota_used,
-                    balance=ledger.net_balance, gate=gate)
+                    balance=ledger.net_balance, gate=gate, telemetry=telemetry)
     committer = GroupCommitter(db)
     submissions = Submissions(broker, gate, committer)
+    audit = AuditWriter(access.store.audit_many, AuditSpool(data_dir / SPOOL_FILE if data_dir else None))
+    telemetry.watch(hub_sources(db.count_by_state_and_site, ledger, access, audit, committer, clock))
+    campaigns = CampaignService(broker, submissions, access, SqlCampaigns(db))
     return Services(
         federation=federation, store=db, backends=broker.backends, clock=clock, carbon=carbon,
         ledger=ledger, access=access, gate=gate, broker=broker, submissions=submissions,
-        campaigns=CampaignService(broker, submissions, access, SqlCampaigns(db)),
-        committer=committer,
-        audit=AuditWriter(access.store.audit_many, AuditSpool(data_dir / SPOOL_FILE if data_dir else None)),
+        campaigns=campaigns,
+        committer=committer, audit=audit,
         auth_failures=RateLimiter(*AUTH_FAILURES), token_limiter=minting, closing=db.close,
+        notify=NotifyService(SqlNotifications(db), senders(notify_env or {}), clock,
+                             used=ledger.project_used, releases=lambda: [
+                                 release_notice(*r) for r in campaigns.released()]),
+        telemetry=telemetry,
     )

@@ -6,11 +6,11 @@ the simulator; contract tests run one suite against both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from accord.domain.access.audit import AuditRecord
 from accord.domain.access.projects import Allocation, AllocationState, Project, User
@@ -24,6 +24,7 @@ from accord.domain.ledger.entries import Closure, Entry
 from accord.domain.ledger.reconcile import SiteUsage
 from accord.domain.ledger.usage import UsageRecord
 from accord.domain.ledger.verify import ChainCheck
+from accord.domain.notify import Channel, Delivery, Notice, Preferences
 from accord.domain.placement.records import PoolLoad
 
 
@@ -338,3 +339,31 @@ class Lease(Protocol):
         (:class:`~accord.domain.errors.LeaseLost`) once the lease is no longer
         ``holder``'s at ``epoch``."""
         ...
+
+
+class NotifyStore(Protocol):
+    """Preferences, the outbox of notices and their deliveries (``docs/design/notifications.md``)."""
+
+    def prefs(self, user: str) -> Preferences | None: ...
+    def save_prefs(self, p: Preferences, at: datetime) -> None: ...
+    def user_email(self, user: str) -> str | None: ...
+    def operators(self, site: str) -> list[str]: ...
+    def add_notices(self, notices: Iterable[Notice], at: datetime) -> int: ...
+    def unfanned(self, limit: int = 200) -> list[Notice]: ...
+    def fan_out(self, key: str, targets: Sequence[tuple[str, Channel, str]], at: datetime) -> None: ...
+    def due(self, now: datetime, limit: int = 50) -> list[Delivery]: ...
+    def deliveries(self, user: str, limit: int = 100) -> list[Delivery]: ...
+    def sent(self, delivery: str, at: datetime) -> None: ...
+    def failed(self, delivery: str, attempts: int, error: str, next_at: datetime, give_up: bool) -> None: ...
+    def allocation_facts(self) -> list[dict[str, Any]]: ...
+
+
+class Sender(Protocol):
+    """Sends one delivery by its channel; returns nothing when the receiver took it.
+
+    Raises:
+        Unavailable: the receiver refused, failed or did not answer in time (the reason
+            is the message; the delivery is tried again later).
+    """
+
+    def send(self, delivery: Delivery, secret: str | None) -> None: ...

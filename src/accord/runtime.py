@@ -32,6 +32,7 @@ from accord.domain.federation.model import BackendKind, Federation
 from accord.domain.ledger import signing
 from accord.domain.ledger.statement import key_id
 from accord.ports import CarbonSource, SiteBackend
+from accord.service import log_context
 from accord.service.leadership import MARGIN_S, Leadership
 from accord.service.ledger import LedgerService
 from accord.service.services import Services
@@ -61,6 +62,7 @@ class Settings:
     poll_interval_s: float = 0.5
     dispatch: bool = True
     adopt_identity: bool = False
+    log_format: str = "text"     # or "json" (one object a line: accord.service.log_context)
 
     @classmethod
     def resolve(
@@ -71,13 +73,14 @@ class Settings:
         host: str | None = None,
         dispatch: bool = True,
         adopt_identity: bool = False,
+        log_format: str = "text",
     ) -> Settings:
         """Fill the gaps from the environment, then from defaults."""
         data = (data_dir or default_data_dir()).expanduser().resolve()
         fed = federation or Path(os.environ.get("ACCORD_FEDERATION") or DEMO_FEDERATION)
         url = os.environ.get("ACCORD_DATABASE_URL") or f"sqlite:///{data / 'accord.db'}"
         return cls(data, fed, url, host or "127.0.0.1", port or DEFAULT_PORT, dispatch=dispatch,
-                   adopt_identity=adopt_identity)
+                   adopt_identity=adopt_identity, log_format=log_format)
 
 
 def admin_token(data_dir: Path, env: Mapping[str, str]) -> str:
@@ -197,7 +200,8 @@ def build(settings: Settings) -> Services:
     try:
         identity.claim(store, hub_facts(private, token, backends), adopt=settings.adopt_identity)
         return compose(federation, store, backends, SystemClock(), token, carbon=build_carbon(),
-                       oidc=verifier, signing_key=private, data_dir=settings.data_dir)  # its audit spool
+                       oidc=verifier, signing_key=private, data_dir=settings.data_dir,  # its audit spool
+                       notify_env=os.environ)   # SMTP settings (docs/design/notifications.md)
     except BaseException:
         store.close()
         raise
@@ -353,27 +357,46 @@ def serve(settings: Settings) -> None:
 
     if not 0 < settings.port < 65536:
         raise InvalidInput([Problem("--port", "is not a TCP port", str(settings.port), "1..65535")])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_context.configure(settings.log_format)
     with exclusive(settings.data_dir), single_sqlite(settings.database_url):
         services = build(settings)
         app = create_app(services, title=f"Accord — {services.federation.name}")
         url = f"http://{settings.host}:{settings.port}"
         (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
         leadership = Leadership(_lease(services), replica_name(settings))
+        services.telemetry.lead_by(leadership.leading, lambda: leadership.epoch)
         keeper = LeaseKeeper(leadership)
         dispatcher = Dispatcher(services, settings.poll_interval_s, leadership)
+        notifier = Notifier(services, leadership)
         if settings.dispatch:
             keeper.start()
             dispatcher.start()
+            notifier.start()
         print(f"Accord is up at {url} (federation: {services.federation.name}; "
               f"data: {settings.data_dir}; store: {settings.database_url.split(':', 1)[0]}; "
               f"replica: {leadership.holder})", flush=True)
         try:
             uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                        access_log=False)
+                        access_log=False, log_config=None)   # uvicorn's lines: our handler, our format
         finally:
+            notifier.stopping.set()
             _stop(dispatcher, keeper)
             services.close()
+
+
+class Notifier(threading.Thread):
+    """The notification outbox's worker (:meth:`accord.service.notify.NotifyService.run`): a
+    thread of its own, so a slow receiver never delays the dispatcher; single work, under the
+    dispatch lease's fence."""
+
+    def __init__(self, services: Services, leadership: Leadership) -> None:
+        super().__init__(name="accord-notify", daemon=True)
+        self.stopping = threading.Event()
+        self.services = services
+        self.leadership = leadership
+
+    def run(self) -> None:
+        self.services.notify.run(self.stopping, self.leadership)
 
 
 def _lease(services: Services) -> SqlLease:

@@ -225,6 +225,10 @@ MATRIX: list[Case] = [
     Case("GET", "/api/v1/federation", EVERYONE),
     Case("GET", "/api/v1/federation/load", EVERYONE),
     Case("GET", "/api/v1/me", EVERYONE),
+    # one's own notification settings and deliveries only: the path names no one else
+    Case("GET", "/api/v1/me/notifications", EVERYONE),
+    Case("PUT", "/api/v1/me/notifications", EVERYONE, body={"events": ["job.ended", "job.failed"]}),
+    Case("GET", "/api/v1/me/notifications/deliveries", EVERYONE),
     Case("POST", "/api/v1/statements/verify", EVERYONE,     # reads nothing stored
          body={"statement": {"period": MONTH0}, "public_key_pem": "{PEM}"}),
     # lists: everyone, each seeing only what they may (test_lists_show_only_what_each_may_see)

@@ -18,6 +18,9 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "liveness probe: says only 'ok'",
     ("GET", "/"): "status page: the federation's public shape (partners, sites), no one's data",
     ("GET", "/api/v1/ledger/public-key"): "the operator's public key: anyone verifies statements offline",
+    ("GET", "/metrics"): "Prometheus's scrape: counts and timings labelled only by bounded sets "
+                         "(states, site and agreement ids, outcomes), never a job id or a user "
+                         "(docs/operations.md)",
     ("GET", "/openapi.json"): "the API's schema",
     ("GET", "/docs"): "the schema's Swagger UI",
     ("GET", "/docs/oauth2-redirect"): "Swagger UI's OAuth2 helper page",

@@ -39,9 +39,9 @@ def test_the_api_and_the_campaigns_submit_through_submissions(
     prepare, new_submission = Submissions.prepare, Broker.new_submission
 
     def spy(self: Submissions, p: Principal, document: Mapping[str, object],
-            idempotency_key: str | None = None) -> Prepared:
+            idempotency_key: str | None = None, request_id: str | None = None) -> Prepared:
         seen.append((p.user, dict(document), idempotency_key))
-        return prepare(self, p, document, idempotency_key)
+        return prepare(self, p, document, idempotency_key, request_id)
 
     def machine(self: Broker, *args: Any, **kw: Any) -> Any:
         made.append(args[1])

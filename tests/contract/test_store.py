@@ -79,6 +79,15 @@ def test_list_filters_and_orders_newest_first(store: SqlStore) -> None:
     assert store.count_by_state() == {"submitted": 4, "cancelled": 1}
 
 
+def test_jobs_are_counted_by_state_and_site(store: SqlStore) -> None:
+    for i in range(3):
+        store.add_job(new_job(f"j{i}", SPEC, T0), codec.spec_hash(SPEC))
+    for i, site in ((0, "b"), (1, "b")):
+        store.save_job(apply(store.get_job(f"j{i}"), Event(EventKind.PLACE, T0, "x"),
+                             placement=Placement(site, "p")))
+    assert store.count_by_state_and_site() == {("placed", "b"): 2, ("submitted", None): 1}
+
+
 def test_the_work_queue_is_first_come_first_served_and_pages(store: SqlStore) -> None:
     """Oldest submission first, then id; ``due_by`` leaves out jobs not due; ``after`` pages
     on from a (submitted at, id)."""

@@ -16,13 +16,15 @@ Then, through the browser only: Ada signs in, previews and submits a job from th
 watches it finish without reloading and opens its placement explanation; she cannot open
 an agreement's page (the API refuses with 403 and the page says so). The officer downloads
 the ``uk-ca`` statement and verifies it through the page, and a tampered copy fails. The
-operator sees the held run and refuses it. The pages are used with the keyboard alone, and
-every form control has a label.
+operator sees the held run and refuses it. Ada sets where her notifications go (a malformed
+address is named at its field). The pages are used with the keyboard alone, and every form
+control has a label.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -338,6 +340,28 @@ def test_an_operator_sees_and_decides_the_compliance_view(world: World, page: Pa
     expect(table).not_to_contain_text(held)
     job = wait_for_job(world, held, {"failed"})
     assert "no export licence on file" in job["reason"]
+
+
+def test_a_researcher_sets_her_notifications_and_a_bad_address_is_named(world: World, page: Page) -> None:
+    sign_in(page, world.server.url, world.tokens["ada"])
+    page.get_by_role("link", name="Notifications").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Notifications")
+    assert unlabelled_controls(page) == []
+    page.get_by_label("Email address").fill("ada-at-turing")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".field-error:visible")).to_contain_text("is not an email address")
+    expect(page.locator(".outcome")).to_contain_text("Invalid input (422)")
+    page.get_by_label("Email address").fill("ada@turing.example.org")
+    page.get_by_label("Webhook URL").fill("https://hooks.example.org/accord")
+    page.get_by_label("job.held").uncheck()
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".outcome")).to_contain_text("Saved.")
+    expect(page.locator("code.secret")).to_have_text(re.compile(r"^[A-Za-z0-9_-]{43}$"))
+    with httpx.Client(base_url=world.server.url, timeout=30,
+                      headers={"Authorization": f"Bearer {world.tokens['ada']}"}) as client:
+        mine = _ok(client.get("/api/v1/me/notifications"))
+    assert (mine["email"], mine["webhook_url"]) == ("ada@turing.example.org", "https://hooks.example.org/accord")
+    assert "job.held" not in mine["events"] and "job.ended" in mine["events"]
 
 
 def test_the_auditor_reads_the_audit_log_and_emissions(world: World, page: Page) -> None:

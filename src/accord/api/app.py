@@ -29,9 +29,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from accord.api import access, campaigns, dashboard, federation, footprint, jobs, ledger
+from accord.api import access, campaigns, dashboard, federation, footprint, jobs, ledger, metrics, notify
 from accord.api.common import ERRORS, problem
 from accord.api.limits import BodyLimit
+from accord.api.request_ids import RequestIds
 from accord.domain.access.audit import AuditRecord, outcome_of
 from accord.domain.access.rules import Principal
 from accord.domain.errors import (
@@ -57,7 +58,7 @@ _STATUS: list[tuple[type[AccordError], int]] = [
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_ONLY_POSTS = frozenset({"/api/v1/jobs/preview", "/api/v1/statements/verify"})  # change nothing
 ROUTERS = (federation.router, jobs.router, footprint.router, ledger.router, access.router,
-           campaigns.router, dashboard.router)
+           campaigns.router, dashboard.router, metrics.router, notify.router)
 
 
 def create_app(services: Services, *, title: str = "Accord") -> FastAPI:
@@ -70,6 +71,7 @@ def create_app(services: Services, *, title: str = "Accord") -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(BodyLimit)   # inside the audit middleware: a refused body is audited too
     app.add_middleware(_AuditMiddleware, services=services)
+    app.add_middleware(RequestIds)   # outermost: every log line of a request carries its id
     for router in ROUTERS:
         app.include_router(router)
     mount_dashboard(app)

@@ -38,7 +38,8 @@ async def submit(
     """Submit a job (:meth:`accord.service.submissions.Submissions.submit_async`): 201 and the
     new job, or 200 and the job an earlier request with the same key made."""
     note_audit(request, "job.submit", "job (new)")
-    job, created = await s.submissions.submit_async(p, body, idempotency_key)
+    job, created = await s.submissions.submit_async(p, body, idempotency_key,
+                                                    getattr(request.state, "request_id", None))
     note_audit(request, "job.submit", f"job {job.id}", partners_of(job, s.broker.federation))
     # The hot path: the job's plain-data form goes out as JSON directly (orjson), not through
     # FastAPI's generic encoder, which walks the whole document again.

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from accord.cli import access, campaigns, jobs, ledger, server, simulate
+from accord.cli import access, campaigns, jobs, ledger, notify, server, simulate
 from accord.cli.common import EXIT_INPUT, EXIT_UNAVAILABLE, Command, Parser, job_document
 from accord.domain.errors import AccordError, InvalidInput, Unavailable
 
@@ -37,6 +37,7 @@ REGISTRY: tuple[Command, ...] = (
     *simulate.COMMANDS,
     *access.COMMANDS,
     *campaigns.COMMANDS,
+    *notify.COMMANDS,
 )
 
 

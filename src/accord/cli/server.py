@@ -16,6 +16,9 @@ def _up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--no-dispatcher", action="store_true",
                         help="serve the API only; jobs are stored but not run (benchmarks)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text (default) or json: one JSON object a line with time, level, "
+                             "event, request_id, job_id and site when known")
     parser.add_argument("--adopt-identity", action="store_true",
                         help="record this replica's signing key, admin token and job directories "
                              "as the hub's (after rotating a secret; every replica must then use "
@@ -31,7 +34,8 @@ def up(args: argparse.Namespace) -> int:
     from accord.runtime import Settings, serve
 
     serve(Settings.resolve(args.data_dir, args.federation, args.port, args.host,
-                           dispatch=not args.no_dispatcher, adopt_identity=args.adopt_identity))
+                           dispatch=not args.no_dispatcher, adopt_identity=args.adopt_identity,
+                           log_format=args.log_format))
     return 0
 
 

@@ -137,6 +137,11 @@ class AuditWriter:
         """How many records wait in the spool for the database."""
         return len(self._spool)
 
+    @property
+    def queued(self) -> int:
+        """How many records wait for the writer (approximate, for metrics)."""
+        return self._queue.qsize()
+
     def add(self, rec: AuditRecord) -> None:
         """Queue a record (cleaned for any database)."""
         self._queue.put(rec.sanitised())

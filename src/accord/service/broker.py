@@ -20,6 +20,7 @@ import itertools
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -69,7 +70,9 @@ from accord.domain.placement.records import Decision, PoolLoad, after_placing
 from accord.ports import CarbonSource, Clock, JobStore, SiteBackend
 from accord.service.footprints import footprint_of
 from accord.service.gate import Gate
+from accord.service.log_context import bound
 from accord.service.placement_context import Balance, QuotaUsed, build_context, no_balance, no_quota_used
+from accord.service.telemetry import Telemetry
 
 log = logging.getLogger("accord.broker")
 notices = logging.getLogger("accord.notify")
@@ -131,8 +134,10 @@ class Broker:
         quota_used: QuotaUsed = no_quota_used,
         balance: Balance = no_balance,
         gate: Gate | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.federation = federation
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.gate = gate
         self.carbon = carbon
         self.quota_used = quota_used
@@ -331,7 +336,8 @@ class Broker:
             if backend is None:
                 continue
             try:
-                statuses = backend.poll([ref for _, ref, _ in tracked])
+                with self.telemetry.site_call(site_id, "poll"):
+                    statuses = backend.poll([ref for _, ref, _ in tracked])
             except Unavailable as exc:
                 if site_id not in self._outages:
                     self._outages.add(site_id)
@@ -389,13 +395,11 @@ class Broker:
         """Carry out one instruction; the stimulus its outcome gives, if any."""
         sid = self._sid(type(i).__name__.lower(), job)
         if isinstance(i, Place):
-            d = place(placement_spec(job), self.federation, p.loads, p.now, context=p.context)
-            return PlacementDecided(sid, p.now, d, p.sites_down)
+            return PlacementDecided(sid, p.now, self._placement(job, p, "first"), p.sites_down)
         if isinstance(i, ReviewPlacement):
             return self._review(job, i.decision, sid, p)
         if isinstance(i, Reconsider):
-            d = place(placement_spec(job), self.federation, p.loads, p.now, context=p.context)
-            return Reconsidered(sid, p.now, d)
+            return Reconsidered(sid, p.now, self._placement(job, p, "reconsider"))
         if isinstance(i, Dispatch):
             if p.placing:
                 p.dispatches[job.id] = i
@@ -407,6 +411,14 @@ class Broker:
             notices.info("job %s %s: %s", job.id, i.what, i.text)
         return None   # RecordUsage is carried out with the store write; Cancel by cancel()
 
+    def _placement(self, job: Job, p: _Pass, kind: str) -> Decision:
+        """Placement's decision for ``job`` in this pass, counted and timed (``kind``:
+        ``first`` or ``reconsider``)."""
+        start = time.perf_counter()
+        d = place(placement_spec(job), self.federation, p.loads, p.now, context=p.context)
+        self.telemetry.placed(kind, d, time.perf_counter() - start)
+        return d
+
     def _review(self, job: Job, d: Decision, sid: str, p: _Pass) -> Stimulus:
         assert self.gate is not None and d.chosen is not None
         review = self.gate.review(job, d.chosen, p.now, self._committed(p))
@@ -416,7 +428,8 @@ class Broker:
     def _hand_over(self, job: Job, i: Dispatch, sid: str, p: _Pass) -> Stimulus:
         now = self.clock.now()
         try:
-            result = self._backend(i.site).submit(job)
+            with self.telemetry.site_call(i.site, "dispatch"):
+                result = self._backend(i.site).submit(job)
         except Busy as exc:
             return DispatchRefused(sid, now, str(exc))
         except InDoubt as exc:   # the site may have taken it: stay placed there; look it up next
@@ -429,7 +442,8 @@ class Broker:
     def _look_up(self, job: Job, i: LookUp, sid: str, p: _Pass) -> Stimulus:
         now = self.clock.now()
         try:
-            found = self._backend(i.site).look_up(job)
+            with self.telemetry.site_call(i.site, "look_up"):
+                found = self._backend(i.site).look_up(job)
         except Unavailable as exc:   # still unknown: never send it elsewhere while it may run here
             return DispatchInDoubt(sid, now, f"cannot look it up: {exc}")
         if found is None:
@@ -489,24 +503,27 @@ class Broker:
     def _isolated(self, job: Job, p: _Pass) -> Iterator[None]:
         """Contain an unexpected failure to one job: log it, note it, let the pass go on.
 
+        Every line logged meanwhile names the job and its site (:mod:`~accord.service.log_context`).
+
         Raises:
             LeaseLost: the pass runs under a lease this replica no longer holds.
         """
-        try:
-            yield
-        except LeaseLost:
-            raise  # this replica no longer leads: the pass stops here, nothing more is written
-        except Unavailable as exc:
-            log.warning("job %s: %s", job.id, exc)
-        except Exception as exc:  # one bad job must not stop the dispatcher for all
-            log.exception("job %s: unexpected error; will retry next pass", job.id)
-            with suppress(Exception):
-                current = self.store.get_job(job.id)
-                text = f"{type(exc).__name__}: {exc}"
-                s = InternalError(self._sid("error", current), self.clock.now(), text)
-                step = handle(current, s, self.rules)
-                if step.job is not current:
-                    self.store.save_job(step.job)
+        with bound(job_id=job.id, site=job.placement.site if job.placement else None):
+            try:
+                yield
+            except LeaseLost:
+                raise  # this replica no longer leads: the pass stops here, nothing more is written
+            except Unavailable as exc:
+                log.warning("job %s: %s", job.id, exc)
+            except Exception as exc:  # one bad job must not stop the dispatcher for all
+                log.exception("job %s: unexpected error; will retry next pass", job.id)
+                with suppress(Exception):
+                    current = self.store.get_job(job.id)
+                    text = f"{type(exc).__name__}: {exc}"
+                    s = InternalError(self._sid("error", current), self.clock.now(), text)
+                    step = handle(current, s, self.rules)
+                    if step.job is not current:
+                        self.store.save_job(step.job)
 
 
 def every_job(store: JobStore, states: Sequence[JobState], story: bool = True) -> list[Job]:

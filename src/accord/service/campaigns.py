@@ -217,6 +217,17 @@ class CampaignService:
     def _today(self) -> date:
         return self.access.clock.now().date()
 
+    def released(self) -> list[tuple[str, tuple[str, ...], str]]:
+        """Each campaign whose results are released today: its id, who to tell (its creator,
+        its project's members) and the rule that released them (for notifications)."""
+        out = []
+        for cid in self.store.campaign_ids():
+            c = self._load(cid)
+            lifted = embargo_lifted(c, frozenset(a[0] for a in self.store.approvals(cid)), self._today())
+            if lifted.allowed:
+                out.append((cid, tuple(sorted({c.created_by, *self._members(c)} - {""})), lifted.rule))
+        return out
+
     # ------------------------------------------------------------ running
     def submit(self, p: Principal, campaign_id: str) -> list[Run]:
         """Submit a job for every pair that has none yet, as the caller, through

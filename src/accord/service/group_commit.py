@@ -38,6 +38,11 @@ class GroupCommitter:
         self._queue.put((job, spec_hash, fut))
         return fut
 
+    @property
+    def queued(self) -> int:
+        """How many submissions wait for the writer (approximate, for metrics)."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         """Store what is queued, then stop the writer."""
         self._queue.put(None)

@@ -15,7 +15,9 @@ from accord.service.campaigns import CampaignService
 from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
 from accord.service.ledger import LedgerService
+from accord.service.notify import NotifyService
 from accord.service.submissions import Submissions
+from accord.service.telemetry import Telemetry
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class Services:
     auth_failures: RateLimiter         # failed authentications per client address
     token_limiter: RateLimiter         # token minting per user (inside ``access`` too)
     closing: Callable[[], None]        # releases the store's connections
+    notify: NotifyService              # notification preferences and the outbox's worker
+    telemetry: Telemetry               # the hub's metrics (/metrics), on a registry of its own
 
     def close(self) -> None:
         """Store what the committer and the audit writer hold, stop them, close the store."""

@@ -58,8 +58,10 @@ class Submissions:
         self.committer = committer
 
     def prepare(self, p: Principal, document: Mapping[str, object],
-                idempotency_key: str | None = None) -> Prepared:
-        """Steps 1 to 4: the job ``p`` submits with ``document``, made and not stored.
+                idempotency_key: str | None = None, request_id: str | None = None) -> Prepared:
+        """Steps 1 to 4: the job ``p`` submits with ``document``, made and not stored. A
+        ``request_id`` (the API's, already checked safe) names the job's first event's
+        stimulus, ``submit.request.<id>``: the story tells which request made the job.
 
         Raises:
             Forbidden: the token lacks jobs:write; the gate refuses (not a member of the
@@ -71,12 +73,14 @@ class Submissions:
             refusal.require()
         parsed = parse_job(document, self.broker.federation, self.broker.clock.now())
         shaped = self.gate.shape(p, parsed)
-        job, spec_hash = self.broker.new_submission(shaped.spec, p.user, idempotency_key,
-                                                    sector=shaped.sector, notes=shaped.notes)
+        job, spec_hash = self.broker.new_submission(
+            shaped.spec, p.user, idempotency_key, sector=shaped.sector, notes=shaped.notes,
+            stimulus=f"submit.request.{request_id}" if request_id else None)
         return Prepared(job, spec_hash, shaped.notes)
 
     def queue(self, p: Principal, document: Mapping[str, object],
-              idempotency_key: str | None = None) -> tuple[Job, Future[Job]]:
+              idempotency_key: str | None = None, request_id: str | None = None
+              ) -> tuple[Job, Future[Job]]:
         """The new job and the future of its storing by the group committer (which gives
         the stored job: the new one, or an earlier one with the same owner and key).
 
@@ -84,7 +88,7 @@ class Submissions:
             Forbidden, InvalidInput: as :meth:`prepare` (nothing is queued). The future
                 raises Conflict (the key was used for a different spec) or Unavailable.
         """
-        new = self.prepare(p, document, idempotency_key)
+        new = self.prepare(p, document, idempotency_key, request_id)
         return new.job, self.committer.submit(new.job, new.spec_hash)
 
     def submit(self, p: Principal, document: Mapping[str, object],
@@ -105,16 +109,17 @@ class Submissions:
         return job, job.id == new.id
 
     async def submit_async(self, p: Principal, document: Mapping[str, object],
-                           idempotency_key: str | None = None) -> tuple[Job, bool]:
+                           idempotency_key: str | None = None, request_id: str | None = None
+                           ) -> tuple[Job, bool]:
         """As :meth:`submit`, awaiting the group commit instead of blocking (the API's
-        route: concurrent requests share one transaction).
+        route: concurrent requests share one transaction); ``request_id`` as :meth:`prepare`.
 
         Raises:
             Forbidden, InvalidInput: as :meth:`prepare`.
             Conflict: the key was used for a different spec.
             Unavailable: the store failed.
         """
-        new, stored = self.queue(p, document, idempotency_key)
+        new, stored = self.queue(p, document, idempotency_key, request_id)
         job = await asyncio.wrap_future(stored)
         return job, job.id == new.id
 

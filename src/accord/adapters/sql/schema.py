@@ -341,3 +341,48 @@ hub_identity = Table(
     Column("name", String(60), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# ── notifications (0009): preferences, the outbox of notices, one delivery per channel ──
+notify_prefs = Table(
+    "notify_prefs",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("email", String(320), nullable=True),
+    Column("email_on", Integer, nullable=False),
+    Column("webhook_url", String(2000), nullable=True),
+    Column("webhook_secret", String(100), nullable=True),
+    Column("kinds", Text, nullable=False),                 # JSON list of notice kinds
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+notify_notices = Table(
+    "notify_notices",
+    metadata,
+    Column("key", String(300), primary_key=True),          # the idempotency key of its messages
+    Column("kind", String(40), nullable=False),
+    Column("recipients", Text, nullable=False),            # JSON list of user ids
+    Column("operators_of", String(64), nullable=True),     # and every operator of this site
+    Column("subject", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("fanned_out", Integer, nullable=False),         # 0 until its deliveries exist
+    Index("ix_notify_notices_fanned", "fanned_out"),
+)
+
+notify_deliveries = Table(
+    "notify_deliveries",
+    metadata,
+    Column("id", String(500), primary_key=True),           # notice key / user / channel
+    Column("notice_key", String(300), nullable=False),
+    Column("user_id", String(64), nullable=False, index=True),
+    Column("channel", String(10), nullable=False),
+    Column("target", String(2000), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_notify_deliveries_due", "state", "next_at"),
+)

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from accord.adapters.sql.fencing import check_fence
+from accord.adapters.sql.notify_rows import job_notices
 from accord.adapters.sql.schema import job_events, jobs, usage_records
 from accord.domain.errors import AccordError, Conflict, NotFound, Unavailable
 from accord.domain.jobs import codec
@@ -132,7 +133,9 @@ class SqlStore:
         try:
             with self.transaction() as conn:
                 conn.execute(insert(jobs), [_job_row(job, spec_hash)])
-                conn.execute(insert(job_events), [_event_row(job.id, e) for e in job.story])
+                rows = [_event_row(job.id, e) for e in job.story]
+                conn.execute(insert(job_events), rows)
+                job_notices(conn, job.id, job.owner, _hold(job), rows)
             return job
         except IntegrityError:
             if job.idempotency_key is None:
@@ -156,6 +159,8 @@ class SqlStore:
                 conn.execute(insert(jobs), [_job_row(j, h) for j, h in items])
                 conn.execute(insert(job_events),
                              [_event_row(j.id, e) for j, _ in items for e in j.story])
+                for j, _ in items:
+                    job_notices(conn, j.id, j.owner, _hold(j), [_event_row(j.id, e) for e in j.story])
             return [j for j, _ in items]
         except IntegrityError:
             pass
@@ -203,6 +208,7 @@ class SqlStore:
             fresh = [_event_row(job.id, e) for e in job.story if e.seq >= known]
             if fresh:
                 conn.execute(insert(job_events), fresh)
+                job_notices(conn, job.id, job.owner, _hold(job), fresh)   # same transaction
         return _with_version(job, job.version + 1)
 
     def list_jobs(
@@ -296,6 +302,12 @@ class SqlStore:
             rows = conn.execute(text("SELECT state, COUNT(*) FROM jobs GROUP BY state")).all()
             return {str(r[0]): int(r[1]) for r in rows}
 
+    def count_by_state_and_site(self) -> dict[tuple[str, str | None], int]:
+        """How many jobs are in each (state, site) pair; site None: not placed yet."""
+        with self.transaction() as conn:
+            rows = conn.execute(text("SELECT state, site, COUNT(*) FROM jobs GROUP BY state, site")).all()
+            return {(str(r[0]), None if r[1] is None else str(r[1])): int(r[2]) for r in rows}
+
     def _load(self, conn: Connection, rows: list[Any]) -> list[Job]:
         if not rows:
             return []
@@ -347,6 +359,11 @@ def _job_row(job: Job, spec_hash: str) -> dict[str, Any]:
         "version": job.version,
         **_mutable_row(job),
     }
+
+
+def _hold(job: Job) -> dict[str, Any] | None:
+    h = job.hold
+    return None if h is None else {"kind": h.kind.value, "rule": h.rule, "site": h.site}
 
 
 def _event_row(job_id: str, entry: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import {renderJobs, renderJob, renderSubmit} from "./pages/jobs.js";
 import {renderAgreements, renderAgreement} from "./pages/agreements.js";
 import {renderEmissions} from "./pages/emissions.js";
 import {renderAudit, renderCompliance} from "./pages/oversight.js";
+import {renderNotifications} from "./pages/notifications.js";
 
 const ROUTES = [
   [/^$/, "overview", renderOverview],
@@ -20,6 +21,7 @@ const ROUTES = [
   [/^emissions$/, "emissions", renderEmissions],
   [/^compliance$/, "compliance", renderCompliance],
   [/^audit$/, "audit", renderAudit],
+  [/^notifications$/, "notifications", renderNotifications],
 ];
 
 const main = document.getElementById("main");
