@@ -196,3 +196,31 @@ def test_the_docs_list_every_bound_as_declared() -> None:
                  f"{LIST_ITEMS:,} items", f"{TABLES:,} tables"):
         assert fact in prose, fact
 
+
+
+# Each list of a [compliance] rule is bounded where it is read, not only the rules' count.
+COMPLIANCE_LISTS = [
+    ("denied_parties", lambda: _tables(_over(lim.RULES), lambda i: {"id": f"d{i}", "countries": ["KP"]}),
+     "compliance.denied_parties", lim.RULES),
+    ("denied_parties", lambda: [{"id": "d", "countries": ["KP"] * _over(lim.COUNTRIES)}],
+     "compliance.denied_parties[0].countries", lim.COUNTRIES),
+    ("residency", lambda: [{"id": "r", "countries": ["GB"] * _over(lim.COUNTRIES)}],
+     "compliance.residency[0].countries", lim.COUNTRIES),
+    ("large_runs", lambda: [{"id": "l", "hosts": ["uk"] * _over(lim.PARTNERS), "gpu_hours": 1}],
+     "compliance.large_runs[0].hosts", lim.PARTNERS),
+    ("denied_parties", lambda: [{"id": "d", "institutions": ["bristol"] * _over(lim.INSTITUTIONS)}],
+     "compliance.denied_parties[0].institutions", lim.INSTITUTIONS),
+]
+
+
+@pytest.mark.parametrize(("kind", "rules", "where", "bound"), COMPLIANCE_LISTS,
+                         ids=[c[2] for c in COMPLIANCE_LISTS])
+def test_each_compliance_list_is_refused_one_over(
+        kind: str, rules: Callable[[], list[Doc]], where: str, bound: lim.Bound) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["compliance"] = {kind: rules()}
+    with pytest.raises(InvalidInput) as info:
+        parse_federation(doc)
+    found = [p for p in info.value.problems if p.where == where]
+    assert found, [p.render() for p in info.value.problems][:5]
+    assert any(n in found[0].render() for n in _numbers(bound)), found[0].render()
