@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from accord.domain.notify import KEY_HEADER
+from accord.domain.notify.rules import KEY_HEADER
 
 
 def free_port() -> int:

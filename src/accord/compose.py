@@ -23,7 +23,7 @@ from accord.adapters.sql.store import SqlStore
 from accord.domain.federation.model import Federation
 from accord.domain.ledger import signing
 from accord.domain.ledger.statement import key_id
-from accord.domain.notify import release_notice
+from accord.domain.notify.rules import release_notice
 from accord.ports import CarbonSource, Clock, SiteBackend
 from accord.service.access import AccessService, RateLimiter
 from accord.service.audit import SPOOL_FILE, AuditSpool, AuditWriter

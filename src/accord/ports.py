@@ -24,7 +24,7 @@ from accord.domain.ledger.entries import Closure, Entry
 from accord.domain.ledger.reconcile import SiteUsage
 from accord.domain.ledger.usage import UsageRecord
 from accord.domain.ledger.verify import ChainCheck
-from accord.domain.notify import Channel, Delivery, Notice, Preferences
+from accord.domain.notify.rules import Channel, Delivery, Notice, Preferences
 from accord.domain.placement.records import PoolLoad
 
 

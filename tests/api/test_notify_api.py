@@ -15,7 +15,7 @@ import pytest
 
 from accord.adapters.notify_channels import WebhookSender
 from accord.adapters.sql.notify_store import SqlNotifications
-from accord.domain.notify import Channel, NoticeKind
+from accord.domain.notify.rules import Channel, NoticeKind
 from accord.service.notify import NotifyService
 from tests.api.access_world import MONTH0, World, make_world
 from tests.api.test_authz_matrix import campaign_doc

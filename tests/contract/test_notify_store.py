@@ -18,7 +18,7 @@ from accord.adapters.sql.store import MIGRATIONS, SqlStore
 from accord.domain.errors import Conflict
 from accord.domain.jobs import codec
 from accord.domain.jobs.model import Event, EventKind, JobSpec, JobState, apply, new_job
-from accord.domain.notify import Channel, DeliveryState, Notice, NoticeKind, Preferences
+from accord.domain.notify.rules import Channel, DeliveryState, Notice, NoticeKind, Preferences
 from tests.conftest import T0
 
 SPEC = JobSpec("train", 1, 3600, ("x",))

@@ -22,7 +22,7 @@ import random
 import time
 from pathlib import Path
 
-from accord.domain.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from accord.domain.notify.rules import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.conftest import SMALL_FEDERATION
 from tests.integration.in_force import write_in_force
 from tests.integration.server import AccordProcess

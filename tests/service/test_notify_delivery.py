@@ -24,7 +24,7 @@ from accord.adapters.sql.store import SqlStore
 from accord.domain.access.projects import User
 from accord.domain.access.rules import Principal
 from accord.domain.errors import InvalidInput
-from accord.domain.notify import (
+from accord.domain.notify.rules import (
     KEY_HEADER,
     MAX_ATTEMPTS,
     SIGNATURE_HEADER,

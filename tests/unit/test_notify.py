@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord.domain.notify import (
+from accord.domain.notify.rules import (
     MAX_ATTEMPTS,
     Channel,
     NoticeKind,

@@ -27,7 +27,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from accord.domain.errors import InvalidInput, Problem, Unavailable
-from accord.domain.notify import (
+from accord.domain.notify.rules import (
     KEY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.api.common import Caller, Svc, note_audit
-from accord.domain.notify import Delivery, DeliveryState, NoticeKind, Preferences
+from accord.domain.notify.rules import Delivery, DeliveryState, NoticeKind, Preferences
 
 router = APIRouter()
 KINDS = sorted(k.value for k in NoticeKind)

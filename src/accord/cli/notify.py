@@ -20,7 +20,7 @@ from typing import Any
 
 from accord.cli.common import Command, emit, group, leaf
 from accord.client import Client
-from accord.domain.notify import NoticeKind
+from accord.domain.notify.rules import NoticeKind
 
 PATH = "/api/v1/me/notifications"
 

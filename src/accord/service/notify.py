@@ -7,7 +7,7 @@ looks at allocations (use, end, decision) and campaigns (results released) on ev
 :meth:`fan_out` makes one delivery per person and channel, in one transaction with marking
 the notice done; :meth:`deliver` sends what is due, each try within a timeout, and on a
 failure records the reason and the next try (exponential back-off), giving up after
-:data:`~accord.domain.notify.MAX_ATTEMPTS`. A crash between sending and recording sends
+:data:`~accord.domain.notify.rules.MAX_ATTEMPTS`. A crash between sending and recording sends
 that delivery again, with the same idempotency key: delivery is at least once, and a
 receiver that drops repeated keys sees each message once.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 from accord.domain.access.rules import Principal
 from accord.domain.errors import InvalidInput, LeaseLost, Problem, Unavailable
-from accord.domain.notify import (
+from accord.domain.notify.rules import (
     Channel,
     Delivery,
     Notice,

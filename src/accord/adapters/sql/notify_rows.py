@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
 from accord.adapters.sql.schema import notify_notices
-from accord.domain.notify import Notice, job_notice
+from accord.domain.notify.rules import Notice, job_notice
 
 
 def notice_row(n: Notice, at: datetime) -> dict[str, Any]:

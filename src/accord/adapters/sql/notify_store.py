@@ -22,7 +22,7 @@ from accord.adapters.sql.schema import (
     users,
 )
 from accord.adapters.sql.store import SqlStore
-from accord.domain.notify import (
+from accord.domain.notify.rules import (
     Channel,
     Delivery,
     DeliveryState,
