@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -60,38 +62,45 @@ def _line(label: str, r: dict[str, float]) -> None:
           f"p99 {r['p99']:6.1f} ms   errors {r['errors']:.0f}")
 
 
-def bench(store: str, seconds: int, connections: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url, name = None, f"accord_bench_{os.getpid()}"
+@contextmanager
+def submission_server(store: str, tmp: Path) -> Iterator[AccordProcess]:
+    """``accord up --no-dispatcher`` on ``store`` (``sqlite`` or ``postgresql``: a database of
+    its own, dropped afterwards) with the project ``submit.lua`` charges its jobs to, warmed up."""
+    url, name = None, f"accord_bench_{os.getpid()}"
+    if store == "postgresql":
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        url = fresh_pg_schema(PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
+    server = AccordProcess(tmp / "data", database_url=url)
+    server.start_args = ["--no-dispatcher"]
+    server.start()
+    try:
+        with server.client() as client:
+            client.post("/api/v1/projects", json={"id": "bench", "name": "Benchmark",
+                                                  "partner": "uk"}).raise_for_status()
+        yield server
+    finally:
+        server.stop()
         if store == "postgresql":
             with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                admin.execute(f'CREATE DATABASE "{name}"')
-            url = fresh_pg_schema(PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
-        server = AccordProcess(Path(tmp) / "data", database_url=url)
-        server.start_args = ["--no-dispatcher"]
-        server.start()
-        try:
-            with server.client() as client:   # submit.lua charges its jobs to this project
-                client.post("/api/v1/projects", json={"id": "bench", "name": "Benchmark",
-                                                      "partner": "uk"}).raise_for_status()
-            print(f"{store} ({connections} connections, {seconds} s each):")
-            wrk(server.url + "/api/v1/jobs", server.token, 3, connections, HERE / "submit.lua")
-            base = wrk(server.url + "/healthz", server.token, seconds, connections, None)
-            _line("baseline GET /healthz", base)
-            sub = wrk(server.url + "/api/v1/jobs", server.token, seconds, connections,
-                      HERE / "submit.lua")
-            _line("POST /api/v1/jobs", sub)
-            print(f"  submissions: {sub['rate'] / base['rate']:.0%} of the baseline's rate")
-            with server.client() as client:
-                stored = len(client.get("/api/v1/jobs", params={"limit": 1000}).json()["jobs"])
-            print(f"  (store check: listing returns {stored} jobs)")
-            return sub
-        finally:
-            server.stop()
-            if store == "postgresql":
-                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bench(store: str, seconds: int, connections: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp, submission_server(store, Path(tmp)) as server:
+        print(f"{store} ({connections} connections, {seconds} s each):")
+        wrk(server.url + "/api/v1/jobs", server.token, 3, connections, HERE / "submit.lua")
+        base = wrk(server.url + "/healthz", server.token, seconds, connections, None)
+        _line("baseline GET /healthz", base)
+        sub = wrk(server.url + "/api/v1/jobs", server.token, seconds, connections,
+                  HERE / "submit.lua")
+        _line("POST /api/v1/jobs", sub)
+        print(f"  submissions: {sub['rate'] / base['rate']:.0%} of the baseline's rate")
+        with server.client() as client:
+            stored = len(client.get("/api/v1/jobs", params={"limit": 1000}).json()["jobs"])
+        print(f"  (store check: listing returns {stored} jobs)")
+        return sub
 
 
 def main() -> None:

@@ -29,15 +29,13 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.conftest import fresh_pg_schema
 from tests.integration.prometheus import Prometheus, wait_until
 from tests.integration.server import AccordProcess
 
 from accord.service.telemetry import JOBS_EVERY_S
-from benchmarks.api_submit import PG_ADMIN, wrk
+from benchmarks.api_submit import submission_server, wrk
 
 HERE = Path(__file__).resolve().parent
 BUDGET = 0.05   # issue 23: scraping may cost at most 5 % of the submission rate
@@ -132,30 +130,12 @@ def _summary(rates: Rounds) -> tuple[float, float]:
 def bench(store: str, args: argparse.Namespace) -> tuple[float, float]:
     """One store's rounds; the cost of scraping as fractions of the rate and of the
     submissions per server CPU-second without it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        url, name = None, f"accord_bench_{os.getpid()}"
-        if store == "postgresql":
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                admin.execute(f'CREATE DATABASE "{name}"')
-            url = fresh_pg_schema(PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
-        server = AccordProcess(Path(tmp) / "data", database_url=url)
-        server.start_args = ["--no-dispatcher"]
-        server.start()
-        try:
-            with server.client() as client:   # submit.lua charges its jobs to this project
-                client.post("/api/v1/projects", json={"id": "bench", "name": "Benchmark",
-                                                      "partner": "uk"}).raise_for_status()
-            print(f"{store} ({args.connections} connections, {args.seconds} s a round):", flush=True)
-            wrk(server.url + "/api/v1/jobs", server.token, 3, args.connections, HERE / "submit.lua")
-            cost = _summary(_rounds(Path(tmp), server, args))
-            _scrape_cost(server)
-            return cost
-        finally:
-            server.stop()
-            if store == "postgresql":
-                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with tempfile.TemporaryDirectory() as tmp, submission_server(store, Path(tmp)) as server:
+        print(f"{store} ({args.connections} connections, {args.seconds} s a round):", flush=True)
+        wrk(server.url + "/api/v1/jobs", server.token, 3, args.connections, HERE / "submit.lua")
+        cost = _summary(_rounds(Path(tmp), server, args))
+        _scrape_cost(server)
+        return cost
 
 
 def main() -> None:

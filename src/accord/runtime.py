@@ -24,6 +24,7 @@ from accord.adapters.local_backend import LocalBackend
 from accord.adapters.oidc import OidcSettings, OidcVerifier
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.adapters.sql import identity
+from accord.adapters.sql.existing import sqlite_file
 from accord.adapters.sql.lease import SqlLease
 from accord.adapters.sql.store import SqlStore
 from accord.compose import Verifier, compose, ledger_service
@@ -244,23 +245,15 @@ def single_sqlite(database_url: str) -> Iterator[None]:
     Raises:
         Conflict: another ``accord up`` uses the same SQLite file.
     """
-    path = sqlite_path(database_url)
+    path = sqlite_file(database_url)
     if path is None:
         yield
         return
+    path = path.resolve()
     with _flock(path.with_name(path.name + ".lock"),
                 f"is using the SQLite database {path}: SQLite serves one 'accord up' at a time; "
                 "run replicas on PostgreSQL (docs/design/replicas.md)"):
         yield
-
-
-def sqlite_path(database_url: str) -> Path | None:
-    """The file of a SQLite URL; None for other databases and in-memory SQLite."""
-    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
-        if database_url.startswith(prefix):
-            rest = database_url[len(prefix):].split("?", 1)[0]
-            return Path(rest).resolve() if rest and rest != ":memory:" else None
-    return None
 
 
 @contextmanager

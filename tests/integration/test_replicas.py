@@ -201,23 +201,11 @@ def test_three_replicas_run_every_job_once_through_five_leader_kills(
     assert usage == (JOBS, JOBS), f"usage records (rows, jobs): {usage}"
 
 
-def test_sqlite_serves_one_accord_up_and_says_so(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'shared.db'}"
-    first = AccordProcess(tmp_path / "a", database_url=db)
-    second = AccordProcess(tmp_path / "b", database_url=db)
-    first.start()
-    try:
-        with pytest.raises(AssertionError, match="SQLite serves one 'accord up' at a time"):
-            second.start(timeout=30)
-    finally:
-        first.stop()
-        second.stop()
-
-
-def test_a_replica_with_its_own_secrets_is_refused(tmp_path: Path, pg_database: str) -> None:
-    url = fresh_pg_schema(pg_database)
-    first = AccordProcess(tmp_path / "a", database_url=url)
-    second = AccordProcess(tmp_path / "b", database_url=url)
+def _second_refused(root: Path, url: str) -> str:
+    """Start ``accord up`` on ``url`` twice (own data directories); the second must exit while
+    the first runs. What the second printed."""
+    first = AccordProcess(root / "a", database_url=url)
+    second = AccordProcess(root / "b", database_url=url)
     first.start()
     try:
         with pytest.raises(AssertionError, match="accord up exited"):
@@ -225,7 +213,16 @@ def test_a_replica_with_its_own_secrets_is_refused(tmp_path: Path, pg_database: 
     finally:
         first.stop()
         second.stop()
-    text = second.log.read_text()
+    return second.log.read_text()
+
+
+def test_sqlite_serves_one_accord_up_and_says_so(tmp_path: Path) -> None:
+    text = _second_refused(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}")
+    assert "SQLite serves one 'accord up' at a time" in text
+
+
+def test_a_replica_with_its_own_secrets_is_refused(tmp_path: Path, pg_database: str) -> None:
+    text = _second_refused(tmp_path, fresh_pg_schema(pg_database))
     assert "does not match the hub it joins" in text
     assert "ledger signing key" in text and "ACCORD_SIGNING_KEY_FILE" in text
     assert "admin token" in text and "ACCORD_ADMIN_TOKEN_FILE" in text
