@@ -13,19 +13,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from accord.adapters import keys
+from accord.adapters import keys, request_signing
+from accord.adapters.agent_backend import AgentBackend
 from accord.adapters.notify_channels import senders
 from accord.adapters.sql.access_store import SqlAccess
+from accord.adapters.sql.agent_store import SqlAgents
 from accord.adapters.sql.campaign_store import SqlCampaigns
 from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.notify_store import SqlNotifications
 from accord.adapters.sql.store import SqlStore
-from accord.domain.federation.model import Federation
+from accord.domain.federation.model import BackendKind, Federation
 from accord.domain.ledger import signing
 from accord.domain.ledger.statement import key_id
 from accord.domain.notify.rules import release_notice
 from accord.ports import CarbonSource, Clock, SiteBackend
 from accord.service.access import AccessService, RateLimiter
+from accord.service.agents import AgentService
 from accord.service.audit import SPOOL_FILE, AuditSpool, AuditWriter
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
@@ -80,6 +83,9 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
     access = AccessService(federation, SqlAccess(db), clock, token, oidc, token_limiter=minting)
     gate = Gate(federation, access, ledger.project_used)
     telemetry = Telemetry()
+    agent_store = SqlAgents(db)
+    backends = {**{site.id: AgentBackend(site, agent_store, clock) for site in federation.sites
+                   if site.backend is BackendKind.AGENT}, **backends}
     broker = Broker(federation, db, dict(backends), clock, carbon=carbon, quota_used=ledger.quota_used,
                     balance=ledger.net_balance, gate=gate, telemetry=telemetry)
     committer = GroupCommitter(db)
@@ -96,5 +102,5 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
         notify=NotifyService(SqlNotifications(db), senders(notify_env or {}), clock,
                              used=ledger.project_used, releases=lambda: [
                                  release_notice(*r) for r in campaigns.released()]),
-        telemetry=telemetry,
+        telemetry=telemetry, agents=AgentService(federation, agent_store, clock, request_signing.verify),
     )

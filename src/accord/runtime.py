@@ -64,6 +64,7 @@ class Settings:
     dispatch: bool = True
     adopt_identity: bool = False
     log_format: str = "text"     # or "json" (one object a line: accord.service.log_context)
+    tls: tuple[Path, Path] | None = None   # (certificate chain, private key), PEM: serve HTTPS
 
     @classmethod
     def resolve(
@@ -75,13 +76,14 @@ class Settings:
         dispatch: bool = True,
         adopt_identity: bool = False,
         log_format: str = "text",
+        tls: tuple[Path, Path] | None = None,
     ) -> Settings:
         """Fill the gaps from the environment, then from defaults."""
         data = (data_dir or default_data_dir()).expanduser().resolve()
         fed = federation or Path(os.environ.get("ACCORD_FEDERATION") or DEMO_FEDERATION)
         url = os.environ.get("ACCORD_DATABASE_URL") or f"sqlite:///{data / 'accord.db'}"
         return cls(data, fed, url, host or "127.0.0.1", port or DEFAULT_PORT, dispatch=dispatch,
-                   adopt_identity=adopt_identity, log_format=log_format)
+                   adopt_identity=adopt_identity, log_format=log_format, tls=tls)
 
 
 def admin_token(data_dir: Path, env: Mapping[str, str]) -> str:
@@ -134,6 +136,8 @@ def build_backends(federation: Federation, data_dir: Path) -> dict[str, SiteBack
     """
     backends: dict[str, SiteBackend] = {}
     for site in federation.sites:
+        if site.backend is BackendKind.AGENT:
+            continue   # its agent calls in: compose gives it an AgentBackend over the store
         if site.backend is BackendKind.LOCAL:
             root = Path(site.local.workdir) if site.local and site.local.workdir else data_dir / "jobs"
             backends[site.id] = LocalBackend(site, root)
@@ -350,11 +354,14 @@ def serve(settings: Settings) -> None:
 
     if not 0 < settings.port < 65536:
         raise InvalidInput([Problem("--port", "is not a TCP port", str(settings.port), "1..65535")])
+    for where, path in zip(("--tls-cert", "--tls-key"), settings.tls or (), strict=False):
+        if not path.is_file():
+            raise InvalidInput([Problem(where, "is not a readable file", str(path), "a PEM file")])
     log_context.configure(settings.log_format)
     with exclusive(settings.data_dir), single_sqlite(settings.database_url):
         services = build(settings)
         app = create_app(services, title=f"Accord — {services.federation.name}")
-        url = f"http://{settings.host}:{settings.port}"
+        url = f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}"
         (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
         leadership = Leadership(_lease(services), replica_name(settings))
         services.telemetry.lead_by(leadership.leading, lambda: leadership.epoch)
@@ -369,8 +376,10 @@ def serve(settings: Settings) -> None:
               f"data: {settings.data_dir}; store: {settings.database_url.split(':', 1)[0]}; "
               f"replica: {leadership.holder})", flush=True)
         try:
+            cert, key = settings.tls or (None, None)
             uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                        access_log=False, log_config=None)   # uvicorn's lines: our handler, our format
+                        access_log=False, log_config=None,   # uvicorn's lines: our handler, our format
+                        ssl_certfile=cert, ssl_keyfile=key)
         finally:
             notifier.stopping.set()
             _stop(dispatcher, keeper)

@@ -69,7 +69,7 @@ def _line_of(text: str, needle: str) -> int:
         ('country = "GB"', 'country = "Britain"',
          "partners[0].country: is not an ISO 3166-1 alpha-2 code (got 'Britain'"),
         ('backend = "local"', 'backend = "pbs"',
-         "sites[0].backend: is not a known value (got 'pbs', allowed local, slurm)"),
+         "sites[0].backend: is not a known value (got 'pbs', allowed local, slurm, agent)"),
         ('backend = "local"', 'backend = "slurm"', "sites[0].backend: a slurm site needs a"),
         ("end = 2027-12-31", "end = 2024-12-31", "agreements[0].end: must not be before start"),
         ('themes = ["climate"]', 'themes = ["poetry"]',

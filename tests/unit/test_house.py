@@ -29,7 +29,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "sim": frozenset({"domain", "ports", "service", "adapters"}),
     "compose": frozenset({"domain", "ports", "service", "adapters"}),
     "runtime": frozenset({"domain", "ports", "service", "adapters", "compose", "api"}),
-    "cli": frozenset({"domain", "client", "adapters", "sim", "runtime"}),
+    "site_runtime": frozenset({"domain", "ports", "service", "adapters"}),
+    "cli": frozenset({"domain", "client", "adapters", "sim", "runtime", "site_runtime"}),
     "__main__": frozenset({"cli"}),
 }
 

@@ -29,7 +29,18 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from accord.api import access, campaigns, dashboard, federation, footprint, jobs, ledger, metrics, notify
+from accord.api import (
+    access,
+    agent,
+    campaigns,
+    dashboard,
+    federation,
+    footprint,
+    jobs,
+    ledger,
+    metrics,
+    notify,
+)
 from accord.api.common import ERRORS, problem
 from accord.api.limits import BodyLimit
 from accord.api.request_ids import RequestIds
@@ -56,9 +67,10 @@ _STATUS: list[tuple[type[AccordError], int]] = [
     (Forbidden, 403), (Unauthenticated, 401), (RateLimited, 429),
 ]
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AGENT_PREFIX = "/api/agent/"
 READ_ONLY_POSTS = frozenset({"/api/v1/jobs/preview", "/api/v1/statements/verify"})  # change nothing
 ROUTERS = (federation.router, jobs.router, footprint.router, ledger.router, access.router,
-           campaigns.router, dashboard.router, metrics.router, notify.router)
+           campaigns.router, dashboard.router, metrics.router, notify.router, agent.router)
 
 
 def create_app(services: Services, *, title: str = "Accord") -> FastAPI:
@@ -129,8 +141,9 @@ class _AuditMiddleware:
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
-        if (scope["type"] != "http" or scope["method"] not in CHANGES or not scope["path"].startswith("/api/")
-                or scope["path"] in READ_ONLY_POSTS):
+        agent = scope["type"] == "http" and scope["path"].startswith(AGENT_PREFIX)
+        if not agent and (scope["type"] != "http" or scope["method"] not in CHANGES
+                          or not scope["path"].startswith("/api/") or scope["path"] in READ_ONLY_POSTS):
             await self.app(scope, receive, send)
             return
         status = [500]
@@ -143,9 +156,10 @@ class _AuditMiddleware:
         try:
             await self.app(scope, receive, watch)
         finally:
-            with anyio.CancelScope(shield=True):   # a client that hung up is audited too
-                p = await self._principal(scope, status[0])
-            self.services.audit.add(_record(scope, status[0], p))
+            if not agent or _agent_audited(scope, status[0]):
+                with anyio.CancelScope(shield=True):   # a client that hung up is audited too
+                    p = await self._principal(scope, status[0])
+                self.services.audit.add(_record(scope, status[0], p))
 
     async def _principal(self, scope: Scope, status: int) -> Principal | None:
         """Who made the request: the caller its route authenticated; for a request refused
@@ -164,6 +178,12 @@ class _AuditMiddleware:
             return self.services.access.authenticate(authorization)
         except Exception:  # not a valid credential (or the store did not answer): anonymous
             return None
+
+
+def _agent_audited(scope: Scope, status: int) -> bool:
+    """Which agent requests are audited: every refusal, and every change but a heartbeat
+    (agents call several times a minute; their reports and acknowledgements are kept)."""
+    return status >= 400 or (scope["method"] in CHANGES and not scope["path"].endswith("/heartbeat"))
 
 
 def _record(scope: Scope, status: int, p: Principal | None) -> AuditRecord:

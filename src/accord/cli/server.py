@@ -19,6 +19,10 @@ def _up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="text (default) or json: one JSON object a line with time, level, "
                              "event, request_id, job_id and site when known")
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="serve HTTPS with this certificate chain (site agents need it; "
+                             "with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
     parser.add_argument("--adopt-identity", action="store_true",
                         help="record this replica's signing key, admin token and job directories "
                              "as the hub's (after rotating a secret; every replica must then use "
@@ -31,11 +35,17 @@ def _validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def up(args: argparse.Namespace) -> int:
     """``accord up``: serve until interrupted."""
+    from accord.domain.errors import InvalidInput, Problem
     from accord.runtime import Settings, serve
 
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InvalidInput([Problem("--tls-key" if args.tls_cert else "--tls-cert",
+                                    "is required with the other", None,
+                                    "both --tls-cert and --tls-key, or neither")])
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     serve(Settings.resolve(args.data_dir, args.federation, args.port, args.host,
                            dispatch=not args.no_dispatcher, adopt_identity=args.adopt_identity,
-                           log_format=args.log_format))
+                           log_format=args.log_format, tls=tls))
     return 0
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from accord.domain.federation.model import Federation
 from accord.ports import CarbonSource, Clock, JobStore, SiteBackend
 from accord.service.access import AccessService, RateLimiter
+from accord.service.agents import AgentService
 from accord.service.audit import AuditWriter
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
@@ -46,6 +47,7 @@ class Services:
     closing: Callable[[], None]        # releases the store's connections
     notify: NotifyService              # notification preferences and the outbox's worker
     telemetry: Telemetry               # the hub's metrics (/metrics), on a registry of its own
+    agents: AgentService               # the site agents' side of the hub (orders, reports, logs)
 
     def close(self) -> None:
         """Store what the committer and the audit writer hold, stop them, close the store."""

@@ -113,6 +113,7 @@ usage_records = Table(
     Column("energy_kwh", Float, nullable=True),
     Column("emissions_g", Float, nullable=True),
     Column("intensity_source", Text, nullable=True),
+    Column("attestation", String(64), nullable=True),      # 0010: SHA-256 of the host-signed usage
     Index("ix_usage_job", "job_id"),
     Index("ix_usage_site_start", "site", "start"),
     Index("ix_usage_start", "start"),
@@ -385,4 +386,83 @@ notify_deliveries = Table(
     Column("sent_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_notify_deliveries_due", "state", "next_at"),
+)
+
+# ── site agents (0010): orders for each agent site, what its agent reports, signed usage ──
+agent_orders = Table(
+    "agent_orders",
+    metadata,
+    Column("id", String(300), primary_key=True),           # ref/kind: one order of a kind per job ref
+    Column("site", String(64), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("ref", String(200), nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("job", Text, nullable=True),                    # JSON the agent rebuilds the job from
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("acked_at", UTCDateTime, nullable=True),        # NULL: still to be delivered
+    Column("local_id", String(200), nullable=True),
+    Index("ix_agent_orders_pending", "site", "acked_at"),
+    Index("ix_agent_orders_job", "job_id"),
+)
+
+agent_status = Table(
+    "agent_status",
+    metadata,
+    Column("ref", String(200), primary_key=True),
+    Column("site", String(64), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("local_id", String(200), nullable=True),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("gpus", Integer, nullable=False),
+    Column("gpu_seconds", Float, nullable=False),
+    Column("energy_j", Float, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("attestation", String(64), nullable=True),      # SHA-256 of the signed usage body
+    Column("lost", Integer, nullable=False),               # 1: the agent said it does not hold it
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+agent_usage = Table(
+    "agent_usage",
+    metadata,
+    Column("digest", String(64), primary_key=True),        # SHA-256 (hex) of body
+    Column("ref", String(200), nullable=False, unique=True),
+    Column("site", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", String(200), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+agent_nonces = Table(
+    "agent_nonces",
+    metadata,
+    Column("site", String(64), nullable=False),
+    Column("nonce", String(100), nullable=False),
+    Column("expires_at", Float, nullable=False),           # seconds since the epoch
+    PrimaryKeyConstraint("site", "nonce", name="pk_agent_nonces"),
+    Index("ix_agent_nonces_expiry", "expires_at"),
+)
+
+agent_sites = Table(
+    "agent_sites",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("loads", Text, nullable=False),                 # JSON {pool: {free_gpus, queued_gpus}}
+    Column("key_id", String(64), nullable=False),
+    Column("synced_at", UTCDateTime, nullable=True),       # the last full resynchronisation
+)
+
+agent_logs = Table(
+    "agent_logs",
+    metadata,
+    Column("ref", String(200), nullable=False),
+    Column("stream", String(10), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False),            # bytes the agent sent (offset of the next)
+    Column("truncated", Integer, nullable=False),
+    PrimaryKeyConstraint("ref", "stream", name="pk_agent_logs"),
 )

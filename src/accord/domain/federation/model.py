@@ -28,6 +28,7 @@ class BackendKind(enum.Enum):
 
     LOCAL = "local"
     SLURM = "slurm"
+    AGENT = "agent"   # the site runs ``accord site run``, which dials out to the hub
 
 
 class QuotaPeriod(enum.Enum):
@@ -86,6 +87,20 @@ class SlurmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """A site whose own agent dials out to the hub (``docs/design/site-agent.md``).
+
+    ``keys`` are the site's Ed25519 public keys (raw, 32 bytes each): any of them may sign
+    the agent's requests and usage reports, so a key is rotated by listing the new one
+    beside the old, then removing the old; a key removed is revoked. ``silence_s``: after
+    this long without a request from the agent, the hub counts the site as unreachable.
+    """
+
+    keys: tuple[bytes, ...]
+    silence_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Site:
     """A compute centre with one or more GPU pools, driven by one backend."""
 
@@ -99,6 +114,7 @@ class Site:
     local: LocalSettings | None = None
     slurm: SlurmSettings | None = None
     institution: str | None = None
+    agent: AgentSettings | None = None
 
     @property
     def total_gpus(self) -> int:

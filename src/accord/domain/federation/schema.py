@@ -7,6 +7,7 @@ adapter turns into line numbers.
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from collections.abc import Mapping
 from datetime import date
@@ -15,6 +16,7 @@ from accord.domain.access.compliance import parse_compliance
 from accord.domain.errors import InvalidInput
 from accord.domain.federation import limits as lim
 from accord.domain.federation.model import (
+    AgentSettings,
     Agreement,
     BackendKind,
     ExchangeRate,
@@ -172,7 +174,8 @@ def _institution(r: FieldReader, t: Doc, path: str, partners: list[str]) -> Inst
 
 
 SITE_KEYS = ("id", "name", "partner", "institution", "grid_zone", "pue", "backend", "pools",
-             "slurm", "local")
+             "slurm", "local", "agent")
+AGENT_KEY_PREFIX = "ed25519:"
 
 
 def _site(
@@ -212,7 +215,45 @@ def _site(
         local=local,
         slurm=slurm,
         institution=institution,
+        agent=_agent_settings(r, t, path, backend),
     )
+
+
+def _agent_settings(r: FieldReader, t: Doc, path: str, backend: BackendKind | None) -> AgentSettings | None:
+    """The ``[sites.agent]`` table: required by, and only allowed with, ``backend = "agent"``."""
+    ap = f"{path}.agent"
+    if backend is not BackendKind.AGENT:
+        if "agent" in t:
+            r.add(ap, "only agent sites take a [sites.agent] table", got=t.get("backend"),
+                  allowed='backend = "agent"')
+        return None
+    if "agent" not in t:
+        r.add(f"{path}.backend", "an agent site needs a [sites.agent] table", "agent",
+              allowed='keys = ["ed25519:BASE64"] (from `accord site keygen`), optionally silence_s')
+        return AgentSettings(keys=())
+    a = r.table(t, "agent", path)
+    r.unknown_keys(a, ap, ("keys", "silence_s"))
+    texts = r.strings(a, "keys", ap, max_items=lim.AGENT_KEYS.maximum, max_length=200)
+    keys = tuple(k for i, text in enumerate(texts) if (k := _agent_key(r, text, f"{ap}.keys[{i}]")))
+    if "keys" not in a or a.get("keys") == []:
+        r.add(f"{ap}.keys", "lists no key", a.get("keys"), 'at least one "ed25519:BASE64" public key')
+    silence = r.number(a, "silence_s", ap, minimum=5, maximum=lim.AGENT_SILENCE_S.maximum, required=False)
+    return AgentSettings(keys=keys, silence_s=60.0 if silence is None else silence)
+
+
+def _agent_key(r: FieldReader, text: str, where: str) -> bytes | None:
+    """A site's raw Ed25519 public key from ``ed25519:BASE64`` (None, and a problem, if malformed)."""
+    raw = None
+    if text.startswith(AGENT_KEY_PREFIX):
+        try:
+            raw = base64.b64decode(text.removeprefix(AGENT_KEY_PREFIX), validate=True)
+        except ValueError:
+            raw = None
+    if raw is None or len(raw) != 32:
+        r.add(where, "is not an Ed25519 public key", text[:80],
+              '"ed25519:" and the base64 of the 32-byte key, as `accord site keygen` prints it')
+        return None
+    return raw
 
 
 def _backend_settings(
@@ -240,6 +281,11 @@ def _backend_settings(
     if "slurm" in t:
         r.add(f"{path}.slurm", "only slurm sites take a [sites.slurm] table",
               got=t.get("backend"), allowed='backend = "slurm"')
+    if backend is BackendKind.AGENT:
+        if "local" in t:
+            r.add(f"{path}.local", "only local sites take a [sites.local] table (an agent site's "
+                  "scheduler is the agent's own setting)", got=t.get("backend"), allowed='backend = "local"')
+        return None, None
     r.unknown_keys(local_t, f"{path}.local", ("workdir",))
     return None, LocalSettings(workdir=r.text(local_t, "workdir", f"{path}.local", required=False,
                                               max_length=PATH))

@@ -139,7 +139,7 @@ def encode_outcome(o: Outcome | None) -> dict[str, Any] | None:
     """An outcome as JSON-ready data."""
     if o is None:
         return None
-    return {
+    d = {
         "exit_code": o.exit_code,
         "started_at": iso(o.started_at),
         "ended_at": iso(o.ended_at),
@@ -148,6 +148,9 @@ def encode_outcome(o: Outcome | None) -> dict[str, Any] | None:
         "gpus": o.gpus,
         "energy_j": o.energy_j,
     }
+    if o.attestation is not None:
+        d["attestation"] = o.attestation
+    return d
 
 
 def decode_outcome(d: dict[str, Any] | None) -> Outcome | None:
@@ -155,7 +158,8 @@ def decode_outcome(d: dict[str, Any] | None) -> Outcome | None:
     if d is None:
         return None
     return Outcome(d["exit_code"], parse_iso(d["started_at"]), parse_iso(d["ended_at"]),
-                   float(d["gpu_seconds"]), d["reason"], int(d.get("gpus", 0)), d.get("energy_j"))
+                   float(d["gpu_seconds"]), d["reason"], int(d.get("gpus", 0)), d.get("energy_j"),
+                   d.get("attestation"))
 
 
 def encode_job(job: Job, *, with_story: bool = True) -> dict[str, Any]:
@@ -255,6 +259,7 @@ def encode_usage(r: UsageRecord) -> dict[str, Any]:
         "emissions_kg": None if r.emissions_g is None else r.emissions_g / 1000,
         "mean_intensity_g_per_kwh": mean,
         "intensity_source": r.intensity_source,
+        "attestation": r.attestation,
     }
 
 

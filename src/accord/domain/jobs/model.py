@@ -180,6 +180,7 @@ class Outcome:
     reason: str = ""
     gpus: int = 0
     energy_j: float | None = None
+    attestation: str | None = None   # SHA-256 of the usage the host signed (agent sites)
 
 
 class DispatchStatus(enum.Enum):

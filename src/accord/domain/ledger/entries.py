@@ -128,6 +128,8 @@ def usage_entries(record: UsageRecord, federation: Federation, recorded_at: date
     units_per_hour = Decimal(repr(rate.units_per_gpu_hour))
     shares = split_by_month(record)
     memos = month_memos(record, shares)
+    if record.attestation is not None:   # the host's signed usage this entry charges
+        memos = [(*m, ("usage_attestation", record.attestation)) for m in memos]
     out = []
     for share, memo in zip(shares, memos, strict=True):
         gpu_seconds = Decimal(repr(round(share.gpu_seconds, 6)))

@@ -53,6 +53,7 @@ class UsageRecord:
     energy_kwh: float | None = None
     emissions_g: float | None = None
     intensity_source: str | None = None
+    attestation: str | None = None   # SHA-256 of the usage the host signed (agent sites)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ def usage_from_job(job: Job, federation: Federation) -> UsageRecord | None:
         state=job.state.value,
         exit_code=o.exit_code,
         energy_j=o.energy_j,
+        attestation=o.attestation,
     )
 
 

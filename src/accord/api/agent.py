@@ -1,0 +1,140 @@
+"""Routes the site agents call (``docs/design/site-agent.md``): every one needs an RFC 9421
+signature by a current key of an agent site, each nonce once; an agent sees and changes only
+its own site's orders and jobs. No bearer token is accepted here, and no person calls these.
+
+Also here, for people: a signed usage by its digest (``/api/v1/usage/attestations/...``), so
+anyone holding a ledger entry's ``usage_attestation`` can fetch the host's signature over it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from accord.api.common import Caller, Svc, note_audit, services_of
+from accord.domain.access.rules import Principal, can_verify_ledger
+from accord.domain.agent.protocol import MAX_WAIT_S, Order, SignedRequest
+from accord.domain.errors import InvalidInput, Problem
+from accord.domain.jobs.codec import iso
+
+router = APIRouter(tags=["site agents"])
+PREFIX = "/api/agent/v1"
+POLL_EVERY_S = 0.25  # how often a long poll looks for new orders
+
+
+async def signed(request: Request) -> SignedRequest:
+    """The request's checked signature; the principal for the audit record is the site.
+
+    Raises:
+        Unauthenticated: unsigned, an unknown or revoked key, a bad, expired or replayed signature.
+    """
+    s = services_of(request)
+    body = await request.body()
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    got = await run_in_threadpool(s.agents.authenticate, request.method, str(request.url), headers, body)
+    request.state.principal = Principal(
+        user=f"site:{got.site}", name=f"agent of site {got.site}", via="agent"
+    )
+    request.state.agent_body = body
+    return got
+
+
+Signed = Annotated[SignedRequest, Depends(signed)]
+
+
+def _json(request: Request) -> object:
+    try:
+        return json.loads(request.state.agent_body or b"null")
+    except (ValueError, RecursionError):
+        raise InvalidInput([Problem("body", "is not valid JSON", None, "a JSON object")]) from None
+
+
+def _order(o: Order) -> dict[str, Any]:
+    return {
+        "id": o.id,
+        "kind": o.kind.value,
+        "ref": o.ref,
+        "job_id": o.job_id,
+        "created_at": iso(o.created_at),
+        "job": o.job,
+    }
+
+
+@router.get(f"{PREFIX}/site")
+def get_site(s: Svc, a: Signed) -> dict[str, Any]:
+    """The agent's own site: its partner and pools (the agent runs its scheduler with them)."""
+    v = s.agents.site_view(a.site)
+    return {
+        "site": v.site,
+        "partner": v.partner,
+        "pools": [{"id": i, "gpu_model": m, "gpus": n} for i, m, n in v.pools],
+    }
+
+
+@router.get(f"{PREFIX}/orders")
+async def get_orders(
+    request: Request,
+    a: Signed,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll seconds")] = 0.0,
+) -> dict[str, Any]:
+    """The site's orders not yet acknowledged, oldest first; with ``wait``, held open until
+    one comes or ``wait`` seconds pass (the agent acknowledges each once it holds it)."""
+    s = services_of(request)
+    deadline = anyio.current_time() + wait
+    while True:
+        orders = await run_in_threadpool(s.agents.orders, a.site)
+        if orders or anyio.current_time() >= deadline or await request.is_disconnected():
+            return {"orders": [_order(o) for o in orders]}
+        await anyio.sleep(POLL_EVERY_S)
+
+
+@router.post(f"{PREFIX}/acks")
+def post_acks(request: Request, s: Svc, a: Signed) -> dict[str, Any]:
+    """Acknowledge orders the agent now holds (again: no change)."""
+    note_audit(request, "agent.ack", f"site {a.site}")
+    return {"new": s.agents.ack(a.site, _json(request))}
+
+
+@router.post(f"{PREFIX}/reports")
+def post_reports(request: Request, s: Svc, a: Signed) -> dict[str, Any]:
+    """What the site says of its jobs; a job that ran ends with usage the site signed."""
+    note_audit(request, "agent.report", f"site {a.site}")
+    return {"changed": s.agents.report(a.site, _json(request))}
+
+
+@router.post(f"{PREFIX}/heartbeat")
+def post_heartbeat(request: Request, s: Svc, a: Signed) -> dict[str, Any]:
+    """The agent's loads; with ``held`` (every reference it holds), a resynchronisation: the
+    answer lists what the hub expects it to hold and what it now counts lost."""
+    note_audit(request, "agent.heartbeat", f"site {a.site}")
+    r = s.agents.heartbeat(a, _json(request))
+    return {"expected": r.expected, "lost": r.lost}
+
+
+@router.post(f"{PREFIX}/logs")
+def post_logs(
+    request: Request,
+    s: Svc,
+    a: Signed,
+    ref: Annotated[str, Query(max_length=120)],
+    stream: Annotated[str, Query(max_length=10)],
+    offset: Annotated[int, Query(ge=0)],
+    truncated: bool = False,
+) -> dict[str, Any]:
+    """Output of one job streamed home: raw bytes (at most 64 KiB a chunk) from ``offset``;
+    the answer is the offset to send next (a gap is refused with 409 naming it)."""
+    note_audit(request, "agent.log", f"site {a.site} job {ref}")
+    header = {"ref": ref, "stream": stream, "offset": offset, "truncated": truncated}
+    return {"next_offset": s.agents.log(a.site, header, request.state.agent_body)}
+
+
+@router.get("/api/v1/usage/attestations/{digest}", tags=["ledger"])
+def get_attestation(digest: str, s: Svc, p: Caller) -> dict[str, Any]:
+    """The usage a host signed, by the digest a ledger entry names (``usage_attestation``),
+    with the site and key to check it by (the site's keys are in the federation file)."""
+    can_verify_ledger(p).require()
+    return s.agents.signed_usage(digest)

@@ -1,0 +1,1 @@
+"""The site-agent protocol: orders, reports, signed usage (``docs/design/site-agent.md``)."""

@@ -1,0 +1,267 @@
+"""The site agent: dials out to the hub, takes its site's orders, runs them with the site's
+own scheduler, and reports back, signing the usage it reports (``docs/design/site-agent.md``).
+
+One :meth:`SiteAgent.step` is one round: a heartbeat when due (a full resynchronisation at
+start and every ``resync_s``), the orders (a short long-poll), acknowledgements, submissions
+and cancels, one poll of the scheduler for every held job, reports of what changed, and the
+jobs' output. Every step reads its work from the agent's own state, so a crash anywhere
+loses nothing: an order is acknowledged only once kept, a submission is written ahead and
+looked up after a crash, a report is resent until the hub takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from accord.domain.agent import attest
+from accord.domain.agent.protocol import (
+    LOG_CHUNK_BYTES,
+    LOG_JOB_BYTES,
+    MAX_REPORTS,
+    Ack,
+    HeldJob,
+    LogChunk,
+    Report,
+    Stream,
+)
+from accord.domain.errors import AccordError, Busy, Conflict, InDoubt, Unavailable
+from accord.domain.jobs import codec
+from accord.domain.jobs.model import Job, Placement, new_job
+from accord.domain.jobs.site import RemoteState, RemoteStatus
+from accord.ports import AgentState, Clock, HubLink, SiteBackend
+
+log = logging.getLogger("accord.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """How often the agent does what: heartbeat, resynchronise, and wait for orders."""
+
+    heartbeat_s: float = 10.0
+    resync_s: float = 3600.0
+    wait_s: float = 2.0
+    cluster: str = ""
+
+
+def rebuild(doc: Mapping[str, Any]) -> Job:
+    """The job a dispatch order describes (as the site's backend needs it).
+
+    Raises:
+        KeyError, ValueError: the order's job document is malformed.
+    """
+    submitted = codec.parse_iso(doc.get("submitted_at"))
+    assert submitted is not None
+    job = new_job(str(doc["job_id"]), codec.decode_spec(dict(doc["spec"])), submitted)
+    return replace(
+        job,
+        owner=str(doc.get("owner", "")),
+        placement=Placement(str(doc["site"]), str(doc["pool"]), doc.get("agreement")),
+    )
+
+
+class SiteAgent:
+    """One site's agent over its scheduler (``backend``), its hub and its own state."""
+
+    def __init__(
+        self,
+        site: str,
+        backend: SiteBackend,
+        hub: HubLink,
+        state: AgentState,
+        clock: Clock,
+        private_key: bytes,
+        settings: AgentSettings = AgentSettings(),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.site = site
+        self.backend = backend
+        self.hub = hub
+        self.state = state
+        self.clock = clock
+        self.key = private_key
+        self.settings = settings
+        self.monotonic = monotonic
+        self._beat_at = float("-inf")
+        self._synced_at = float("-inf")
+
+    # ------------------------------------------------------------ one round
+    def step(self) -> None:
+        """One round. Raises Unavailable: the hub was not reached (nothing is lost)."""
+        self._heartbeat()
+        self._take_orders()
+        self._acknowledge()
+        held = self.state.held()
+        for job in held:
+            self._carry_out(job)
+        self._report(self.state.held())
+        self._send_logs([j for j in held if j.local_id])
+
+    def _heartbeat(self) -> None:
+        now = self.monotonic()
+        resync = now - self._synced_at >= self.settings.resync_s
+        if not resync and now - self._beat_at < self.settings.heartbeat_s:
+            return
+        try:
+            loads = dict(self.backend.loads())
+        except Unavailable as exc:
+            log.warning("scheduler unavailable for loads: %s", exc)
+            loads = {}
+        held = [j.ref for j in self.state.held()] if resync else None
+        answer = self.hub.heartbeat(loads, held)
+        self._beat_at = now
+        if resync:
+            self._synced_at = now
+            for ref in answer.lost:
+                log.warning("the hub counts job %s lost: this agent did not hold it", ref)
+
+    def _take_orders(self) -> None:
+        for order in self.hub.orders(self.settings.wait_s):
+            if self.state.take(order, self.clock.now()):
+                log.info("took order %s", order.id)
+
+    def _acknowledge(self) -> None:
+        pending = self.state.unacked()
+        for part in _batches(pending):
+            self.hub.ack([Ack(order, local) for order, local in part])
+            self.state.acked([order for order, _ in part])
+
+    # ------------------------------------------------------------ orders into the scheduler
+    def _carry_out(self, job: HeldJob) -> None:
+        if job.cancel:
+            self._cancel(job)
+        elif job.local_id is None:
+            self._submit(job)
+
+    def _submit(self, held: HeldJob) -> None:
+        try:
+            job = rebuild(held.job)
+        except (KeyError, ValueError, TypeError, AssertionError, AccordError) as exc:
+            self._end_unrun(held, RemoteState.FAILED, f"the order's job could not be read: {exc}")
+            return
+        try:
+            found = self.backend.look_up(job) if held.submitting else None
+            if found is None:
+                self.state.submitting(held.ref)
+                found = self.backend.submit(job)
+        except (Busy, Unavailable, InDoubt) as exc:
+            self.state.note(held.ref, f"waiting at the site: {exc}")
+            return
+        except Conflict as exc:
+            self._end_unrun(held, RemoteState.FAILED, f"the site refused the job: {exc}")
+            return
+        self.state.submitted(held.ref, found.backend_ref)
+        log.info("job %s submitted as %s", held.ref, found.backend_ref)
+
+    def _cancel(self, held: HeldJob) -> None:
+        if held.local_id is None and not held.submitting:
+            self._end_unrun(held, RemoteState.CANCELLED, "cancelled before it was submitted")
+            return
+        if held.local_id is not None and held.reported is not RemoteState.CANCELLED:
+            try:
+                self.backend.cancel(held.local_id)
+            except Unavailable as exc:
+                log.warning("cancel of %s not sent yet: %s", held.ref, exc)
+
+    def _end_unrun(self, held: HeldJob, state: RemoteState, reason: str) -> None:
+        self.hub.report([Report(held.ref, state, reason=reason)])
+        self.state.reported(held.ref, state)
+
+    # ------------------------------------------------------------ reports
+    def _report(self, held: list[HeldJob]) -> None:
+        submitted = [j for j in held if j.local_id]
+        statuses: Mapping[str, RemoteStatus] = {}
+        if submitted:
+            try:
+                statuses = self.backend.poll([j.local_id for j in submitted if j.local_id])
+            except Unavailable as exc:
+                log.warning("scheduler unavailable for a poll: %s", exc)
+                return
+        reports = [self._news(j, statuses.get(j.local_id or "")) for j in held]
+        fresh = [r for r in reports if r is not None]
+        if fresh:
+            ending = {r.ref for r in fresh if r.state.is_final}
+            self._send_logs([j for j in submitted if j.ref in ending])  # output home before the end
+            for part in _batches(fresh):
+                self.hub.report(part)
+                for r in part:
+                    self.state.reported(r.ref, r.state)
+
+    def _news(self, job: HeldJob, status: RemoteStatus | None) -> Report | None:
+        """The report to make of the job, if it has news for the hub."""
+        if job.local_id is None:
+            if job.reported is None:
+                return Report(job.ref, RemoteState.PENDING, reason=job.note or "queued at the site's agent")
+            return None
+        if status is None:
+            return None
+        state = RemoteState.FAILED if status.state is RemoteState.LOST else status.state
+        return None if state is job.reported else self._report_of(job, status)
+
+    def _report_of(self, job: HeldJob, status: RemoteStatus) -> Report:
+        state = RemoteState.FAILED if status.state is RemoteState.LOST else status.state
+        o = status.outcome
+        base = Report(job.ref, state, job.local_id or "", status.started_at, reason=status.reason)
+        if not state.is_final or o is None:
+            return base
+        report = replace(
+            base,
+            started_at=o.started_at or status.started_at,
+            ended_at=o.ended_at,
+            exit_code=o.exit_code,
+            gpus=o.gpus,
+            gpu_seconds=o.gpu_seconds,
+            energy_j=o.energy_j,
+            reason=o.reason or status.reason,
+        )
+        if report.started_at is None or report.ended_at is None:
+            return replace(report, started_at=None, ended_at=None, gpu_seconds=0.0)
+        usage = attest.Usage(
+            self.site,
+            job.ref,
+            job.job_id,
+            job.local_id or "",
+            self.settings.cluster,
+            state.value,
+            report.started_at,
+            report.ended_at,
+            report.gpus,
+            report.gpu_seconds,
+            report.exit_code,
+            report.energy_j,
+        )
+        return replace(report, usage=attest.sign(usage, self.key))
+
+    # ------------------------------------------------------------ output
+    def _send_logs(self, jobs: list[HeldJob]) -> None:
+        for held in jobs:
+            try:
+                logs = self.backend.logs(held.local_id or "", rebuild(held.job))
+            except (Unavailable, KeyError, ValueError, OSError) as exc:
+                log.info("no output of %s yet: %s", held.ref, exc)
+                continue
+            for stream, text in ((Stream.STDOUT, logs.stdout), (Stream.STDERR, logs.stderr)):
+                self._send_stream(held.ref, stream, text.encode("utf-8", errors="replace"))
+
+    def _send_stream(self, ref: str, stream: Stream, data: bytes) -> None:
+        sent, cut = self.state.log_sent(ref, stream)
+        while not cut and sent < len(data):
+            if sent >= LOG_JOB_BYTES:
+                self.hub.log(LogChunk(ref, stream, sent, b"", truncated=True))
+                cut = True
+                break
+            piece = data[sent : min(len(data), sent + LOG_CHUNK_BYTES, LOG_JOB_BYTES)]
+            try:
+                sent = self.hub.log(LogChunk(ref, stream, sent, piece))
+            except Conflict as exc:
+                log.warning("hub refused output of %s at %d: %s", ref, sent, exc)
+                break
+        self.state.set_log_sent(ref, stream, sent, cut)
+
+
+def _batches(items: list[Any]) -> list[list[Any]]:
+    """``items`` in requests of at most :data:`MAX_REPORTS`."""
+    return [items[i : i + MAX_REPORTS] for i in range(0, len(items), MAX_REPORTS)]

@@ -1,0 +1,179 @@
+"""The composition root of a site agent (``accord site run``): the site's key, its scheduler
+(the local or Slurm backend, on the site's own machine), the agent's state in its work
+directory and the signed line to the hub, driven by :class:`~accord.service.site_agent.SiteAgent`
+until interrupted. The agent needs nothing from the hub's host but its URL (and the CA that
+signed the hub's certificate, if private). See ``docs/design/site-agent.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from accord.adapters import keys
+from accord.adapters.agent_state import SqliteAgentState
+from accord.adapters.clock import SystemClock
+from accord.adapters.hub_link import HttpHubLink
+from accord.adapters.local_backend import LocalBackend
+from accord.adapters.slurm.backend import SlurmBackend
+from accord.domain.agent.protocol import SiteView
+from accord.domain.errors import AccordError, InvalidInput, Problem, Unavailable
+from accord.domain.federation.model import BackendKind, GpuPool, LocalSettings, Site, SlurmSettings
+from accord.ports import SiteBackend
+from accord.service import log_context
+from accord.service.site_agent import AgentSettings, SiteAgent
+
+log = logging.getLogger("accord.agent")
+PRIVATE = "site.key"
+PUBLIC = "site.pub"
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """``accord site run``'s options."""
+
+    hub: str
+    site: str
+    key: Path
+    work_dir: Path
+    backend: BackendKind = BackendKind.LOCAL
+    cluster: str = ""
+    ca: Path | None = None
+    slurm_conf: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    heartbeat_s: float = 10.0
+    resync_s: float = 3600.0
+    log_format: str = "text"
+
+
+def keygen(out: Path) -> str:
+    """Make the site's key pair in ``out`` (``site.key``, mode 0600, and ``site.pub``); the
+    public key as the federation file takes it (``ed25519:BASE64``).
+
+    Raises:
+        InvalidInput: a key is already there (never overwritten) or ``out`` cannot be written.
+    """
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = "ed25519:" + base64.b64encode(key.public_key().public_bytes_raw()).decode()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / PRIVATE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InvalidInput(
+            [
+                Problem(
+                    "--out",
+                    "already holds a site key (never overwritten)",
+                    str(out / PRIVATE),
+                    "an empty directory, or rotate into a new one",
+                )
+            ]
+        ) from None
+    except OSError as exc:
+        raise InvalidInput([Problem("--out", f"cannot be written: {exc.strerror}", str(out))]) from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    (out / PUBLIC).write_text(public + "\n")
+    return public
+
+
+def site_record(view: SiteView, o: AgentOptions) -> Site:
+    """The site as the agent's backend needs it: the hub's pools, the agent's scheduler settings."""
+    pools = tuple(GpuPool(pid, model, gpus, 1.0) for pid, model, gpus in view.pools)
+    jobs = o.work_dir / "jobs"
+    if o.backend is BackendKind.SLURM:
+        slurm = SlurmSettings(o.cluster, o.slurm_conf, o.partition, o.account, str(jobs))
+        return Site(view.site, view.site, view.partner, "", 1.0, BackendKind.SLURM, pools, slurm=slurm)
+    return Site(
+        view.site, view.site, view.partner, "", 1.0, BackendKind.LOCAL, pools, local=LocalSettings(str(jobs))
+    )
+
+
+def backend_for(site: Site, o: AgentOptions) -> SiteBackend:
+    """The site's own scheduler."""
+    if site.backend is BackendKind.SLURM:
+        return SlurmBackend(site, o.work_dir / "jobs")
+    return LocalBackend(site, o.work_dir / "jobs")
+
+
+def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
+    """Run the agent until ``stop`` is set (or interrupted); the hub being away is waited out.
+
+    Raises:
+        InvalidInput: the key file is unreadable or not an Ed25519 key, or the options are wrong.
+    """
+    if o.backend is BackendKind.SLURM and not o.cluster:
+        raise InvalidInput(
+            [Problem("--cluster", "is required with --backend slurm", None, "the Slurm cluster name")]
+        )
+    log_context.configure(o.log_format)
+    private = keys.load(o.key, "--key")
+    hub = HttpHubLink(o.hub, o.site, private, ca=o.ca)
+    state = SqliteAgentState(o.work_dir / "agent.db")
+    stop = stop or threading.Event()
+    try:
+        view = _site_view(hub, stop)
+        if view is None:
+            return
+        site = site_record(view, o)
+        agent = SiteAgent(o.site, backend_for(site, o), hub, state, SystemClock(), private, _with_cluster(o))
+        print(
+            f"Accord site agent for {o.site} is up (hub {o.hub}; backend {site.backend.value}; "
+            f"work dir {o.work_dir})",
+            flush=True,
+        )
+        _loop(agent, stop)
+    finally:
+        hub.close()
+        state.close()
+
+
+def _with_cluster(o: AgentOptions) -> AgentSettings:
+    return AgentSettings(o.heartbeat_s, o.resync_s, cluster=o.cluster or o.site)
+
+
+def _site_view(hub: HttpHubLink, stop: threading.Event) -> SiteView | None:
+    """The site as the hub knows it, waiting out a hub that is away.
+
+    Raises:
+        AccordError: the hub refused the agent (an unknown site or key).
+    """
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            return hub.site()
+        except Unavailable as exc:
+            log.warning("hub not reached (%s); again in %.0f s", exc, delay)
+            stop.wait(delay)
+            delay = min(MAX_BACKOFF_S, delay * 2)
+    return None
+
+
+def _loop(agent: SiteAgent, stop: threading.Event) -> None:
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            agent.step()
+            delay = 1.0
+        except Unavailable as exc:
+            log.warning("hub not reached (%s); again in %.0f s", exc, delay)
+            stop.wait(delay)
+            delay = min(MAX_BACKOFF_S, delay * 2)
+        except AccordError as exc:
+            log.error("the hub refused this agent: %s; again in %.0f s", exc, MAX_BACKOFF_S)
+            stop.wait(MAX_BACKOFF_S)
+        except Exception:
+            log.exception("unexpected error in the agent's round; again in %.0f s", MAX_BACKOFF_S)
+            stop.wait(MAX_BACKOFF_S)

@@ -1,0 +1,275 @@
+"""A hub with agent sites, for the site-agent tests: a private CA and the hub's certificate,
+a federation whose sites run agents, site keys, and ``accord site run`` as a real process."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from accord.site_runtime import keygen
+from tests.integration.server import AccordProcess
+
+SITES = {"isambard": "uk", "jeanzay": "fr"}
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A private CA and a certificate it signed for the hub's addresses."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_tls(where: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> Tls:
+    """A CA and a server certificate for ``addresses`` (and localhost), valid for a day."""
+    where.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Accord test CA"))
+        .issuer_name(_name("Accord test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.DNSName("localhost"), *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses)]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("accord hub"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    tls = Tls(where / "ca.pem", where / "hub.pem", where / "hub.key")
+    tls.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    tls.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tls.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return tls
+
+
+def site_keys(where: Path, sites: tuple[str, ...] = tuple(SITES)) -> dict[str, str]:
+    """A key pair per site in ``where/SITE/``; the public keys as the federation file takes them."""
+    return {s: keygen(where / s) for s in sites}
+
+
+def agent_federation_text(keys: dict[str, list[str]], *, silence_s: int = 20, gpus: int = 8) -> str:
+    """Two partners (uk, fr), one agent site each (``isambard``, ``jeanzay``), and an
+    agreement between them; ``keys``: each site's public keys."""
+    sites = ""
+    for site, partner in SITES.items():
+        listed = ", ".join(f'"{k}"' for k in keys.get(site, []))
+        sites += f"""
+[[sites]]
+id = "{site}"
+name = "{site}"
+partner = "{partner}"
+grid_zone = "{"GB" if partner == "uk" else "FR"}"
+pue = 1.1
+backend = "agent"
+[sites.agent]
+keys = [{listed}]
+silence_s = {silence_s}
+[[sites.pools]]
+id = "h100"
+gpu_model = "H100"
+gpus = {gpus}
+power_w = 700
+"""
+    end = (datetime.now(UTC) + timedelta(days=400)).date().isoformat()
+    return f"""
+[federation]
+name = "agent federation"
+reference_unit = "H100-hour"
+[[gpu_models]]
+name = "H100"
+[[exchange_rates]]
+gpu_model = "H100"
+units_per_gpu_hour = 1.0
+valid_from = 2024-01-01
+[[partners]]
+id = "uk"
+name = "UK"
+country = "GB"
+[[partners]]
+id = "fr"
+name = "France"
+country = "FR"
+{sites}
+[[agreements]]
+id = "uk-fr"
+name = "UK-France"
+parties = ["uk", "fr"]
+start = 2025-01-01
+end = {end}
+[[agreements.quotas]]
+requester = "uk"
+host = "fr"
+units = 100000
+[[agreements.quotas]]
+requester = "fr"
+host = "uk"
+units = 100000
+"""
+
+
+class TlsHub(AccordProcess):
+    """``accord up`` serving HTTPS with a certificate of the test CA."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        federation: Path,
+        tls: Tls,
+        host: str = "127.0.0.1",
+        database_url: str | None = None,
+    ) -> None:
+        super().__init__(data_dir, federation, database_url)
+        self.tls = tls
+        self.host = host
+        self.url = f"https://{host}:{self.port}"
+        self.start_args = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--host", host]
+
+    def start(self, timeout: float = 30.0) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "accord",
+            "up",
+            "--port",
+            str(self.port),
+            *self.start_args,
+            "--federation",
+            str(self.federation),
+        ]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"accord up exited: {self.log.read_text()[-2000:]}")
+            try:
+                if (
+                    httpx.get(
+                        f"{self.url}/healthz",
+                        timeout=1,
+                        verify=ssl.create_default_context(cafile=str(self.tls.ca)),
+                    ).status_code
+                    == 200
+                ):
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"accord up did not answer: {self.log.read_text()[-2000:]}")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            timeout=30,
+            verify=ssl.create_default_context(cafile=str(self.tls.ca)),
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+
+
+class AgentProcess:
+    """``accord site run`` as its own process (optionally inside a network namespace, as a user)."""
+
+    def __init__(
+        self,
+        hub_url: str,
+        site: str,
+        key: Path,
+        work_dir: Path,
+        ca: Path,
+        *,
+        backend: str = "local",
+        extra: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        self.args = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "accord",
+            "site",
+            "run",
+            "--hub",
+            hub_url,
+            "--site",
+            site,
+            "--key",
+            str(key),
+            "--work-dir",
+            str(work_dir),
+            "--ca",
+            str(ca),
+            "--backend",
+            backend,
+            "--heartbeat",
+            "2",
+            *extra,
+        ]
+        self.work_dir = work_dir
+        self.log = work_dir.parent / f"agent-{site}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.args,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""

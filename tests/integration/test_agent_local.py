@@ -1,0 +1,87 @@
+"""Two sites that run Accord's agent (the local backend at each), a hub on HTTPS with a
+private CA: jobs cross, complete, come home with their output, and every usage record the
+hub enters is signed by the site that ran it."""
+
+from __future__ import annotations
+
+import base64
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+
+from accord.domain.agent import attest
+from accord.domain.agent.protocol import SignedUsage
+from accord.domain.federation.schema import AGENT_KEY_PREFIX
+from tests.agent_world import SITES, AgentProcess, TlsHub, agent_federation_text, make_tls, site_keys
+
+FINAL = ("completed", "failed", "cancelled", "timed_out")
+
+
+def wait_final(client: httpx.Client, ids: list[str], timeout: float) -> list[dict]:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = [client.get(f"/api/v1/jobs/{i}").json() for i in ids]
+        if all(j["state"] in FINAL for j in jobs):
+            return jobs
+        if time.monotonic() > deadline:
+            raise AssertionError([(j["id"], j["state"], j.get("reason")) for j in jobs])
+        time.sleep(0.5)
+
+
+def test_jobs_cross_to_agent_sites_and_come_home_signed(tmp_path: Path) -> None:
+    keys = site_keys(tmp_path / "keys")
+    fed = tmp_path / "federation.toml"
+    fed.write_text(agent_federation_text({s: [k] for s, k in keys.items()}))
+    tls = make_tls(tmp_path / "tls")
+    hub = TlsHub(tmp_path / "hub", fed, tls)
+    hub.start()
+    agents = [
+        AgentProcess(hub.url, s, tmp_path / "keys" / s / "site.key", tmp_path / f"agent-{s}", tls.ca)
+        for s in SITES
+    ]
+    try:
+        for a in agents:
+            a.start()
+        with hub.client() as client:
+            ids = []
+            for i in range(6):
+                site = list(SITES)[i % 2]
+                doc = {
+                    "name": f"cross-{i}",
+                    "gpus": 1 + i % 3,
+                    "site": site,
+                    "partner": "uk" if i % 2 else "fr",
+                    "command": ["bash", "-c", f"echo hello from {site} {i}; echo err {i} >&2; sleep 1"],
+                }
+                r = client.post("/api/v1/jobs", json=doc)
+                assert r.status_code in (200, 201), r.text
+                ids.append(r.json()["id"])
+            jobs = wait_final(client, ids, timeout=120)
+            for i, job in enumerate(jobs):
+                assert job["state"] == "completed", (job, agents[i % 2].output()[-2000:])
+                logs = client.get(f"/api/v1/jobs/{job['id']}/logs").json()
+                assert f"hello from {job['site']} {i}" in logs["stdout"], logs
+                assert f"err {i}" in logs["stderr"], logs
+            deadline = time.monotonic() + 30  # the ledger posts usage in its own pass
+            entries: list[dict] = []  # type: ignore[type-arg]
+            while time.monotonic() < deadline and len({e["job_id"] for e in entries}) < len(ids):
+                entries = [
+                    e
+                    for i in ids
+                    for e in client.get("/api/v1/ledger/entries", params={"job": i}).json()["entries"]
+                ]
+                time.sleep(0.5)
+            assert {e["job_id"] for e in entries} == set(ids)
+            for e in entries:
+                att = client.get(f"/api/v1/usage/attestations/{e['memo']['usage_attestation']}").json()
+                assert att["site"] == e["site"]
+                raw = base64.b64decode(keys[e["site"]].removeprefix(AGENT_KEY_PREFIX))
+                signed = attest.verify(SignedUsage(att["body"], att["key_id"], att["signature"]), (raw,))
+                assert signed.job_id == e["job_id"] and signed.ref == e["usage_id"].split(":", 1)[1]
+                assert Decimal(repr(round(signed.gpu_seconds, 6))) == Decimal(e["gpu_seconds"])
+    finally:
+        for a in agents:
+            a.stop()
+        hub.stop()
