@@ -19,6 +19,7 @@ from accord.adapters.notify_channels import senders
 from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.agent_store import SqlAgents
 from accord.adapters.sql.campaign_store import SqlCampaigns
+from accord.adapters.sql.file_store import SqlFiles
 from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.notify_store import SqlNotifications
 from accord.adapters.sql.store import SqlStore
@@ -32,6 +33,7 @@ from accord.service.agents import AgentService
 from accord.service.audit import SPOOL_FILE, AuditSpool, AuditWriter
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
+from accord.service.files import FileService
 from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
 from accord.service.hub_state import hub_sources
@@ -103,4 +105,5 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
                              used=ledger.project_used, releases=lambda: [
                                  release_notice(*r) for r in campaigns.released()]),
         telemetry=telemetry, agents=AgentService(federation, agent_store, clock, request_signing.verify),
+        files=FileService(SqlFiles(db), clock),
     )

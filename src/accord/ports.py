@@ -32,6 +32,7 @@ from accord.domain.agent.protocol import (
 from accord.domain.campaigns.campaign import CollectedLog, Run
 from accord.domain.carbon.series import IntensitySeries
 from accord.domain.errors import AccordError
+from accord.domain.jobs.files import OutputFile
 from accord.domain.jobs.model import Job, JobState
 from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.ledger.entries import Closure, Entry
@@ -491,6 +492,14 @@ class HubLink(Protocol):
         """Send output; the offset to send next."""
         ...
 
+    def input(self, ref: str, sha256: str) -> bytes:
+        """An input file of one of the site's jobs."""
+        ...
+
+    def output(self, ref: str, name: str, sha256: str, data: bytes) -> None:
+        """Send a declared output file of one of the site's jobs."""
+        ...
+
 
 class AgentState(Protocol):
     """The site agent's own durable state (its work directory)."""
@@ -533,4 +542,48 @@ class AgentState(Protocol):
 
     def set_log_sent(self, ref: str, stream: Stream, sent: int, cut: bool) -> None:
         """Record what the hub has of the stream."""
+        ...
+
+
+class FileStore(Protocol):
+    """Files that travel with jobs, by SHA-256 (``docs/design/site-agent.md``, "Files")."""
+
+    def put(self, data: bytes, by: str, at: datetime) -> str:
+        """Store ``data`` once; its SHA-256."""
+        ...
+
+    def present(self, shas: Sequence[str]) -> set[str]:
+        """Which digests are stored."""
+        ...
+
+    def get(self, sha: str) -> bytes | None:
+        """A file's bytes, if stored."""
+        ...
+
+    def order_job(self, ref: str) -> tuple[str, dict[str, object]] | None:
+        """The site and job document of the dispatch order for ``ref``."""
+        ...
+
+    def add_output(self, o: OutputFile, data: bytes, limits: tuple[int, int], at: datetime) -> bool:
+        """Keep an output file once. Raises Conflict: other content, or over ``limits``."""
+        ...
+
+    def outputs(self, job_id: str) -> list[OutputFile]:
+        """The job's output files."""
+        ...
+
+
+class JobDirectory(Protocol):
+    """A site agent's view of its jobs' directories (inputs in, declared outputs out)."""
+
+    def has_input(self, job: Job, name: str, sha256: str) -> bool:
+        """Whether the input is in place with the right content."""
+        ...
+
+    def put_input(self, job: Job, name: str, data: bytes) -> None:
+        """Write an input into the job's directory."""
+        ...
+
+    def outputs(self, job: Job, patterns: tuple[str, ...]) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """The declared outputs to send, and what was left out and why."""
         ...

@@ -21,6 +21,7 @@ from accord.adapters import keys
 from accord.adapters.agent_state import SqliteAgentState
 from accord.adapters.clock import SystemClock
 from accord.adapters.hub_link import HttpHubLink
+from accord.adapters.job_files import JobDirectories
 from accord.adapters.local_backend import LocalBackend
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.domain.agent.protocol import SiteView
@@ -119,6 +120,7 @@ def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
             [Problem("--cluster", "is required with --backend slurm", None, "the Slurm cluster name")]
         )
     log_context.configure(o.log_format)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     private = keys.load(o.key, "--key")
     hub = HttpHubLink(o.hub, o.site, private, ca=o.ca)
     state = SqliteAgentState(o.work_dir / "agent.db")
@@ -128,7 +130,18 @@ def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
         if view is None:
             return
         site = site_record(view, o)
-        agent = SiteAgent(o.site, backend_for(site, o), hub, state, SystemClock(), private, _with_cluster(o))
+        backend = backend_for(site, o)
+        root = getattr(backend, "root", o.work_dir / "jobs" / o.site)
+        agent = SiteAgent(
+            o.site,
+            backend,
+            hub,
+            state,
+            SystemClock(),
+            private,
+            _with_cluster(o),
+            files=JobDirectories(lambda job: Path(root) / job.id),
+        )
         print(
             f"Accord site agent for {o.site} is up (hub {o.hub}; backend {site.backend.value}; "
             f"work dir {o.work_dir})",

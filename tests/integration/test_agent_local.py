@@ -5,6 +5,7 @@ hub enters is signed by the site that ran it."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -84,4 +85,82 @@ def test_jobs_cross_to_agent_sites_and_come_home_signed(tmp_path: Path) -> None:
     finally:
         for a in agents:
             a.stop()
+        hub.stop()
+
+
+def test_inputs_go_with_the_job_and_declared_outputs_come_home(tmp_path: Path) -> None:
+    keys = site_keys(tmp_path / "keys")
+    fed = tmp_path / "federation.toml"
+    fed.write_text(agent_federation_text({s: [k] for s, k in keys.items()}))
+    tls = make_tls(tmp_path / "tls")
+    hub = TlsHub(tmp_path / "hub", fed, tls)
+    hub.start()
+    agent = AgentProcess(
+        hub.url, "jeanzay", tmp_path / "keys" / "jeanzay" / "site.key", tmp_path / "agent", tls.ca
+    )
+    try:
+        agent.start()
+        with hub.client() as client:
+            data = b"line one\nline two\n" * 1000
+            up = client.post(
+                "/api/v1/files", content=data, headers={"Content-Type": "application/octet-stream"}
+            )
+            assert up.status_code == 201, up.text
+            sha = up.json()["sha256"]
+            assert sha == hashlib.sha256(data).hexdigest() and up.json()["size"] == len(data)
+            missing = client.post(
+                "/api/v1/jobs",
+                json={"command": ["true"], "site": "jeanzay", "inputs": ["x.txt=sha256:" + "0" * 64]},
+            )
+            assert missing.status_code == 422 and missing.json()["problems"][0]["field"] == "inputs", (
+                missing.text
+            )
+            script = (
+                "wc -l data.txt > count.txt; mkdir -p logs; echo '{\"ok\": 1}' > logs/a.json; echo x > stray"
+            )
+            r = client.post(
+                "/api/v1/jobs",
+                json={
+                    "command": ["bash", "-c", script],
+                    "site": "jeanzay",
+                    "partner": "uk",
+                    "inputs": [f"data.txt=sha256:{sha}"],
+                    "outputs": ["count.txt", "logs/*.json"],
+                },
+            )
+            assert r.status_code == 201, r.text
+            job = wait_final(client, [r.json()["id"]], timeout=60)[0]
+            assert job["state"] == "completed", (job, agent.output()[-2000:])
+            listed = client.get(f"/api/v1/jobs/{job['id']}/outputs").json()["outputs"]
+            assert [o["name"] for o in listed] == ["count.txt", "logs/a.json"]
+            count = client.get(f"/api/v1/jobs/{job['id']}/outputs/count.txt")
+            assert count.content.strip() == b"2000 data.txt"
+            assert count.headers["X-Content-SHA256"] == hashlib.sha256(count.content).hexdigest()
+            assert client.get(f"/api/v1/jobs/{job['id']}/outputs/stray").status_code == 404
+        # The same through the CLI: the input uploaded by `submit --input`, an output fetched.
+        hub.env["SSL_CERT_FILE"] = str(tls.ca)
+        infile = tmp_path / "numbers.txt"
+        infile.write_text("1\n2\n3\n")
+        sub = hub.cli(
+            "submit",
+            "--parsable",
+            "--wait",
+            "--site",
+            "jeanzay",
+            "--partner",
+            "uk",
+            "--input",
+            str(infile),
+            "--outputs",
+            "sum.txt",
+            "--",
+            "bash",
+            "-c",
+            "awk '{s += $1} END {print s}' numbers.txt > sum.txt",
+        )
+        assert sub.returncode == 0, sub.stderr
+        got = hub.cli("outputs", sub.stdout.strip(), "sum.txt")
+        assert got.returncode == 0 and got.stdout.strip() == "6", (got.stdout, got.stderr)
+    finally:
+        agent.stop()
         hub.stop()

@@ -29,7 +29,8 @@ EVERY: dict[str, object] = {
     "command": ["python", "train.py"], "gpus": 2, "gpu_model": "H100", "time_limit": "2h",
     "project": "clim", "partner": "uk", "theme": "climate", "site": "bristol", "name": "train",
     "earliest_start": "2026-11-22T09:00:00Z", "deadline": "2026-11-23T09:00:00+01:00",
-    "data_residency": ["GB", "FR"],
+    "data_residency": ["GB", "FR"], "inputs": ["data.csv=sha256:" + "ab" * 32],
+    "outputs": ["results.json", "logs/*.json"],
 }
 
 
@@ -48,6 +49,7 @@ def test_every_declared_field_is_accepted_by_the_parser(small_federation: Federa
             spec.theme, spec.site, spec.name, spec.data_residency) == (
         ("python", "train.py"), 2, "H100", 7200, "clim", "uk", "climate", "bristol", "train", ("GB", "FR"))
     assert spec.earliest_start is not None and spec.deadline is not None
+    assert spec.inputs == ("data.csv=sha256:" + "ab" * 32,) and spec.outputs == ("results.json", "logs/*.json")
     script = parse_job_spec({"script": "#!/bin/bash\ntrue\n"}, small_federation)
     assert script.script == "#!/bin/bash\ntrue\n" and script.name == "script"
 
@@ -89,10 +91,14 @@ def test_the_schema_and_the_parser_agree_on_lengths(small_federation: Federation
 def test_the_schema_and_the_parser_agree_on_items(small_federation: Federation, f: JobField) -> None:
     most = f.max_items or 0
     assert _kind(f)["maxItems"] == most
-    item = "GB" if f.kind is FieldKind.COUNTRIES else "x"
-    at_most: dict[str, object] = {"command": ["x"], f.name: [item] * most}
+    def items(n: int) -> list[str]:
+        if f.kind is FieldKind.INPUTS:   # names must differ
+            return [f"f{i}=sha256:" + "0" * 64 for i in range(n)]
+        return ["GB" if f.kind is FieldKind.COUNTRIES else "x"] * n
+
+    at_most: dict[str, object] = {"command": ["x"], f.name: items(most)}
     assert parse_job_spec(at_most, small_federation)
-    found = problems({**at_most, f.name: [item] * (most + 1)}, small_federation)
+    found = problems({**at_most, f.name: items(most + 1)}, small_federation)
     assert [(p.where, p.message, p.got) for p in found] == [
         (f.name, "has too many items", f"'{most + 1} items'")]
     assert found[0].allowed and str(most) in found[0].allowed
@@ -179,7 +185,7 @@ def test_the_cli_document_has_every_option_given(small_federation: Federation) -
             for v in value if f.kind in LIST_KINDS and isinstance(value, list) else [value]:
                 argv += [f.option, str(v)]
     doc = cli.job_document(_parse(*argv), ["python", "train.py"])
-    assert doc == EVERY
+    assert doc == {k: v for k, v in EVERY.items() if k == "command" or FIELDS[k].cli}
     assert parse_job_spec(doc, small_federation).data_residency == ("GB", "FR")
 
 
@@ -187,3 +193,23 @@ def test_the_cli_sends_the_defaults_it_shows() -> None:
     doc = cli.job_document(_parse("submit"), ["true"])
     assert doc == {"command": ["true"], **{f.name: f.cli_default for f in JOB_FIELDS
                                            if f.cli_default is not None}}
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("inputs", ["data.csv"], "is not NAME=sha256:HEX"),
+    ("inputs", ["../x=sha256:" + "0" * 64], "is not NAME=sha256:HEX"),
+    ("inputs", ["stdout=sha256:" + "0" * 64], "keeps for itself"),
+    ("inputs", ["a=sha256:" + "0" * 64, "a=sha256:" + "1" * 64], "names a file twice"),
+    ("inputs", [f"f{i}=sha256:" + "0" * 64 for i in range(21)], "has too many items"),
+    ("outputs", ["../secret"], "is not a path inside the job's directory"),
+    ("outputs", ["/etc/passwd"], "is not a path inside the job's directory"),
+    ("outputs", ["a b"], "is not a path inside the job's directory"),
+    ("outputs", "results.json", "must be a list of strings"),
+    ("outputs", [f"f{i}" for i in range(21)], "has too many items"),
+])
+def test_files_in_and_out_are_refused_naming_what_is_wrong(small_federation: Federation, field: str,
+                                                           value: object, message: str) -> None:
+    found = problems({"command": ["x"], field: value}, small_federation)
+    assert [p.where for p in found] and all(p.where == field for p in found)
+    assert any(message in p.message for p in found), found
+    assert all(p.allowed for p in found)

@@ -146,9 +146,10 @@ def _text(data: bytes, cut: bool) -> str:
 def _remote(s: AgentStatus | None) -> RemoteStatus:
     if s is None:
         return RemoteStatus(RemoteState.LOST, reason="never dispatched to this site")
+    reason = f"{s.reason} (the site's job {s.local_id})" if s.local_id else s.reason
     if not s.state.is_final:
-        return RemoteStatus(s.state, s.started_at, reason=s.reason)
+        return RemoteStatus(s.state, s.started_at, reason=reason)
     outcome = Outcome(
-        s.exit_code, s.started_at, s.ended_at, s.gpu_seconds, s.reason, s.gpus, s.energy_j, s.attestation
+        s.exit_code, s.started_at, s.ended_at, s.gpu_seconds, reason, s.gpus, s.energy_j, s.attestation
     )
-    return RemoteStatus(s.state, s.started_at, outcome, s.reason)
+    return RemoteStatus(s.state, s.started_at, outcome, reason)

@@ -64,6 +64,8 @@ class HttpHubLink:
         query: Mapping[str, Any] | None = None,
         body: bytes = b"",
         content_type: str = "application/json",
+        *,
+        raw: bool = False,
     ) -> Any:
         url = self.base + PREFIX + path + (f"?{urlencode(query)}" if query else "")
         headers = self.signer.headers(method, url, body)
@@ -77,7 +79,18 @@ class HttpHubLink:
             raise Unavailable(f"hub {self.base} answered {r.status_code}: {r.text[:200]}")
         if r.status_code >= 400:
             raise _refusal(r)
-        return r.json()
+        return r.content if raw else r.json()
+
+    def input(self, ref: str, sha256: str) -> bytes:
+        """See :meth:`accord.ports.HubLink.input`."""
+        data: bytes = self._call("GET", f"/inputs/{sha256}", {"ref": ref}, raw=True)
+        return data
+
+    def output(self, ref: str, name: str, sha256: str, data: bytes) -> None:
+        """See :meth:`accord.ports.HubLink.output`."""
+        self._call(
+            "POST", "/outputs", {"ref": ref, "name": name, "sha256": sha256}, data, "application/octet-stream"
+        )
 
     def _post(self, path: str, doc: Any) -> Any:
         return self._call("POST", path, body=json.dumps(doc).encode())

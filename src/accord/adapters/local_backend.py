@@ -113,7 +113,10 @@ class LocalBackend:
             job_dir.mkdir()
             self._seen = self.root.stat().st_mtime_ns
         except FileExistsError:
-            return self._adopt(job, job_dir)
+            if (job_dir / "job.json").exists() or not any(job_dir.iterdir()):
+                return self._adopt(job, job_dir)
+            # The directory holds the job's input files, put there by a site agent before
+            # submitting (the agent submits one job at a time): the job starts here.
         try:
             indices = self._allocate(job.placement.pool, job.spec.gpus)
         except Busy:

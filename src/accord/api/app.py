@@ -35,6 +35,7 @@ from accord.api import (
     campaigns,
     dashboard,
     federation,
+    files,
     footprint,
     jobs,
     ledger,
@@ -70,7 +71,7 @@ CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AGENT_PREFIX = "/api/agent/"
 READ_ONLY_POSTS = frozenset({"/api/v1/jobs/preview", "/api/v1/statements/verify"})  # change nothing
 ROUTERS = (federation.router, jobs.router, footprint.router, ledger.router, access.router,
-           campaigns.router, dashboard.router, metrics.router, notify.router, agent.router)
+           campaigns.router, dashboard.router, metrics.router, notify.router, agent.router, files.router)
 
 
 def create_app(services: Services, *, title: str = "Accord") -> FastAPI:

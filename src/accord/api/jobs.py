@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from accord.api.common import Caller, JsonObject, Svc, job_facts, job_for, note_audit, partners_of
 from accord.api.preview import preview_doc
@@ -38,6 +39,8 @@ async def submit(
     """Submit a job (:meth:`accord.service.submissions.Submissions.submit_async`): 201 and the
     new job, or 200 and the job an earlier request with the same key made."""
     note_audit(request, "job.submit", "job (new)")
+    if body.get("inputs"):
+        await run_in_threadpool(s.files.check_inputs, body["inputs"])
     job, created = await s.submissions.submit_async(p, body, idempotency_key,
                                                     getattr(request.state, "request_id", None))
     note_audit(request, "job.submit", f"job {job.id}", partners_of(job, s.broker.federation))

@@ -14,13 +14,16 @@ from typing import Any
 
 from accord.api.common import problem
 from accord.domain.errors import Problem
+from accord.domain.jobs.files import FILE_BYTES
 
 #: Bytes of any request body: a job's largest script (1,000,000 bytes in UTF-8) escaped as
 #: JSON, with room to spare.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 #: Routes that take more: a signed statement holds every entry of its month with its
 #: inclusion proof (about 2 kB each).
-ROUTE_BODY_BYTES: dict[str, int] = {"/api/v1/statements/verify": 64 * 1024 * 1024}
+ROUTE_BODY_BYTES: dict[str, int] = {"/api/v1/statements/verify": 64 * 1024 * 1024,
+                                    # a job's input or output file (accord.domain.jobs.files.FILE_BYTES)
+                                    "/api/v1/files": FILE_BYTES, "/api/agent/v1/outputs": FILE_BYTES}
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

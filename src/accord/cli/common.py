@@ -8,6 +8,7 @@ Areas import this module; it imports no area.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from accord.domain.errors import InvalidInput, Problem
-from accord.domain.jobs.fields import JOB_FIELDS, LIST_KINDS, FieldKind, JobField
+from accord.domain.jobs.fields import FIELDS, JOB_FIELDS, LIST_KINDS, FieldKind, JobField
+from accord.domain.jobs.files import FILE_BYTES
 
 if TYPE_CHECKING:
     from accord.client import Client
@@ -154,6 +156,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
             extra["default"] = f.cli_default
             text += f" (default {f.cli_default})"
         parser.add_argument(f.option, dest=f.name, help=text, **extra)
+    parser.add_argument("--input", dest="input_files", action="append", type=Path, metavar="FILE",
+                        help="a file for the job's directory, uploaded to the hub (repeatable; at most "
+                             f"{FIELDS['inputs'].max_items}, {FILE_BYTES // 2**20} MiB each)")
 
 
 def whole_number(f: JobField) -> Callable[[str], int]:
@@ -196,4 +201,23 @@ def job_document(args: argparse.Namespace, command: list[str]) -> Doc:
         value = getattr(args, f.name) if f.cli else None
         if value is not None:
             doc[f.name] = value
+    if getattr(args, "input_files", None):
+        doc["inputs"] = [f"{path.name}=sha256:{hashlib.sha256(input_bytes(path)).hexdigest()}"
+                         for path in args.input_files]
     return doc
+
+
+def input_bytes(path: Path) -> bytes:
+    """An input file's bytes.
+
+    Raises:
+        InvalidInput: unreadable, empty or over the hub's bound, naming ``--input``.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput([Problem("--input", f"cannot read: {exc.strerror}", str(path))]) from None
+    if not data or len(data) > FILE_BYTES:
+        raise InvalidInput([Problem("--input", "is empty" if not data else "is too large",
+                                    f"{path} ({len(data):,} bytes)", f"1 to {FILE_BYTES:,} bytes")])
+    return data

@@ -1,4 +1,4 @@
-"""The job commands: ``accord submit``, ``jobs``, ``show``, ``logs`` and ``cancel``.
+"""The job commands: ``accord submit``, ``jobs``, ``show``, ``logs``, ``cancel`` and ``outputs``.
 
 Thin shells over ``/api/v1/jobs``: each prints a readable line or table, or with
 ``--json`` the API's own JSON. ``accord submit --parsable`` prints the job's id alone
@@ -9,9 +9,11 @@ Thin shells over ``/api/v1/jobs``: each prints a readable line or table, or with
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accord.cli.common import (
@@ -20,11 +22,13 @@ from accord.cli.common import (
     Command,
     Doc,
     add_job_arguments,
+    input_bytes,
     job_document,
     output,
     positionals,
+    segment,
 )
-from accord.domain.errors import InvalidInput, Problem
+from accord.domain.errors import InvalidInput, NotFound, Problem, Unavailable
 
 if TYPE_CHECKING:
     from accord.client import Client
@@ -55,7 +59,11 @@ def submit(args: argparse.Namespace, command: list[str], client: Client) -> int:
     if args.parsable and args.json:
         raise InvalidInput([Problem("--parsable", "goes without --json", "--parsable --json",
                                     "one of them: --parsable prints the id alone, --json the job")])
-    job = client.submit(job_document(args, command), args.idempotency_key)
+    doc = job_document(args, command)
+    for path in args.input_files or ():
+        client.request("POST", "/api/v1/files", content=input_bytes(path),
+                       headers={"Content-Type": "application/octet-stream"})
+    job = client.submit(doc, args.idempotency_key)
     if args.wait:
         job = _wait(client, job["id"])
     if args.parsable:
@@ -121,11 +129,43 @@ def _footprint(client: Client, job: Doc) -> Any:
 # ---------------------------------------------------------------------------- the commands
 #: ``submit`` is listed apart from the others: ``accord --help`` shows it before the ledger.
 SUBMIT = Command("submit", "submit a job: -- COMMAND... or SCRIPT", _submit_arguments, run=submit)
+def _outputs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job")
+    parser.add_argument("name", nargs="?", help="one output file to fetch (default: list them)")
+    parser.add_argument("--to", type=Path, metavar="PATH", help="write the file here (default: stdout)")
+
+
+def outputs(args: argparse.Namespace, _command: list[str], client: Client) -> int:
+    """``accord outputs JOB [NAME] [--to PATH]``: the job's output files at the hub, or one of
+    them (checked against its SHA-256)."""
+    if args.name is None:
+        return output(args, client.get(f"/api/v1/jobs/{segment(args.job)}/outputs"), _outputs_table)
+    listed = client.get(f"/api/v1/jobs/{segment(args.job)}/outputs")["outputs"]
+    found = next((o for o in listed if o["name"] == args.name), None)
+    if found is None:
+        raise NotFound(f"job {args.job} has no output {args.name!r} at the hub")
+    resp = client.http.get(f"/api/v1/jobs/{segment(args.job)}/outputs/{args.name}")
+    if resp.status_code != 200 or hashlib.sha256(resp.content).hexdigest() != found["sha256"]:
+        raise Unavailable(f"output {args.name!r} did not arrive whole (HTTP {resp.status_code})")
+    if args.to is not None:
+        args.to.write_bytes(resp.content)
+    else:
+        sys.stdout.buffer.write(resp.content)
+        sys.stdout.flush()
+    return 0
+
+
+def _outputs_table(doc: Doc) -> str:
+    rows = [f"{o['size']:>12,}  {o['sha256'][:12]}  {o['name']}" for o in doc["outputs"]]
+    return "\n".join(rows) or "no output files at the hub (yet)"
+
+
 COMMANDS = (
     Command("jobs", "list jobs", _jobs_arguments, run=list_jobs),
     Command("show", "a job and its story", positionals("job"), run=show),
     Command("logs", "a job's output", positionals("job"), run=logs),
     Command("cancel", "cancel a job", positionals("job"), run=cancel),
+    Command("outputs", "a job's output files: list them, or fetch one", _outputs_arguments, run=outputs),
 )
 
 

@@ -13,6 +13,7 @@ from accord.service.agents import AgentService
 from accord.service.audit import AuditWriter
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
+from accord.service.files import FileService
 from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
 from accord.service.ledger import LedgerService
@@ -48,6 +49,7 @@ class Services:
     notify: NotifyService              # notification preferences and the outbox's worker
     telemetry: Telemetry               # the hub's metrics (/metrics), on a registry of its own
     agents: AgentService               # the site agents' side of the hub (orders, reports, logs)
+    files: FileService                 # jobs' input and output files, held at the hub
 
     def close(self) -> None:
         """Store what the committer and the audit writer hold, stop them, close the store."""

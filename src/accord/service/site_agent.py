@@ -11,6 +11,7 @@ looked up after a crash, a report is resent until the hub takes it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -28,11 +29,21 @@ from accord.domain.agent.protocol import (
     Report,
     Stream,
 )
-from accord.domain.errors import AccordError, Busy, Conflict, InDoubt, Unavailable
+from accord.domain.errors import (
+    AccordError,
+    Busy,
+    Conflict,
+    Forbidden,
+    InDoubt,
+    InvalidInput,
+    Problem,
+    Unavailable,
+)
 from accord.domain.jobs import codec
+from accord.domain.jobs.files import input_files
 from accord.domain.jobs.model import Job, Placement, new_job
 from accord.domain.jobs.site import RemoteState, RemoteStatus
-from accord.ports import AgentState, Clock, HubLink, SiteBackend
+from accord.ports import AgentState, Clock, HubLink, JobDirectory, SiteBackend
 
 log = logging.getLogger("accord.agent")
 
@@ -76,8 +87,10 @@ class SiteAgent:
         private_key: bytes,
         settings: AgentSettings = AgentSettings(),
         monotonic: Callable[[], float] = time.monotonic,
+        files: JobDirectory | None = None,
     ) -> None:
         self.site = site
+        self.files = files
         self.backend = backend
         self.hub = hub
         self.state = state
@@ -143,6 +156,14 @@ class SiteAgent:
             self._end_unrun(held, RemoteState.FAILED, f"the order's job could not be read: {exc}")
             return
         try:
+            self._stage_inputs(held, job)
+        except (Unavailable, OSError) as exc:
+            self.state.note(held.ref, f"waiting for its inputs: {exc}")
+            return
+        except AccordError as exc:
+            self._end_unrun(held, RemoteState.FAILED, f"its inputs could not be had: {exc}")
+            return
+        try:
             found = self.backend.look_up(job) if held.submitting else None
             if found is None:
                 self.state.submitting(held.ref)
@@ -155,6 +176,44 @@ class SiteAgent:
             return
         self.state.submitted(held.ref, found.backend_ref)
         log.info("job %s submitted as %s", held.ref, found.backend_ref)
+
+    def _stage_inputs(self, held: HeldJob, job: Job) -> None:
+        """Fetch the job's inputs into its directory, each checked against its SHA-256.
+
+        Raises:
+            Unavailable: the hub was not reached. OSError: the directory could not be written.
+            AccordError: the hub refused, a file arrived other than named, or no directory here.
+        """
+        wanted = input_files(job.spec.inputs)
+        if wanted and self.files is None:
+            raise InvalidInput([Problem("inputs", "this agent's backend takes no input files")])
+        for f in wanted:
+            assert self.files is not None
+            if self.files.has_input(job, f.name, f.sha256):
+                continue
+            data = self.hub.input(held.ref, f.sha256)
+            if hashlib.sha256(data).hexdigest() != f.sha256:
+                raise InvalidInput(
+                    [Problem("inputs", "arrived with other content than named", f.name, f"sha256:{f.sha256}")]
+                )
+            self.files.put_input(job, f.name, data)
+
+    def _send_outputs(self, held: HeldJob) -> str:
+        """Upload the job's declared outputs; what was left out (for its final report)."""
+        try:
+            job = rebuild(held.job)
+        except (KeyError, ValueError, TypeError, AssertionError, AccordError):
+            return ""
+        if not job.spec.outputs or self.files is None:
+            return ""
+        send, skipped = self.files.outputs(job, job.spec.outputs)
+        for name, data in send:
+            try:
+                self.hub.output(held.ref, name, hashlib.sha256(data).hexdigest(), data)
+            except (InvalidInput, Conflict, Forbidden) as exc:
+                skipped.append(f"{name}: refused by the hub: {exc}")
+        note = f"outputs: {len(send) - len([s for s in skipped if 'refused' in s])} sent"
+        return note + (f"; left out: {'; '.join(skipped)}" if skipped else "")
 
     def _cancel(self, held: HeldJob) -> None:
         if held.local_id is None and not held.submitting:
@@ -185,6 +244,11 @@ class SiteAgent:
         if fresh:
             ending = {r.ref for r in fresh if r.state.is_final}
             self._send_logs([j for j in submitted if j.ref in ending])  # output home before the end
+            notes = {j.ref: self._send_outputs(j) for j in submitted if j.ref in ending}
+            fresh = [
+                replace(r, reason=f"{r.reason}; {notes[r.ref]}"[:500]) if notes.get(r.ref) else r
+                for r in fresh
+            ]
             for part in _batches(fresh):
                 self.hub.report(part)
                 for r in part:

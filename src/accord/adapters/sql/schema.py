@@ -466,3 +466,26 @@ agent_logs = Table(
     Column("truncated", Integer, nullable=False),
     PrimaryKeyConstraint("ref", "stream", name="pk_agent_logs"),
 )
+
+stored_files = Table(
+    "stored_files",
+    metadata,
+    Column("sha256", String(64), primary_key=True),        # content-addressed: stored once
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("uploaded_by", String(200), nullable=False),
+)
+
+job_outputs = Table(
+    "job_outputs",
+    metadata,
+    Column("ref", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("job_id", String(40), nullable=False, index=True),
+    Column("site", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("ref", "name", name="pk_job_outputs"),
+)

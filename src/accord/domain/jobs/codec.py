@@ -62,7 +62,8 @@ def _spec_codecs() -> tuple[tuple[str, Convert, Convert, bool, bool], ...]:
         elif datetime in get_args(hint):
             enc, dec = iso, parse_iso
         optional = f.default is not MISSING or f.default_factory is not MISSING
-        out.append((f.name, enc, dec, bool(f.metadata.get("omit_none")), optional))
+        omit = bool(f.metadata.get("omit_none") or f.metadata.get("omit_empty"))
+        out.append((f.name, enc, dec, omit, optional))
     return tuple(out)
 
 
@@ -71,15 +72,14 @@ _SPEC_CODECS = _spec_codecs()
 
 def encode_spec(spec: JobSpec) -> dict[str, Any]:
     """The spec as JSON-ready data: every field of :class:`JobSpec` in its order (one marked
-    ``omit_none`` left out when None)."""
+    ``omit_none`` left out when None, ``omit_empty`` when empty: specs stored before such a
+    field existed keep their ``spec_hash``)."""
     out: dict[str, Any] = {}
-    for name, enc, _, omit_none, _ in _SPEC_CODECS:
+    for name, enc, _, omit, _ in _SPEC_CODECS:
         value = getattr(spec, name)
-        if value is None:
-            if not omit_none:
-                out[name] = None
-        else:
-            out[name] = value if enc is None else enc(value)
+        if omit and (value is None or value == ()):
+            continue
+        out[name] = value if value is None or enc is None else enc(value)
     return out
 
 

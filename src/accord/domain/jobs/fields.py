@@ -36,10 +36,12 @@ class FieldKind(enum.Enum):
     DURATION = "duration"      # seconds from minimum to maximum, or text ('30m', '2h', 'HH:MM:SS')
     INSTANT = "instant"        # an ISO 8601 time with a UTC offset
     COUNTRIES = "countries"    # a list of ISO 3166-1 alpha-2 country codes
+    INPUTS = "inputs"          # files uploaded to the hub first: a list of "NAME=sha256:HEX"
+    OUTPUTS = "outputs"        # files the job leaves in its directory: relative paths or patterns
 
 
 #: The kinds whose value is a list (the CLI repeats their option).
-LIST_KINDS = frozenset({FieldKind.ARGS, FieldKind.COUNTRIES})
+LIST_KINDS = frozenset({FieldKind.ARGS, FieldKind.COUNTRIES, FieldKind.INPUTS, FieldKind.OUTPUTS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,13 @@ NAME_LENGTH = 128
 ID_LENGTH = 63
 MAX_COUNTRIES = COUNTRIES.maximum
 COUNTRY_PATTERN = "^[A-Z]{2}$"
+MAX_INPUTS = 20
+MAX_OUTPUT_PATTERNS = 20
+FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+INPUT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}=sha256:[0-9a-f]{64}$"
+OUTPUT_PATTERN = r"^[A-Za-z0-9_.*?\[\]-][A-Za-z0-9_.*?/\[\]-]{0,199}$"
+RESERVED_NAMES = frozenset({"job.json", "job.json.tmp", "job.claim", "job.sbatch", "stdout", "stderr",
+                            "result.json", "runner.pid", "runner.log"})
 
 K = FieldKind
 #: Every field of a job document, in the order the CLI lists its options.
@@ -107,6 +116,10 @@ JOB_FIELDS: tuple[JobField, ...] = (
              max_length=64),
     JobField("deadline", K.INSTANT, "ended by this time (ISO 8601 with a UTC offset)", max_length=64),
     JobField("data_residency", K.COUNTRIES, "ISO country code (repeatable)", max_items=MAX_COUNTRIES),
+    JobField("inputs", K.INPUTS, "files for the job's directory, uploaded to the hub first "
+             "(accord submit --input FILE; in a document NAME=sha256:HEX)", max_items=MAX_INPUTS, cli=False),
+    JobField("outputs", K.OUTPUTS, "a file or pattern in the job's directory to bring home when it ends "
+             "(repeatable), e.g. results.json or logs/*.json", max_items=MAX_OUTPUT_PATTERNS),
 )
 FIELDS: dict[str, JobField] = {f.name: f for f in JOB_FIELDS}
 JOB_KEYS: tuple[str, ...] = tuple(FIELDS)
@@ -156,5 +169,8 @@ def _kind_schema(f: JobField) -> dict[str, Any]:
                           {"type": "string", "minLength": 1, "maxLength": f.max_length}]}
     if k is K.INSTANT:
         return {"type": "string", "format": "date-time", "maxLength": f.max_length}
+    if k in (K.INPUTS, K.OUTPUTS):
+        pattern = INPUT_PATTERN if k is K.INPUTS else OUTPUT_PATTERN
+        return {"type": "array", "items": {"type": "string", "pattern": pattern}, "maxItems": f.max_items}
     return {"type": "array", "items": {"type": "string", "pattern": COUNTRY_PATTERN},
             "maxItems": f.max_items}

@@ -122,6 +122,8 @@ class JobSpec:
     deadline: datetime | None = None
     data_residency: tuple[str, ...] = ()
     site: str | None = None
+    inputs: tuple[str, ...] = field(default=(), metadata={"omit_empty": True})    # "NAME=sha256:HEX"
+    outputs: tuple[str, ...] = field(default=(), metadata={"omit_empty": True})   # paths or patterns
     # Set by Accord from the submitter's institution (never by the submitter): the sector
     # an agreement's ``sectors`` must admit. None: not known (the embedded admin).
     sector: str | None = field(default=None, metadata={"omit_none": True})

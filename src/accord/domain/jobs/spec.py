@@ -20,12 +20,15 @@ from accord.domain.fieldreader import ID_ALLOWED, ID_PATTERN, FieldReader, is_co
 from accord.domain.jobs.fields import (
     DEFAULT_TIME_LIMIT_S,
     FIELDS,
+    INPUT_PATTERN,
     JOB_FIELDS,
     JOB_KEYS,
     MAX_ARGS,
     MAX_SCRIPT_BYTES,
     MAX_TIME_LIMIT_S,
     NAME_LENGTH,
+    OUTPUT_PATTERN,
+    RESERVED_NAMES,
     FieldKind,
     JobField,
 )
@@ -141,6 +144,8 @@ def parse_job(doc: Mapping[str, object], federation: Federation, now: datetime |
         deadline=deadline,
         data_residency=v.strings("data_residency"),
         site=v.text("site"),
+        inputs=v.strings("inputs"),
+        outputs=v.strings("outputs"),
     )
     return ParsedJob(spec, frozenset(v.given))
 
@@ -311,10 +316,47 @@ def _countries(r: FieldReader, f: JobField, value: object) -> tuple[str, ...] | 
     return None if bad else tuple(value)
 
 
+def _inputs(r: FieldReader, f: JobField, value: object) -> tuple[str, ...] | None:
+    items = _list(r, f, value, "input files")
+    if items is None:
+        return None
+    bad = [x for x in items if not re.fullmatch(INPUT_PATTERN, x)]
+    for x in bad:
+        r.add(f.name, "is not NAME=sha256:HEX", x, "a file name (letters, digits, . _ -; at most 100) "
+              "and the SHA-256 of a file uploaded to the hub (accord submit --input FILE)")
+    names = [x.split("=", 1)[0] for x in items]
+    clashes = sorted({n for n in names if names.count(n) > 1 or n in RESERVED_NAMES})
+    for n in clashes:
+        r.add(f.name, "names a file twice or one the job's directory keeps for itself", n,
+              "distinct names other than " + ", ".join(sorted(RESERVED_NAMES)))
+    return None if bad or clashes else tuple(items)
+
+
+def _outputs(r: FieldReader, f: JobField, value: object) -> tuple[str, ...] | None:
+    items = _list(r, f, value, "paths")
+    if items is None:
+        return None
+    bad = [x for x in items if not re.fullmatch(OUTPUT_PATTERN, x) or ".." in x.split("/")]
+    for x in bad:
+        r.add(f.name, "is not a path inside the job's directory", x,
+              "a relative path or pattern (letters, digits, . _ - / * ? [ ]; no '..'), e.g. logs/*.json")
+    return None if bad else tuple(items)
+
+
+def _list(r: FieldReader, f: JobField, value: object, what: str) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        r.add(f.name, "must be a list of strings", value, 'e.g. ["a", "b"]')
+        return None
+    if f.max_items is not None and len(value) > f.max_items:
+        r.add(f.name, "has too many items", f"{len(value)} items", f"at most {f.max_items} {what}")
+        return None
+    return list(value)
+
+
 READERS: dict[FieldKind, Callable[[FieldReader, JobField, object], Value | None]] = {
     FieldKind.TEXT: _text, FieldKind.IDENT: _ident, FieldKind.SCRIPT: _script, FieldKind.ARGS: _args,
     FieldKind.COUNT: _count, FieldKind.DURATION: _duration, FieldKind.INSTANT: _instant,
-    FieldKind.COUNTRIES: _countries,
+    FieldKind.COUNTRIES: _countries, FieldKind.INPUTS: _inputs, FieldKind.OUTPUTS: _outputs,
 }
 
 

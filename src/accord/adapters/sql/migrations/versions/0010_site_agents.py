@@ -1,7 +1,9 @@
 """Site agents: ``agent_orders`` (what the hub asks each agent site to do), ``agent_status``
 (what its agent last reported of each job), ``agent_usage`` (usage the host signed),
 ``agent_nonces`` (replay protection), ``agent_sites`` (last seen, loads) and ``agent_logs``
-(output the agents streamed home); ``usage_records.attestation`` names the signed usage a
+(output the agents streamed home), ``stored_files`` (a job's input files, uploaded by people,
+and its declared output files, by agents: by SHA-256) and ``job_outputs`` (which output file
+of which job is which); ``usage_records.attestation`` names the signed usage a
 record was made of. See ``docs/design/site-agent.md``.
 
 Revision ID: 0010
@@ -20,11 +22,14 @@ from accord.adapters.sql.schema import (
     agent_sites,
     agent_status,
     agent_usage,
+    job_outputs,
+    stored_files,
 )
 
 revision = "0010"
 down_revision = "0009"
-TABLES = (agent_orders, agent_status, agent_usage, agent_nonces, agent_sites, agent_logs)
+TABLES = (agent_orders, agent_status, agent_usage, agent_nonces, agent_sites, agent_logs, stored_files,
+          job_outputs)
 
 
 def upgrade() -> None:
