@@ -84,7 +84,9 @@ def site_keys(where: Path, sites: tuple[str, ...] = tuple(SITES)) -> dict[str, s
     return {s: keygen(where / s) for s in sites}
 
 
-def agent_federation_text(keys: dict[str, list[str]], *, silence_s: int = 20, gpus: int = 8) -> str:
+def agent_federation_text(
+    keys: dict[str, list[str]], *, silence_s: int = 20, gpus: int = 8, extra: str = ""
+) -> str:
     """Two partners (uk, fr), one agent site each (``isambard``, ``jeanzay``), and an
     agreement between them; ``keys``: each site's public keys."""
     sites = ""
@@ -141,6 +143,7 @@ units = 100000
 requester = "fr"
 host = "uk"
 units = 100000
+{extra}
 """
 
 
@@ -218,7 +221,9 @@ class AgentProcess:
         backend: str = "local",
         extra: tuple[str, ...] = (),
         prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.args = [
             *prefix,
             sys.executable,
@@ -254,7 +259,7 @@ class AgentProcess:
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=self.env,
             )
 
     def kill9(self) -> None:

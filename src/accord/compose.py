@@ -94,7 +94,8 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
     submissions = Submissions(broker, gate, committer)
     audit = AuditWriter(access.store.audit_many, AuditSpool(data_dir / SPOOL_FILE if data_dir else None))
     telemetry.watch(hub_sources(db.count_by_state_and_site, ledger, access, audit, committer, clock))
-    campaigns = CampaignService(broker, submissions, access, SqlCampaigns(db))
+    files = FileService(SqlFiles(db), clock)
+    campaigns = CampaignService(broker, submissions, access, SqlCampaigns(db), files=files)
     return Services(
         federation=federation, store=db, backends=broker.backends, clock=clock, carbon=carbon,
         ledger=ledger, access=access, gate=gate, broker=broker, submissions=submissions,
@@ -105,5 +106,5 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
                              used=ledger.project_used, releases=lambda: [
                                  release_notice(*r) for r in campaigns.released()]),
         telemetry=telemetry, agents=AgentService(federation, agent_store, clock, request_signing.verify),
-        files=FileService(SqlFiles(db), clock),
+        files=files,
     )

@@ -55,6 +55,7 @@ from accord.domain.jobs.model import Job
 from accord.ports import CampaignStore, SiteBackend
 from accord.service.access import AccessService
 from accord.service.broker import Broker
+from accord.service.files import FileService
 from accord.service.submissions import Submissions
 
 log = logging.getLogger("accord.campaigns")
@@ -136,8 +137,9 @@ class CampaignService:
 
     def __init__(self, broker: Broker, submissions: Submissions, access: AccessService,
                  store: CampaignStore, *, python: str = sys.executable, tasks_dir: Path = TASKS_DIR,
-                 job_dir: JobDir | None = None) -> None:
+                 job_dir: JobDir | None = None, files: FileService | None = None) -> None:
         self.broker = broker
+        self.files = files
         self.submissions = submissions
         self.access = access
         self.store = store
@@ -247,10 +249,12 @@ class CampaignService:
         for i, (t, m) in enumerate(c.pairs()):
             if (t.name, m.name) in done:
                 continue
+            source = None if t.file else Path(task_files[t.name]).read_text()
             doc: dict[str, object] = {
                 "name": f"campaign {c.id}: {t.name} on {m.name}"[:NAME_LENGTH], "gpus": c.gpus,
                 "time_limit": c.time_limit_s, "project": c.project, "site": c.site_for(i),
-                "script": job_script(c, t, m, self.python, task_files[t.name])}
+                "script": job_script(c, t, m, self.python, task_files[t.name], source),
+                "outputs": [f"{LOG_DIR}/*.json"]}   # an agent site sends them home
             job, _ = self.submissions.submit(p, doc, run_key(c.id, t.name, m.name))
             self.store.add_run(Run(c.id, t.name, m.name, job.id, p.user, self.access.clock.now()))
         return self.store.runs(c.id)
@@ -278,24 +282,35 @@ class CampaignService:
         job = self.broker.store.get_job(run.job_id)
         if not job.state.is_final:
             return 0
-        where = self.job_dir(job)
-        files = sorted((where / LOG_DIR).glob("*.json")) if where is not None else []
         stored = 0
         now = self.access.clock.now()
-        for f in files:
-            if f.stat().st_size > MAX_LOG_BYTES:
-                log.warning("campaign %s: %s is over %d bytes; not stored", run.campaign, f, MAX_LOG_BYTES)
+        for name, data in self._logs_of(job):
+            if len(data) > MAX_LOG_BYTES:
+                log.warning("campaign %s: %s is over %d bytes; not stored", run.campaign, name, MAX_LOG_BYTES)
                 continue
-            data = f.read_bytes()
             try:
                 summary = json.dumps(_summary_doc(summarise(data)), sort_keys=True)
             except InvalidInput as exc:   # kept, with why it says nothing: it will not change
                 summary = json.dumps({"status": "unreadable", "error": str(exc), "scores": []})
             stored += self.store.add_log(CollectedLog(
-                run.campaign, run.task, run.model, run.job_id, f.name, hashlib.sha256(data).hexdigest(),
+                run.campaign, run.task, run.model, run.job_id, name, hashlib.sha256(data).hexdigest(),
                 len(data), summary, now, data))
         self.store.mark_collected(run.campaign, run.task, run.model, now)
         return stored
+
+    def _logs_of(self, job: Job) -> list[tuple[str, bytes]]:
+        """The job's Inspect logs (file name, bytes): from the job's directory when the hub
+        sees it (a site it drives itself), else as the site's agent sent them home."""
+        where = self.job_dir(job)
+        if where is not None:
+            found = sorted((where / LOG_DIR).glob("*.json"))
+            for f in (f for f in found if f.stat().st_size > MAX_LOG_BYTES):
+                log.warning("job %s: %s is over %d bytes; not stored", job.id, f, MAX_LOG_BYTES)
+            return [(f.name, f.read_bytes()) for f in found if f.stat().st_size <= MAX_LOG_BYTES]
+        if self.files is None:
+            return []
+        return [(o.name.rpartition("/")[2], self.files.output(job.id, o.name)[1])
+                for o in self.files.outputs(job.id) if o.name.startswith(f"{LOG_DIR}/")]
 
     # ------------------------------------------------------------ reading
     def status(self, p: Principal, campaign_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ pure: parsing with every problem listed, the access rules (each an
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import re
 import shlex
@@ -434,22 +435,35 @@ def inspect_model(m: ModelEndpoint) -> str:
     return f"openai-api/{m.name}/{m.model}"
 
 
-def job_script(c: Campaign, t: TaskRef, m: ModelEndpoint, python: str, task_file: str) -> str:
+def job_script(c: Campaign, t: TaskRef, m: ModelEndpoint, python: str, task_file: str,
+               task_source: str | None = None) -> str:
     """The batch script of a pair: Inspect evaluates the task against the endpoint and
     writes a JSON log into ``inspect-logs/`` of the job's working directory. The
     endpoint's key is taken from the site's environment; a dummy when it has none
-    (endpoints that need no key)."""
+    (endpoints that need no key).
+
+    With ``task_source`` (a task shipped with Accord, as the hub checked its version), the
+    script carries the task itself and writes it into the job's directory, and runs the
+    site's ``python3`` when ``python`` (the hub's) is not there: the job then runs at any
+    site, one whose agent dials in from abroad too."""
     key = api_key_env(m)
-    argv = [python, "-m", "inspect_ai", "eval", f"{task_file}@{t.name}", "--model", inspect_model(m),
+    lines = ["#!/bin/bash",
+             f"# Accord campaign {c.id}: task {t.name} (version {t.version}) on model {m.name}",
+             "set -eu"]
+    run = shlex.quote(python)
+    if task_source is not None:
+        task_file = f"accord_task_{t.name}.py"
+        end = "ACCORD_TASK_" + hashlib.sha256(task_source.encode()).hexdigest()[:16].upper()
+        lines += [f"cat > {task_file} <<'{end}'", task_source.rstrip("\n"), end,
+                  f"PY={shlex.quote(python)}", '[ -x "$PY" ] || PY=python3']
+        run = '"$PY"'
+    argv = ["-m", "inspect_ai", "eval", f"{task_file}@{t.name}", "--model", inspect_model(m),
             "--model-base-url", m.base_url, "--log-dir", LOG_DIR, "--log-format", "json",
             "--display", "none", "--max-connections", "4",
             "--tags", f"accord-campaign={c.id}", "--metadata", f"accord_campaign={c.id}"]
-    return ("#!/bin/bash\n"
-            f"# Accord campaign {c.id}: task {t.name} (version {t.version}) on model {m.name}\n"
-            "set -eu\n"
-            f'export {key}="${{{key}:-accord-no-key}}"\n'
-            "export INSPECT_DISPLAY=none\n"
-            f"exec {shlex.join(argv)}\n")
+    lines += [f'export {key}="${{{key}:-accord-no-key}}"', "export INSPECT_DISPLAY=none",
+              f"exec {run} {shlex.join(argv)}"]
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------ stored facts

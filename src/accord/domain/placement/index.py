@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from accord.domain.carbon.energy import DEFAULT_HOST_SHARE
-from accord.domain.federation.model import Agreement, Federation, GpuPool, Site
+from accord.domain.federation.model import Agreement, BackendKind, Federation, GpuPool, Site
 from accord.domain.jobs.model import JobSpec
 from accord.domain.placement.records import PoolLoad, Rejection
 
@@ -106,8 +106,8 @@ class _Index:
                     tuple(Rejection(p.site.id, p.pool.id, r)
                           for p, r in zip(self.pools, reasons, strict=True) if r is not None))
 
-        return _remember(self.memo, ("shape", spec.site, spec.gpu_model, spec.gpus, spec.data_residency),
-                         make)
+        return _remember(self.memo, ("shape", spec.site, spec.gpu_model, spec.gpus, spec.data_residency,
+                                     bool(spec.inputs)), make)
 
     def hosts(self, requester: str | None, theme: str | None, day: date,
               sector: str | None = None) -> _Hosts:
@@ -196,4 +196,6 @@ def _static_reason(spec: JobSpec, p: _Pool) -> str | None:
         return f"pool has {p.gpus} GPUs, the job asks for {spec.gpus}"
     if spec.data_residency and p.country not in spec.data_residency:
         return f"site is in {p.country}; the job's data must stay in {', '.join(spec.data_residency)}"
+    if spec.inputs and p.site.backend is not BackendKind.AGENT:
+        return "the job has input files: only a site that runs Accord's agent fetches them"
     return None

@@ -233,15 +233,15 @@ class _Placer:
         project allocations, day, run time, first start and window."""
         spec, held = self.spec, self._held()
         window = self._slots(None) if spec.deadline is not None else None
-        key = ("fixed", self.ix, spec.site, spec.gpu_model, spec.gpus, spec.data_residency, spec.partner,
-               spec.theme, spec.sector, held, self.day, spec.time_limit_s, window,
+        key = ("fixed", self.ix, spec.site, spec.gpu_model, spec.gpus, spec.data_residency, bool(spec.inputs),
+               spec.partner, spec.theme, spec.sector, held, self.day, spec.time_limit_s, window,
                self.s0_s if self.ctx is not None else None)
         return _remember(self.ctx.memo if self.ctx is not None else self.ix.memo, key, self._make_fixed)
 
     def _make_fixed(self) -> _Fixed:
         ix, w, spec = self.ix, self.w, self.spec
-        key = ("rules", ix, spec.site, spec.gpu_model, spec.gpus, spec.data_residency, spec.partner,
-               spec.theme, spec.sector, self._held(), self.day, spec.time_limit_s)
+        key = ("rules", ix, spec.site, spec.gpu_model, spec.gpus, spec.data_residency, bool(spec.inputs),
+               spec.partner, spec.theme, spec.sector, self._held(), self.day, spec.time_limit_s)
         r = _remember(self.ctx.memo if self.ctx is not None else ix.memo, key, self._make_rules)
         ok, self.agreements = r.ok, r.agreements
         rows = self._starts() if self.ctx is not None else None
