@@ -293,4 +293,4 @@ def test_jobs_larger_than_every_pool_are_named_and_nothing_run_is_an_error(tmp_p
     assert "accord: no job could run in any variant or policy" in err
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert doc["variants"][0]["runs"][0]["unplaced"] == {
-        "jobs": 2, "too_large": 2, "largest_pool": 256, "largest_asked": 100_000, "other": 0}
+        "jobs": 2, "too_large": 2, "largest_pool": 256, "largest_asked": 100_000, "no_pool": 0, "other": 0}

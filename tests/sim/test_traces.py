@@ -70,7 +70,8 @@ def test_missing_column_is_named() -> None:
     with pytest.raises(InvalidInput) as e:
         parse_trace("submit,gpus\n0,1\n", "x.csv", TraceFormat.CSV)
     assert e.value.problems[0].render() == ("x.csv:1: header: missing column(s) runtime "
-                                            "(got submit,gpus, allowed submit,gpus,runtime)")
+                                            "(got submit,gpus, allowed submit,gpus,runtime (or map yours: "
+                                            "--columns runtime=YOUR_NAME))")
 
 
 def test_philly_slice() -> None:

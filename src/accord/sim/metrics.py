@@ -16,11 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from accord.domain.federation.model import Federation
+from accord.domain.jobs.model import JobSpec
+from accord.domain.placement.place import allowed_pools
 from accord.sim.model import Floats, Outcome, Policy, Workload
 
 SLOWDOWN_FLOOR_S = 10.0
@@ -79,7 +82,7 @@ def summary(run: Run, compare: np.ndarray[Any, np.dtype[np.bool_]], baseline: Ru
         "decisions": int(sum(o.decisions)),
         "energy_mwh": float(np.nansum(energy)) / 1000, "emissions_t": float(np.nansum(grams)) / 1e6,
         "emissions_unknown": int((done & np.isnan(grams)).sum()),
-        "emissions_kg_per_job": float(np.nanmean(grams[done])) / 1000 if done.any() else math.nan,
+        "emissions_kg_per_job": _kg_per_job(grams[done]),
         "wait_h": {k: v / 3600 for k, v in percentiles(wait).items()},
         "bounded_slowdown": percentiles(bsld),
     }
@@ -92,17 +95,40 @@ def summary(run: Run, compare: np.ndarray[Any, np.dtype[np.bool_]], baseline: Ru
     return out
 
 
+def _kg_per_job(grams: Floats) -> float:
+    """Mean kg per job over the jobs whose emissions are known; NaN when none is."""
+    known = grams[np.isfinite(grams)]
+    return float(known.mean()) / 1000 if len(known) else math.nan
+
+
 def unplaced(run: Run) -> dict[str, Any]:
     """The jobs that never ran and why, as far as the inputs tell: ``too_large``, those
     asking for more GPUs than the federation's largest pool has (no policy can place them;
-    ``largest_asked`` is the most any of them asked); ``other``, the rest (no pool their
-    partner, theme and agreements allow, or none free before the run gave up)."""
+    ``largest_asked`` is the most any of them asked); ``no_pool``, those no pool may ever
+    take (none of their partner's fits them, and no agreement in force on their day covers
+    their partner, theme and sector at a pool that does); ``other``, the rest (pools allow
+    them, but none took them before the run gave up: busy, out of quota, or past a deadline)."""
     never = np.array(run.outcome.rejected, dtype=bool)
     largest = max((p.gpus for site in run.federation.sites for p in site.pools), default=0)
     big = never & (run.work.gpus > largest)
+    barred = np.zeros(len(never), dtype=bool)
+    memo: dict[tuple[int, int, int], bool] = {}   # a partner's size on a day: the same answer
+    for j in np.flatnonzero(never & ~big).tolist():
+        key = (int(run.work.home[j]), int(run.work.gpus[j]), int(run.work.submit_s[j] // 86_400))
+        if key not in memo:
+            memo[key] = _may_run(run, j)
+        barred[j] = not memo[key]
     return {"jobs": int(never.sum()), "too_large": int(big.sum()), "largest_pool": largest,
             "largest_asked": int(run.work.gpus[big].max()) if big.any() else None,
-            "other": int((never & ~big).sum())}
+            "no_pool": int(barred.sum()), "other": int((never & ~big & ~barred).sum())}
+
+
+def _may_run(run: Run, j: int) -> bool:
+    """Whether some pool may ever take job ``j`` (placement's ``allowed_pools``)."""
+    w = run.work
+    spec = JobSpec("why", int(w.gpus[j]), int(w.requested_s[j]), partner=w.partners[int(w.home[j])],
+                   theme=w.theme, sector=w.sector)
+    return any(allowed_pools(spec, run.federation, datetime.fromtimestamp(float(w.submit_s[j]), UTC)))
 
 
 def _partners(run: Run, done: np.ndarray[Any, np.dtype[np.bool_]], wait: Floats, bsld: Floats,

@@ -20,7 +20,8 @@ COLOURS = ("#1b6ca8", "#d1495b", "#66a182", "#edae49", "#8d6a9f", "#00798c", "#7
 SUMMARY_COLUMNS = ("variant", "policy", "jobs", "completed", "rejected", "deferred", "abroad", "energy_mwh",
                    "emissions_t", "emissions_kg_per_job", "wait_mean_h", "wait_p50_h", "wait_p95_h",
                    "wait_p99_h", "bsld_mean", "bsld_p95", "jain_slowdown", "saving", "oracle_saving",
-                   "share_of_achievable", "seconds")
+                   "share_of_achievable", "seconds", "emissions_unknown", "compared", "compared_t",
+                   "rejected_too_large", "rejected_no_pool", "rejected_other")
 
 
 def write_outputs(results: Results, out: Path) -> list[Path]:
@@ -55,7 +56,9 @@ def summary_rows(results: Results) -> list[dict[str, Any]]:
                 "bsld_mean": r["bounded_slowdown"]["mean"], "bsld_p95": r["bounded_slowdown"]["p95"],
                 "jain_slowdown": r["jain_slowdown"], "saving": c.get("saving"),
                 "oracle_saving": c.get("oracle_saving"), "share_of_achievable": c.get("share_of_achievable"),
-                "seconds": r["seconds"]})
+                "seconds": r["seconds"], "emissions_unknown": r["emissions_unknown"], "compared": c["jobs"],
+                "compared_t": c["emissions_t"], "rejected_too_large": r["unplaced"]["too_large"],
+                "rejected_no_pool": r["unplaced"]["no_pool"], "rejected_other": r["unplaced"]["other"]})
     return rows
 
 
@@ -81,6 +84,21 @@ def partners_csv(results: Results) -> str:
                 w.writerow([v["name"], r["policy"], p, x["jobs"], _cell(x["energy_mwh"]),
                             _cell(x["emissions_t"]), _cell(x["wait_h"]), _cell(x["bounded_slowdown"])])
     return buf.getvalue()
+
+
+def unplaced_reasons(u: Mapping[str, Any]) -> list[str]:
+    """Why a run's jobs could not be placed, from its ``unplaced`` figures, one per reason."""
+    why = []
+    if u["too_large"]:
+        why.append(f"{u['too_large']:,} {'asks' if u['too_large'] == 1 else 'ask'} for more GPUs than any "
+                   f"pool has (up to {u['largest_asked']:,}; the largest pool has {u['largest_pool']:,})")
+    if u.get("no_pool"):
+        why.append(f"{u['no_pool']:,} may run at no pool (none of their partner's fits them, and no "
+                   "agreement in force on their day covers their partner, theme and sector elsewhere)")
+    if u["other"]:
+        why.append(f"{u['other']:,} found no free pool their agreements allow (busy, out of quota, or "
+                   "past their deadline) before the run gave up")
+    return why
 
 
 def _cell(v: Any) -> Any:
@@ -119,6 +137,7 @@ def html_report(results: Results) -> str:
         parts.append(_table(["policy", "jobs done", "rejected", "deferred", "abroad", "MWh", "t CO2e",
                              "kg/job", "wait mean h", "p50", "p95", "p99", "bsld", "Jain", "saving",
                              "share of achievable"], [_run_row(r) for r in v["runs"]]))
+        parts.append(_run_notes(v["runs"]))
         for r in v["runs"]:
             parts.append(f"<h3>{_e(r['policy'])}</h3><div class=row>")
             u = r["utilisation"]
@@ -149,11 +168,29 @@ def _hours(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp() / 3600
 
 
+def _run_notes(runs: Sequence[Mapping[str, Any]]) -> str:
+    """What the table's figures leave out: rejected jobs and why, unknown emissions, and
+    the job set the savings are over."""
+    items = [f"{_e(r['policy'])}: {r['unplaced']['jobs']:,} job(s) rejected: "
+             f"{_e('; '.join(unplaced_reasons(r['unplaced'])))}" for r in runs if r["unplaced"]["jobs"]]
+    items += [f"{_e(r['policy'])}: t CO2e leaves out {r['emissions_unknown']:,} completed job(s) whose "
+              "emissions are unknown (no intensity data for their zone and hours)"
+              for r in runs if r["emissions_unknown"]]
+    if runs:
+        c = runs[0]["comparison"]
+        items.append(f"saving and share of achievable are over the {c['jobs']:,} jobs every run completed "
+                     "with known emissions (their emissions are in the side-by-side table's oracle rows "
+                     "and results.json, comparison)")
+    return "<ul class=notes>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
 def _run_row(r: Mapping[str, Any]) -> list[str]:
     c, wt = r["comparison"], r["wait_h"]
+    unknown = r["emissions_unknown"]
+    total = _f(r["emissions_t"]) + (f" + {unknown:,} jobs unknown" if unknown else "")
     return [r["policy"], f"{r['completed']:,}", f"{r['rejected']:,}", f"{r['deferred']:,}",
             f"{r['abroad']:,}",
-            _f(r["energy_mwh"]), _f(r["emissions_t"]), _f(r["emissions_kg_per_job"]), _f(wt["mean"]),
+            _f(r["energy_mwh"]), total, _f(r["emissions_kg_per_job"]), _f(wt["mean"]),
             _f(wt["p50"]), _f(wt["p95"]), _f(wt["p99"]), _f(r["bounded_slowdown"]["mean"]),
             _f(r["jain_slowdown"]), _pct(c.get("saving")), _pct(c.get("share_of_achievable"))]
 

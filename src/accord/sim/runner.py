@@ -10,29 +10,44 @@ from __future__ import annotations
 
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from accord.adapters.carbon.files import SHARED_FILES, load_series, read_text
-from accord.adapters.carbon.profiles import ProfileSource
+from accord.adapters.carbon.files import read_text
 from accord.adapters.federation_file import load_federation
 from accord.domain.carbon.series import IntensitySeries
-from accord.domain.errors import InvalidInput, Problem, Unavailable
+from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation.model import Federation
 from accord.domain.jobs.spec import MAX_TIME_LIMIT_S
 from accord.domain.placement.place import pool_keys
-from accord.domain.traces.trace import Trace, assign_homes, parse_trace, scale, sniff_trace
+from accord.domain.traces.trace import (
+    HomeRule,
+    Trace,
+    TraceFormat,
+    assign_homes,
+    home_rule,
+    parse_trace,
+    scale,
+    sniff_trace,
+)
 from accord.sim.broker_engine import BrokerEngine
+from accord.sim.grid import load_carbon as load_carbon
 from accord.sim.kernel import Simulation
 from accord.sim.metrics import Run, comparable, summary
 from accord.sim.model import Engine, Outage, Policy, Settings, Workload, draw_outages, utc_text
 from accord.sim.oracle import oracle_emissions
-from accord.sim.scenario import Scenario, apply_variant, check_outages, locate
+from accord.sim.scenario import (
+    DEFAULT_START,
+    Scenario,
+    apply_variant,
+    check_outages,
+    locate,
+    trace_options,
+)
 
 Progress = Callable[[str, int, int], None]
 
@@ -53,13 +68,13 @@ def load_trace(s: Scenario) -> Trace:
         InvalidInput: unreadable, of an unknown format, or with bad rows (file:line each).
     """
     text = read_text(s.trace)
-    fmt = s.trace_format or sniff_trace(text)
+    fmt = s.trace_format or sniff_trace(text) or (TraceFormat.CSV if s.columns else None)
     if fmt is None:
         first = text.splitlines()[0][:80] if text else "(empty)"
         raise InvalidInput([Problem("format", "not a trace format Accord reads", first,
                                     "philly, alibaba, swf, csv (see docs/design/simulator.md)",
                                     str(s.trace), 1)])
-    trace = parse_trace(text, str(s.trace), fmt, round_s=s.round_s, procs_per_gpu=s.procs_per_gpu)
+    trace = parse_trace(text, str(s.trace), fmt, options=trace_options(s))
     return scale(trace, jobs=s.jobs, load=s.load, size=s.size)
 
 
@@ -73,8 +88,10 @@ def workload(s: Scenario, trace: Trace, fed: Federation) -> Workload:
                           for p in fed.partners}
     home, partners = assign_homes(trace, shares, s.home_rule, s.seed, [p.id for p in fed.partners])
     theme = s.theme or (fed.themes[0] if fed.themes else None)
-    return Workload(trace.submit_s + s.start.timestamp(), trace.gpus, trace.runtime_s, trace.requested_s,
-                    home, partners, theme, s.sector, None if s.window_h is None else s.window_h * 3600)
+    submit = trace.submit_s + start_of(s, trace).timestamp()
+    window = None if s.window_h is None else s.window_h * 3600
+    return Workload(submit, trace.gpus, trace.runtime_s, trace.requested_s, home, partners, theme, s.sector,
+                    window)
 
 
 def federations(s: Scenario) -> list[tuple[str, Federation, tuple[Outage, ...]]]:
@@ -99,45 +116,31 @@ def federations(s: Scenario) -> list[tuple[str, Federation, tuple[Outage, ...]]]
     return out
 
 
-def load_carbon(directory: Path | None, zones: Iterable[str], start: datetime, end: datetime
-                ) -> tuple[dict[str, IntensitySeries], list[str]]:
-    """Each zone's actual intensity over [start, end): from a file in ``directory`` named
-    after the zone (``GB.csv``, ``fr.json``...) or with the shared data's name for it
-    (``gb_ci.csv``...), when it covers the span; else the built-in typical profile, with a
-    note saying so; else none (its emissions are unknown)."""
-    out: dict[str, IntensitySeries] = {}
-    notes: list[str] = []
-    profiles = ProfileSource()
-    for zone in sorted(set(zones)):
-        path = _zone_file(directory, zone) if directory is not None else None
-        why = "no file for it" if directory is not None else "no carbon directory given"
-        if path is not None:
-            s = load_series(path, zone)
-            if s.covers(start, end):
-                out[zone] = s
-                continue
-            why = f"{path.name} covers {s.start:%Y-%m-%d}..{s.end:%Y-%m-%d}, not the simulated span"
-        try:
-            out[zone] = profiles.intensity(zone, start, end)
-            notes.append(f"{zone}: built-in typical profile ({why})")
-        except Unavailable as exc:
-            notes.append(f"{zone}: no intensity data, emissions unknown ({why}; {exc})")
-    return out, notes
+def start_of(s: Scenario, trace: Trace) -> datetime:
+    """When the first job is submitted: the scenario's ``start``, else the trace's own
+    (an SWF ``UnixStartTime``), else :data:`~accord.sim.scenario.DEFAULT_START`."""
+    if s.start is not None:
+        return s.start
+    return datetime.fromtimestamp(trace.origin_s, UTC) if trace.origin_s is not None else DEFAULT_START
 
 
-def _zone_file(directory: Path, zone: str) -> Path | None:
-    if not directory.is_dir():
-        raise InvalidInput([Problem("carbon", "not a directory", str(directory),
-                                    "a directory of intensity files (e.g. the shared data's carbon/)")])
-    for p in sorted(directory.iterdir()):
-        if p.stem.lower() == zone.lower() and p.suffix.lower() in (".csv", ".json"):
-            return p
-    shared = SHARED_FILES.get(zone)
-    if shared is not None:
-        for candidate in (directory / Path(shared[0]).name, directory / shared[0]):
-            if candidate.is_file():
-                return candidate
-    return None
+def trace_notes(s: Scenario, trace: Trace) -> list[str]:
+    """What the report must say about the trace: its own notes, rows skipped, where its
+    start came from, and how homes were drawn when it has no groups."""
+    notes = list(trace.notes)
+    if trace.skipped:
+        skipped = ", ".join(f"{k}: {v:,}" for k, v in sorted(trace.skipped.items()))
+        notes.append(f"trace rows skipped: {skipped}")
+    if s.start is None and trace.origin_s is not None:
+        notes.append(f"the first job is submitted at {start_of(s, trace).isoformat()}, the trace's own "
+                     "start (its UnixStartTime header; --start overrides it)")
+    if not trace.has_groups and s.home_rule is not HomeRule.COLUMN:
+        rule = home_rule(trace, s.home_rule)
+        notes.append("the trace has no groups (no group column, or SWF user ids all -1): " + (
+            "each job's home partner was drawn on its own (--homes-by auto: by job when there are no groups)"
+            if rule is HomeRule.JOB else
+            "with homes by group every job has the same home partner (--homes-by job spreads them)"))
+    return notes
 
 
 def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
@@ -151,17 +154,17 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
     work = workload(s, trace, variants[0][1])
     # a file must cover the submissions and two days more (the windows); runs that outlast
     # it have unknown emissions, counted as such
+    # the intensity must cover the submissions, two days more (the windows) and the longest
+    # run; runs that outlast it have unknown emissions, counted as such
     first, last = float(work.submit_s[0]), float(work.submit_s[-1])
-    span_end = datetime.fromtimestamp(last, UTC) + timedelta(days=2)
+    span_end = datetime.fromtimestamp(last + float(work.requested_s.max()), UTC) + timedelta(days=2)
     zones = {site.grid_zone for _, fed, _ in variants for site in fed.sites if site.grid_zone}
-    carbon, notes = load_carbon(s.carbon, zones, datetime.fromtimestamp(first, UTC), span_end)
+    carbon, notes = load_carbon(s.carbon, zones, datetime.fromtimestamp(first, UTC), span_end, s.carbon_unit)
+    notes += trace_notes(s, trace)
     longest = int(np.count_nonzero(trace.requested_s >= MAX_TIME_LIMIT_S))
     if longest:
         notes.append(f"{longest} job(s) run the broker's longest time limit, 30 days (longer ones are "
                      "cut there, as a site ends a job at its limit)")
-    if trace.skipped:
-        skipped = ", ".join(f"{k}: {v}" for k, v in sorted(trace.skipped.items()))
-        notes.append(f"trace rows skipped: {skipped}")
     out = []
     for name, fed, given in variants:
         drawn = () if s.failures is None else draw_outages(s.failures, (x.id for x in fed.sites), first,
@@ -215,7 +218,8 @@ def _listed(outages: tuple[Outage, ...]) -> list[dict[str, str]]:
 def describe(s: Scenario, trace: Trace, work: Workload) -> dict[str, Any]:
     """The scenario's inputs, for the report."""
     return {"source": s.source, "federation": str(s.federation), "trace": str(s.trace),
-            "carbon": str(s.carbon) if s.carbon else None, "start": s.start.isoformat(), "seed": s.seed,
+            "carbon": str(s.carbon) if s.carbon else None,
+            "start": datetime.fromtimestamp(float(work.submit_s[0]), UTC).isoformat(), "seed": s.seed,
             "policies": [p.value for p in s.policies], "jobs": len(work), "gpu_hours": trace.gpu_hours,
             "load": s.load, "size": s.size, "pass_seconds": s.pass_s, "backfill": s.backfill,
             "engine": s.engine.value, "replan_seconds": s.replan_s, "forecast": s.forecast.value,

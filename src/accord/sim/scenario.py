@@ -6,10 +6,13 @@ A scenario is TOML (``docs/design/simulator.md`` documents every key)::
     federation = "federation.toml"      # relative to the scenario file
     trace = "shared:traces/philly_sia.csv"   # "shared:" = the shared data directory
     carbon = "shared:carbon"            # a directory of intensity files
-    start = 2020-01-06T00:00:00Z        # when the trace's first job is submitted
+    start = 2020-01-06T00:00:00Z        # when the trace's first job is submitted (default:
+                                        # an SWF's UnixStartTime, else 2020-01-06)
+    carbon_unit = "g/kWh"               # or "lb/MWh", "kg/MWh", "kg/kWh"
     policies = ["home", "carbon"]
 
-    [trace]      jobs, load, size, format, round_minutes, procs_per_gpu
+    [trace]      jobs, load, size, format, round_minutes, procs_per_gpu, skip_bad_rows,
+                 swf_status, queues, partitions, time_unit, columns = { submit = "arrival_time" }
     [homes]      by = "group" | "job" | "column"; shares = { uk = 0.6, fr = 0.4 }
     [jobs]       theme, sector, window_hours
 
@@ -44,18 +47,20 @@ from typing import Any
 
 from accord.adapters.carbon.files import shared_data_dir
 from accord.adapters.federation_file import locate_lines
+from accord.domain.carbon.series import IntensityUnit
 from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation.model import Federation
 from accord.domain.federation.schema import parse_federation
 from accord.domain.fieldreader import FieldReader
-from accord.domain.traces.trace import HomeRule, TraceFormat
+from accord.domain.traces.trace import HomeRule, SwfStatus, TimeUnit, TraceFormat, TraceOptions
 from accord.sim.model import Engine, Failures, Outage, Policy
 
 SECTIONS = ("simulation", "trace", "homes", "jobs", "variants", "outages", "failures")
 SIM_KEYS = ("federation", "trace", "carbon", "start", "seed", "policies", "pass_seconds", "refresh_seconds",
-            "replan_seconds", "backfill", "backfill_depth", "engine", "forecast")
-TRACE_KEYS = ("jobs", "load", "size", "format", "round_minutes", "procs_per_gpu")
+            "replan_seconds", "backfill", "backfill_depth", "engine", "forecast", "carbon_unit")
+TRACE_KEYS = ("jobs", "load", "size", "format", "round_minutes", "procs_per_gpu", "skip_bad_rows",
+              "swf_status", "queues", "partitions", "time_unit", "columns")
 HOME_KEYS = ("by", "shares")
 JOB_KEYS = ("theme", "sector", "window_hours")
 VARIANT_KEYS = ("name", "add_sites", "remove_sites", "pools", "outages")
@@ -85,7 +90,7 @@ class Scenario:
     federation: Path
     trace: Path
     carbon: Path | None
-    start: datetime = DEFAULT_START
+    start: datetime | None = None      # None: the trace's own (SWF UnixStartTime), else DEFAULT_START
     seed: int = 1
     policies: tuple[Policy, ...] = (Policy.HOME,)
     pass_s: float = 60.0
@@ -101,7 +106,14 @@ class Scenario:
     trace_format: TraceFormat | None = None
     round_s: int = 1800
     procs_per_gpu: int = 1
-    home_rule: HomeRule = HomeRule.GROUP
+    skip_bad_rows: bool = False
+    swf_status: SwfStatus = SwfStatus.RAN
+    queues: frozenset[int] = frozenset()
+    partitions: frozenset[int] = frozenset()
+    columns: tuple[tuple[str, str], ...] = ()
+    time_unit: TimeUnit = TimeUnit.SECONDS
+    carbon_unit: IntensityUnit = IntensityUnit.G_PER_KWH
+    home_rule: HomeRule = HomeRule.AUTO
     shares: Mapping[str, float] = field(default_factory=dict)
     theme: str | None = None
     sector: str | None = None
@@ -111,6 +123,12 @@ class Scenario:
     failures: Failures | None = None   # outages drawn at random for every site
     source: str = "<command line>"
     text: str = ""
+
+
+def trace_options(s: Scenario) -> TraceOptions:
+    """How the scenario's trace is read."""
+    return TraceOptions(s.round_s, s.procs_per_gpu, s.skip_bad_rows, s.swf_status, s.queues, s.partitions,
+                        s.columns, s.time_unit)
 
 
 def resolve_path(raw: str, base: Path) -> Path:
@@ -206,12 +224,10 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
                           default=Forecast.PERFECT) or Forecast.PERFECT,
         backfill=_flag(r, sim, "backfill", "simulation"),
         backfill_depth=int(_num(r, sim, "backfill_depth", "simulation", 100, 1)),
-        jobs=r.integer(tr, "jobs", "trace", minimum=1) if "jobs" in tr else None,
-        load=_num(r, tr, "load", "trace", 1.0, 1e-6), size=_num(r, tr, "size", "trace", 1.0, 1e-6),
-        trace_format=r.choice(tr, "format", "trace", TraceFormat) if "format" in tr else None,
-        round_s=int(_num(r, tr, "round_minutes", "trace", 30, 1) * 60),
-        procs_per_gpu=int(_num(r, tr, "procs_per_gpu", "trace", 1, 1)),
-        home_rule=r.choice(homes, "by", "homes", HomeRule, default=HomeRule.GROUP) or HomeRule.GROUP,
+        **_trace_table(r, tr),
+        carbon_unit=r.choice(sim, "carbon_unit", "simulation", IntensityUnit,
+                             default=IntensityUnit.G_PER_KWH) or IntensityUnit.G_PER_KWH,
+        home_rule=r.choice(homes, "by", "homes", HomeRule, default=HomeRule.AUTO) or HomeRule.AUTO,
         shares=shares, theme=r.text(jobs, "theme", "jobs", required=False),
         sector=r.text(jobs, "sector", "jobs", required=False),
         window_h=r.number(jobs, "window_hours", "jobs", minimum=0, maximum=24 * 30, required=False),
@@ -219,6 +235,22 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
     if r.problems:   # every field is read before any problem is reported
         raise InvalidInput(r.problems)
     return scenario
+
+
+def _trace_table(r: FieldReader, tr: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[trace]`` table's settings, as :class:`Scenario` fields (problems go to ``r``)."""
+    return {
+        "jobs": r.integer(tr, "jobs", "trace", minimum=1) if "jobs" in tr else None,
+        "load": _num(r, tr, "load", "trace", 1.0, 1e-6), "size": _num(r, tr, "size", "trace", 1.0, 1e-6),
+        "trace_format": r.choice(tr, "format", "trace", TraceFormat) if "format" in tr else None,
+        "round_s": int(_num(r, tr, "round_minutes", "trace", 30, 1) * 60),
+        "procs_per_gpu": int(_num(r, tr, "procs_per_gpu", "trace", 1, 1)),
+        "skip_bad_rows": _flag(r, tr, "skip_bad_rows", "trace"),
+        "swf_status": r.choice(tr, "swf_status", "trace", SwfStatus, default=SwfStatus.RAN) or SwfStatus.RAN,
+        "queues": _ids(r, tr, "queues"), "partitions": _ids(r, tr, "partitions"), "columns": _columns(r, tr),
+        "time_unit": r.choice(tr, "time_unit", "trace", TimeUnit,
+                              default=TimeUnit.SECONDS) or TimeUnit.SECONDS,
+    }
 
 
 def _num(r: FieldReader, table: Mapping[str, Any], key: str, path: str, default: float,
@@ -249,10 +281,27 @@ def _policies(r: FieldReader, raw: object) -> tuple[Policy, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _start(r: FieldReader, raw: object) -> datetime:
+def _start(r: FieldReader, raw: object) -> datetime | None:
     if raw is None:
-        return DEFAULT_START
+        return None
     return _time(r, raw, "simulation.start") or DEFAULT_START
+
+
+def _ids(r: FieldReader, table: Mapping[str, Any], key: str) -> frozenset[int]:
+    raw = table.get(key, [])
+    if not isinstance(raw, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+        r.add(f"trace.{key}", "must be a list of SWF numbers", raw, "e.g. [1, 3]")
+        return frozenset()
+    return frozenset(raw)
+
+
+def _columns(r: FieldReader, table: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    raw = table.get("columns", {})
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) and v for v in raw.values()):
+        r.add("trace.columns", "must map Accord's column names to the file's", raw,
+              '{ submit = "arrival_time", runtime = "length", gpus = "cpus" }')
+        return ()
+    return tuple((str(k), v) for k, v in raw.items())
 
 
 def _time(r: FieldReader, raw: object, where: str) -> datetime | None:

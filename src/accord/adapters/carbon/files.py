@@ -8,6 +8,7 @@ not ours to redistribute): ``ACCORD_SHARED_DATA`` names the directory, else the 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -16,6 +17,7 @@ from pathlib import Path
 from accord.adapters.carbon.formats import (
     DEFAULT_MAX_GAP_S,
     CarbonFormat,
+    merge_series,
     parse_ci_csv,
     parse_em_api_json,
     parse_em_export,
@@ -23,7 +25,7 @@ from accord.adapters.carbon.formats import (
     parse_gb_api_json,
     sniff_format,
 )
-from accord.domain.carbon.series import IntensityBasis, IntensitySeries
+from accord.domain.carbon.series import IntensityBasis, IntensitySeries, IntensityUnit
 from accord.domain.errors import InvalidInput, Problem, Unavailable
 
 ENV_VAR = "ACCORD_SHARED_DATA"
@@ -127,8 +129,10 @@ def load_em_api_json(path: Path | str) -> IntensitySeries:
     return parse_em_api_json(read_text(path), str(path))
 
 
-def load_series(path: Path | str, zone: str, fmt: CarbonFormat | None = None) -> IntensitySeries:
-    """Load ``zone``'s series from a file in any supported format (sniffed when not given).
+def load_series(path: Path | str, zone: str, fmt: CarbonFormat | None = None, *,
+                unit: IntensityUnit = IntensityUnit.G_PER_KWH) -> IntensitySeries:
+    """Load ``zone``'s series from a file in any supported format (sniffed when not given),
+    its values in ``unit`` (converted to g/kWh).
 
     Raises:
         InvalidInput: unreadable, an unknown format, no such zone in it, or bad content.
@@ -137,15 +141,15 @@ def load_series(path: Path | str, zone: str, fmt: CarbonFormat | None = None) ->
     fmt = fmt or sniff_format(text)
     source = str(path)
     if fmt is CarbonFormat.CI_CSV:
-        return parse_ci_csv(text, source, zone)
+        return parse_ci_csv(text, source, zone, unit=unit)
     if fmt is CarbonFormat.EM_EXPORT:
-        return parse_em_export(text, source, zone)
+        return parse_em_export(text, source, zone, unit=unit)
     if fmt is CarbonFormat.GB_API_JSON:
-        return parse_gb_api_json(text, source)
+        return parse_gb_api_json(text, source, unit=unit)
     if fmt is CarbonFormat.EM_API_JSON:
-        return parse_em_api_json(text, source)
+        return parse_em_api_json(text, source, unit=unit)
     if fmt is CarbonFormat.EM_WIDE:
-        by_zone = parse_em_wide(text, source)
+        by_zone = parse_em_wide(text, source, unit=unit)
         if zone in by_zone:
             return by_zone[zone]
         raise InvalidInput([Problem("zone", "not a column of this file", zone,
@@ -153,6 +157,50 @@ def load_series(path: Path | str, zone: str, fmt: CarbonFormat | None = None) ->
     first_line = text.splitlines()[0][:80] if text else ""
     raise InvalidInput([Problem("format", "not a carbon-intensity format Accord reads", first_line,
                                 ", ".join(f.value for f in CarbonFormat), source, 1)])
+
+
+SUFFIXES = (".csv", ".json")
+
+
+def zone_files(directory: Path, zone: str) -> list[Path]:
+    """The files in ``directory`` (and its sub-directory named after the zone) holding
+    ``zone``'s intensity, in name order: ``GB.csv``, ``gb.json``, the publisher's yearly
+    exports (``GB_2024_hourly.csv``, ``GB_2023.csv``), everything in ``GB/``, or the shared
+    data's name for the zone (``gb_ci.csv``).
+
+    Raises:
+        InvalidInput: ``directory`` is not a directory.
+    """
+    if not directory.is_dir():
+        raise InvalidInput([Problem("carbon", "not a directory", str(directory),
+                                    "a directory of intensity files (e.g. the shared data's carbon/)")])
+    named = re.compile(rf"{re.escape(zone)}(?:_\d{{4}}(?:_[a-z0-9]+)?)?", re.IGNORECASE)
+    found = [p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES
+             and named.fullmatch(p.stem)]
+    sub = next((d for d in directory.iterdir() if d.is_dir() and d.name.lower() == zone.lower()), None)
+    if sub is not None:
+        found += [p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES]
+    if not found and zone in SHARED_FILES:
+        rel = SHARED_FILES[zone][0]
+        found = [c for c in (directory / Path(rel).name, directory / rel) if c.is_file()][:1]
+    return sorted(found, key=lambda p: (p.parent != directory, p.name))
+
+
+def load_zone(directory: Path, zone: str, unit: IntensityUnit = IntensityUnit.G_PER_KWH
+              ) -> tuple[IntensitySeries | None, list[Path]]:
+    """``zone``'s series from every file :func:`zone_files` finds (yearly files joined;
+    where two overlap, the first by name wins), and those files; (None, []) if none.
+
+    Raises:
+        InvalidInput: a file is malformed (file and line), or not a directory.
+    """
+    paths = zone_files(directory, zone)
+    if not paths:
+        return None, []
+    parts = [load_series(p, zone, unit=unit) for p in paths]
+    if len(parts) == 1:
+        return parts[0], paths
+    return merge_series(parts, ", ".join(p.name for p in paths)), paths
 
 
 @dataclass(frozen=True, slots=True)

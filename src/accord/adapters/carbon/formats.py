@@ -30,12 +30,12 @@ from datetime import UTC, datetime, tzinfo
 from itertools import pairwise
 from typing import Any
 
-from accord.domain.carbon.series import MAX_PROBLEMS, IntensityBasis, IntensitySeries
+from accord.domain.carbon.series import MAX_PROBLEMS, IntensityBasis, IntensitySeries, IntensityUnit
 from accord.domain.errors import InvalidInput, Problem
 
 MAX_INTENSITY = 2000.0  # g/kWh; the dirtiest real grids stay near 1,100 (lignite-heavy)
 DEFAULT_MAX_GAP_S = 6 * 3600  # a value held longer than this is a hole in the data, not a step
-ALLOWED_VALUE = f"a number of gCO2eq/kWh from 0 to {MAX_INTENSITY:g}"
+ALLOWED_VALUE = f"a number of gCO2eq/kWh from 0 to {MAX_INTENSITY:g} (a file in other units: --carbon-unit)"
 
 CI_HEADER = ("Time", "Carbon Intensity")
 EM_TIME = "Datetime (UTC)"
@@ -63,6 +63,7 @@ class _Collector:
 
     source: str
     zone: str
+    unit: IntensityUnit = IntensityUnit.G_PER_KWH
     points: list[tuple[int | None, datetime, float]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -74,12 +75,13 @@ class _Collector:
         v = math.nan
         if isinstance(raw, int | float | str) and not isinstance(raw, bool):
             try:
-                v = float(raw)
+                v = float(raw) * self.unit.factor
             except ValueError:
                 pass
         if not (math.isfinite(v) and 0 <= v <= MAX_INTENSITY):
-            self.problem(where, "not an intensity", repr(raw) if raw is not None else "null",
-                         ALLOWED_VALUE, line)
+            allowed = ALLOWED_VALUE if self.unit is IntensityUnit.G_PER_KWH else (
+                f"a number of {self.unit.value} from 0 to {MAX_INTENSITY / self.unit.factor:,.0f}")
+            self.problem(where, "not an intensity", repr(raw) if raw is not None else "null", allowed, line)
             return None
         return v
 
@@ -89,7 +91,8 @@ class _Collector:
 
 
 def parse_ci_csv(text: str, source: str, zone: str, assume_tz: tzinfo = UTC,
-                 max_gap_s: int = DEFAULT_MAX_GAP_S) -> IntensitySeries:
+                 max_gap_s: int = DEFAULT_MAX_GAP_S, *,
+                 unit: IntensityUnit = IntensityUnit.G_PER_KWH) -> IntensitySeries:
     """Read a ``Time,Carbon Intensity`` CSV. Times without an offset are in ``assume_tz``.
 
     >>> parse_ci_csv("Time,Carbon Intensity\\n2020-01-01 00:00:00,120.5\\n"
@@ -100,7 +103,7 @@ def parse_ci_csv(text: str, source: str, zone: str, assume_tz: tzinfo = UTC,
         InvalidInput: a wrong header, or rows with a bad time or value, out of order, or
             with gaps over ``max_gap_s``; each located by file and line.
     """
-    c = _Collector(source, zone)
+    c = _Collector(source, zone, unit)
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != CI_HEADER:
@@ -120,7 +123,8 @@ def parse_ci_csv(text: str, source: str, zone: str, assume_tz: tzinfo = UTC,
 
 def parse_em_export(text: str, source: str, zone: str | None = None,
                     basis: IntensityBasis = IntensityBasis.LIFECYCLE,
-                    max_gap_s: int = DEFAULT_MAX_GAP_S) -> IntensitySeries:
+                    max_gap_s: int = DEFAULT_MAX_GAP_S, *,
+                    unit: IntensityUnit = IntensityUnit.G_PER_KWH) -> IntensitySeries:
     """Read an Electricity Maps export (hourly, daily, ...); ``zone`` picks one ``Zone Id``
     from a file holding several. Estimated rows are used and counted in ``source``.
 
@@ -142,7 +146,7 @@ def parse_em_export(text: str, source: str, zone: str | None = None,
         raise InvalidInput([Problem(EM_ZONE, "the file holds several zones; name one", ",".join(zones),
                                     f"one of {', '.join(zones)}", source, 1)])
     chosen = zone if zone is not None else zones[0]
-    c = _Collector(source, chosen)
+    c = _Collector(source, chosen, unit)
     estimated = 0
     for line, r in rows:
         if (r.get(zone_col) or "").strip() != chosen:
@@ -157,7 +161,8 @@ def parse_em_export(text: str, source: str, zone: str | None = None,
                            f"{estimated} of {len(s.values)} rows estimated)")
 
 
-def parse_em_wide(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S) -> dict[str, IntensitySeries]:
+def parse_em_wide(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S, *,
+                  unit: IntensityUnit = IntensityUnit.G_PER_KWH) -> dict[str, IntensitySeries]:
     """Read ``date,time,<zone>...`` (``2/12/20,0:00:00,256.35,...``; UTC), one series per zone.
 
     Raises:
@@ -168,7 +173,7 @@ def parse_em_wide(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S) ->
     if len(header) < 3 or [h.lower() for h in header[:2]] != ["date", "time"] or not all(header[2:]):
         raise InvalidInput([Problem("header", "not a date,time,<zone>... CSV", ",".join(header),
                                     "date,time,<zone id>,<zone id>...", source, 1)])
-    cs = {z: _Collector(source, z) for z in header[2:]}
+    cs = {z: _Collector(source, z, unit) for z in header[2:]}
     first = cs[header[2]]
     for row in reader:
         line = reader.line_num
@@ -186,7 +191,8 @@ def parse_em_wide(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S) ->
     return {z: _build(c, max_gap_s) for z, c in cs.items()}
 
 
-def parse_gb_api_json(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S) -> IntensitySeries:
+def parse_gb_api_json(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S, *,
+                      unit: IntensityUnit = IntensityUnit.G_PER_KWH) -> IntensitySeries:
     """Read a GB Carbon Intensity API answer: ``{"data": [{"from", "to", "intensity":
     {"forecast", "actual", "index"}}]}``, using ``actual`` and, where it is null, ``forecast``.
 
@@ -198,7 +204,7 @@ def parse_gb_api_json(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S
         InvalidInput: not JSON, not that shape, or an entry without a usable time or value.
     """
     doc = _json(text, source)
-    c = _Collector(source, "GB")
+    c = _Collector(source, "GB", unit)
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
         raise InvalidInput([Problem("data", "missing or not a list", type(data).__name__,
@@ -220,7 +226,8 @@ def parse_gb_api_json(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S
                         if forecasts else source)
 
 
-def parse_em_api_json(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S) -> IntensitySeries:
+def parse_em_api_json(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S, *,
+                      unit: IntensityUnit = IntensityUnit.G_PER_KWH) -> IntensitySeries:
     """Read an Electricity Maps v3 answer: ``{"zone": "DE", "history"|"data": [{"datetime":
     "2019-05-21T00:00:00.000Z", "carbonIntensity": 302, ...}]}``. Null intensities (hours the
     service has no data for) are skipped and counted in ``source``.
@@ -237,7 +244,7 @@ def parse_em_api_json(text: str, source: str, max_gap_s: int = DEFAULT_MAX_GAP_S
         raise InvalidInput([Problem(key, "missing or not a list", type(entries).__name__,
                                     '{"zone": ..., "history" or "data": [...]}', source)])
     zone = doc.get("zone") or next((e.get("zone") for e in entries if isinstance(e, dict)), None)
-    c = _Collector(source, str(zone or ""))
+    c = _Collector(source, str(zone or ""), unit)
     if not zone:
         c.problem("zone", "missing", None, "a zone id, e.g. DE", None)
     missing = 0

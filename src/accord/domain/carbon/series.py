@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -42,6 +42,41 @@ class IntensityBasis(enum.Enum):
 
     LIFECYCLE = "lifecycle"
     DIRECT = "direct"
+
+
+class IntensityUnit(enum.Enum):
+    """The unit a file's intensities are in; Accord works in g/kWh (= kg/MWh). Some
+    marginal-emissions signals are published in lb CO2/MWh."""
+
+    G_PER_KWH = "g/kWh"
+    KG_PER_MWH = "kg/MWh"
+    LB_PER_MWH = "lb/MWh"
+    KG_PER_KWH = "kg/kWh"
+
+    @property
+    def factor(self) -> float:
+        """g/kWh in one of this unit.
+
+        >>> round(IntensityUnit.LB_PER_MWH.factor, 4)
+        0.4536
+        """
+        return {"g/kWh": 1.0, "kg/MWh": 1.0, "lb/MWh": 0.45359237, "kg/kWh": 1000.0}[self.value]
+
+
+PLAUSIBLE_G_PER_KWH = (1.0, 1100.0)   # the means of real grids: clean hydro/nuclear to lignite
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A span [start, end) a series did not cover, filled from elsewhere."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def hours(self) -> float:
+        """Its length in hours."""
+        return (self.end - self.start).total_seconds() / HOUR_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +266,91 @@ def resample(s: IntensitySeries, step_s: int) -> IntensitySeries:
     values = [s._integral_s(first + k * step_s, first + (k + 1) * step_s) / step_s for k in range(count)]
     start = s.start + timedelta(seconds=first)
     return series(s.zone, start, step_s, values, s.source)
+
+
+def implausible(s: IntensitySeries) -> str | None:
+    """Why ``s``'s magnitude is implausible for a grid's intensity in g/kWh (a file in
+    another unit, most likely), or None when its mean lies in :data:`PLAUSIBLE_G_PER_KWH`.
+
+    >>> implausible(series("GB", EPOCH, 3600, [0.2, 0.3]))[:38]
+    'GB: mean 0.25 g/kWh is implausibly low'
+    """
+    mean = sum(s.values) / len(s.values)
+    low, high = PLAUSIBLE_G_PER_KWH
+    if mean < low:
+        return (f"{s.zone}: mean {mean:.3g} g/kWh is implausibly low for a grid (real grids average "
+                f"{low:g} to {high:,.0f}); is the file in kg/kWh or t/MWh? (--carbon-unit kg/kWh)")
+    if mean > high:
+        return (f"{s.zone}: mean {mean:,.0f} g/kWh is above the dirtiest real grids (about {high:,.0f}); "
+                "is the file in lb/MWh? (--carbon-unit lb/MWh)")
+    return None
+
+
+def fill_gaps(real: IntensitySeries | None, zone: str, start: datetime, end: datetime,
+              fill: Callable[[datetime], float], source: str) -> tuple[IntensitySeries, tuple[Gap, ...]]:
+    """A series covering [start, end): ``real``'s values wherever it has them, ``fill(t)``
+    (a typical profile, say) in the spans it misses, at ``real``'s resolution and on its
+    grid (hourly from the whole hour without ``real``); and those spans, in order.
+
+    >>> t0 = datetime(2020, 1, 1, tzinfo=UTC)
+    >>> real = series("GB", t0 + timedelta(hours=1), 3600, [100.0])
+    >>> s, gaps = fill_gaps(real, "GB", t0, t0 + timedelta(hours=3), lambda t: 7.0, "x")
+    >>> s.values, [g.hours for g in gaps]
+    ((7.0, 100.0, 7.0), [1.0, 1.0])
+
+    Raises:
+        InvalidInput: naive times or an empty span.
+    """
+    a, b = _offset(start, EPOCH, "start"), _offset(end, EPOCH, "end")
+    if b <= a:
+        raise InvalidInput([Problem("span", "the span must not be empty",
+                                    f"[{start.isoformat()}, {end.isoformat()})", "start < end")])
+    step = real.step_s if real is not None else HOUR_S
+    points: list[tuple[float, float]] = []
+    gaps: list[Gap] = []
+    cursor = math.floor(a / step) * step if real is None else a
+    for lo, hi, pts in _runs(real, a, b):
+        if lo > cursor:
+            _fill(points, gaps, cursor, lo, step, fill, backwards=True)
+        points.extend(pts)
+        cursor = max(cursor, hi)
+    if cursor < b:
+        _fill(points, gaps, cursor, b, step, fill, backwards=False)
+    clipped = tuple(Gap(max(g.start, start), min(g.end, end)) for g in gaps)
+    return IntensitySeries(zone, tuple(EPOCH + timedelta(seconds=t) for t, _ in points),
+                           tuple(v for _, v in points), step, source), clipped
+
+
+_Run = tuple[float, float, list[tuple[float, float]]]
+
+
+def _runs(real: IntensitySeries | None, a: float, b: float) -> list[_Run]:
+    """``real``'s stretches without holes that reach into [a, b): (from, to, points) in
+    epoch seconds; a point holds for ``step_s`` at most."""
+    if real is None:
+        return []
+    origin, step = real.start.timestamp(), real.step_s
+    runs: list[_Run] = []
+    for off, v in zip(real._secs, real.values, strict=False):
+        t = origin + off
+        if t + step <= a or t >= b:
+            continue
+        if runs and runs[-1][1] >= t:
+            runs[-1][2].append((t, v))
+            runs[-1] = (runs[-1][0], t + step, runs[-1][2])
+        else:
+            runs.append((t, t + step, [(t, v)]))
+    return runs
+
+
+def _fill(points: list[tuple[float, float]], gaps: list[Gap], x: float, y: float, step: int,
+          fill: Callable[[datetime], float], backwards: bool) -> None:
+    """Points every ``step`` covering [x, y): on the grid of what follows (ending at ``y``)
+    or of what came before (starting at ``x``); either way after the last point so far."""
+    first = y - math.ceil((y - x) / step) * step if backwards else x
+    points.extend((t, fill(EPOCH + timedelta(seconds=t)))
+                  for t in (first + k * step for k in range(math.ceil((y - first) / step))))
+    gaps.append(Gap(EPOCH + timedelta(seconds=x), EPOCH + timedelta(seconds=y)))
 
 
 # ─── internals ───────────────────────────────────────────────────────────────────────────
