@@ -27,8 +27,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from accord.adapters.clock import FakeClock
+from accord.adapters.sql.agent_store import SqlAgents
+from accord.adapters.sql.file_store import SqlFiles
 from accord.adapters.sql.campaign_store import SqlCampaigns
+from accord.domain.agent import attest
+from accord.domain.jobs.files import OutputFile
+from accord.domain.agent.protocol import Order, OrderKind, Report, order_id
 from accord.domain.campaigns.campaign import CollectedLog
+from accord.domain.jobs.site import RemoteState
 from accord.domain.ledger.usage import UsageRecord
 from tests.api.access_world import ALL_SCOPES, MONTH0, MONTH1, T0, World, make_world
 
@@ -167,6 +173,9 @@ def build(w: World) -> None:
     w.ids["E_FR"] = next(e["id"] for e in entries if e["host"] == "fr")     # fr's account pays
     w.ids["E_UK"] = next(e["id"] for e in entries if e["host"] == "uk")
 
+    w.ids["ATT"] = signed_usage(w)
+    job_output(w, w.ids["J_A"])
+
     w.ids["T_ALICE"] = fresh_token(w)["tok"]
     w.ids["PEM"] = w.client.get("/api/v1/ledger/public-key").text
 
@@ -187,6 +196,29 @@ def build(w: World) -> None:
                                json.dumps({"status": "success", "scores": []}), T0, data))
     store.mark_collected("c-joint", run["task"], run["model"], T0)
     w.ids["LOG"] = sha
+
+
+def signed_usage(w: World) -> str:
+    """A usage signed by a site's agent key, as the hub keeps it (paris runs no agent in this
+    world: the store takes it as it would from one); its digest."""
+    start = T0 - timedelta(hours=3)
+    u = attest.Usage("paris", "j-att.1", "j-att", "9", "paris", "completed", start,
+                     start + timedelta(hours=1), 1, 3600.0, 0, None)
+    signed = attest.sign(u, bytes(range(32)))
+    store = SqlAgents(w.store)
+    kind = OrderKind.DISPATCH
+    store.add_order(Order(order_id(u.ref, kind), "paris", kind, u.ref, u.job_id, start))
+    report = Report(u.ref, RemoteState.COMPLETED, u.local_id, u.start, u.end, 0, 1, 3600.0, usage=signed)
+    digest = attest.digest(signed.body)
+    store.report("paris", [(report, digest)], T0)
+    return digest
+
+
+def job_output(w: World, job_id: str) -> None:
+    """An output file of the job at the hub, as a site's agent would send it home."""
+    data = b"{}"
+    o = OutputFile("paris", f"{job_id}.1", job_id, "results.json", hashlib.sha256(data).hexdigest(), len(data))
+    SqlFiles(w.store).add_output(o, data, (10, 1000), T0)
 
 
 def fill(text: str, names: Names) -> str:
@@ -252,6 +284,12 @@ MATRIX: list[Case] = [
          lacks=("jobs:read",)),
     Case("GET", "/api/v1/jobs/{job_id}/logs", frozenset({"claire", "root"}), "/api/v1/jobs/{J_C}/logs",
          lacks=("jobs:read",)),
+    Case("GET", "/api/v1/jobs/{job_id}/outputs", frozenset({"alice", "root"}), "/api/v1/jobs/{J_A}/outputs",
+         lacks=("jobs:read",)),
+    Case("GET", "/api/v1/jobs/{job_id}/outputs/{name:path}", frozenset({"alice", "root"}),
+         "/api/v1/jobs/{J_A}/outputs/results.json", lacks=("jobs:read",)),
+    Case("POST", "/api/v1/files", EVERYONE, body={"an": "input file"}, lacks=("jobs:write",),
+         label="any signed-in person may upload an input (it is kept by its SHA-256; a job names it)"),
     Case("GET", "/api/v1/jobs/{job_id}/footprint", EVERYONE - {"bob", "claire"},
          "/api/v1/jobs/{J_A}/footprint", lacks=("jobs:read",)),
     Case("POST", "/api/v1/jobs/{job_id}/cancel", frozenset({"alice", "opfr", "root"}),
@@ -287,6 +325,9 @@ MATRIX: list[Case] = [
          f"/api/v1/ledger/reconcile?period={MONTH0}", lacks=AUDITORS),
     Case("GET", "/api/v1/statements/{agreement}/{period}", UF_BOOKS, f"/api/v1/statements/uk-fr/{MONTH0}",
          lacks=("ledger:read",)),
+    # a host's signed usage, by the digest a ledger entry names: whoever may verify the whole ledger
+    Case("GET", "/api/v1/usage/attestations/{digest}", frozenset({"audfr", "root"}),
+         "/api/v1/usage/attestations/{ATT}", lacks=AUDITORS),
     Case("GET", "/api/v1/agreements/{agreement}/quotas", UF_BOOKS, "/api/v1/agreements/uk-fr/quotas",
          lacks=("ledger:read",)),
 
@@ -434,6 +475,7 @@ HIDDEN: list[tuple[str, str, str, str, Any]] = [
     ("bob", "GET", "/api/v1/jobs/{J_A}", "J_A", None),
     ("bob", "GET", "/api/v1/jobs/{J_A}/logs", "J_A", None),
     ("bob", "GET", "/api/v1/jobs/{J_A}/footprint", "J_A", None),
+    ("bob", "GET", "/api/v1/jobs/{J_A}/outputs", "J_A", None),
     ("bob", "POST", "/api/v1/jobs/{J_A}/cancel", "J_A", None),
     ("bob", "GET", "/api/v1/ledger/entries?job={J_A}", "J_A", None),
     ("bob", "POST", "/api/v1/ledger/entries/{E_FR}/corrections", "E_FR", REFUND),
@@ -452,10 +494,12 @@ HIDDEN: list[tuple[str, str, str, str, Any]] = [
     ("claire", "GET", "/api/v1/campaigns/{C}/logs/{LOG}", "C", None),
     ("claire", "POST", "/api/v1/campaigns/{C}/release", "C", {"partner": "uk"}),
     ("claire", "GET", "/api/v1/campaigns/c-joint/logs/{LOG}", "LOG", None),
+    ("pofr", "GET", "/api/v1/usage/attestations/{ATT}", "ATT", None),
 ]
 MISSING = {"J_A": NO_SUCH["job"], "E_FR": NO_SUCH["entry"], "E_UK": NO_SUCH["entry"],
            "T_ALICE": NO_SUCH["token"], "U": NO_SUCH["user"], "P": NO_SUCH["project"],
-           "a2": NO_SUCH["alloc"], "BIG": NO_SUCH["job"], "C": NO_SUCH["camp"], "LOG": NO_SUCH["sha"]}
+           "a2": NO_SUCH["alloc"], "BIG": NO_SUCH["job"], "C": NO_SUCH["camp"], "LOG": NO_SUCH["sha"],
+           "ATT": NO_SUCH["sha"]}
 
 
 @pytest.mark.parametrize(("user", "method", "path", "name", "body"), HIDDEN,

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute, Mount, Route
 
-from tests.api.access_world import World, make_world
+from tests.api.access_world import ADMIN, World, make_world
 from tests.api.test_authz_matrix import MATRIX
 
 # (method, path template) → why anyone may call it without a token ("*": a mount, every method)
@@ -27,6 +28,20 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/redoc"): "the schema's ReDoc page",
     ("*", "/dashboard"): "the dashboard's static files: they hold no data and read everything "
                          "through the API with the user's own token",
+}
+
+# (method, path template) → why no token reaches it: the site agents' routes take only an RFC 9421
+# signature by a current key of an agent site (docs/design/site-agent.md); a bearer token,
+# even the admin's, is no credential there, and what each answers is its own site's alone
+AGENT_ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/api/agent/v1/site"): "the agent's own site: its partner and pools",
+    ("GET", "/api/agent/v1/orders"): "the orders for the agent's own site",
+    ("POST", "/api/agent/v1/acks"): "the agent holds orders of its own site",
+    ("POST", "/api/agent/v1/reports"): "what the agent says of its own site's jobs, usage signed by the site",
+    ("POST", "/api/agent/v1/heartbeat"): "the agent's loads and what it holds",
+    ("POST", "/api/agent/v1/logs"): "output of its own site's jobs, streamed home",
+    ("GET", "/api/agent/v1/inputs/{sha256}"): "an input file of one of its own site's jobs",
+    ("POST", "/api/agent/v1/outputs"): "a declared output file of one of its own site's jobs",
 }
 
 
@@ -61,11 +76,12 @@ def test_every_route_is_in_the_matrix_or_public(world: World) -> None:
     routes = declared(world)
     matrix = {c.key for c in MATRIX}
     assert len([k for k in routes if isinstance(routes[k], APIRoute)]) >= 48   # the app is whole
-    unlisted = sorted(k for k in routes if k not in matrix and k not in PUBLIC)
+    unlisted = sorted(k for k in routes if k not in matrix and k not in PUBLIC and k not in AGENT_ROUTES)
     assert not unlisted, f"routes nobody said who may call: add them to MATRIX (or PUBLIC): {unlisted}"
-    both = sorted(matrix & PUBLIC.keys())
-    assert not both, f"public routes in the matrix: {both}"
-    stale = sorted((matrix | PUBLIC.keys()) - routes.keys())
+    public, agent = PUBLIC.keys(), AGENT_ROUTES.keys()
+    both = sorted((matrix & public) | (matrix & agent) | (public & agent))
+    assert not both, f"routes on two lists: {both}"
+    stale = sorted((matrix | PUBLIC.keys() | AGENT_ROUTES.keys()) - routes.keys())
     assert not stale, f"the matrix or the public list names routes the app does not have: {stale}"
 
 
@@ -86,3 +102,21 @@ def test_public_routes_answer_without_a_token(world: World) -> None:
         url = "/dashboard/" if method == "*" else path
         r = world.client.request("GET" if method == "*" else method, url)
         assert r.status_code == 200, (method, path, r.status_code, r.text[:200])
+
+
+def test_agent_routes_are_every_route_under_the_agent_prefix(world: World) -> None:
+    under = {k for k in declared(world) if k[1].startswith("/api/agent/")}
+    assert under == AGENT_ROUTES.keys()
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(AGENT_ROUTES))
+def test_agent_routes_refuse_a_request_without_a_signature(world: World, method: str, path: str) -> None:
+    client = TestClient(world.client.app, raise_server_exceptions=False, client=(f"agentless-{path}", 1))
+    params: dict[str, str | int] = {"ref": "x", "stream": "stdout", "offset": 0, "name": "o",
+                                    "sha256": "0" * 64}
+    for headers in ({}, ADMIN, {"Authorization": "Signature keyid=x"}):
+        r = client.request(method, path.replace("{sha256}", "0" * 64), params=params,
+                           headers=headers, content=b"{}" if method == "POST" else None)
+        assert r.status_code == 401, (method, path, headers, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "needs an HTTP message signature" in r.json()["detail"]

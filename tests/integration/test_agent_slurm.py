@@ -34,7 +34,9 @@ FINAL = ("completed", "failed", "cancelled", "timed_out")
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Namespace, NamespacedHub, dict[str, AgentProcess], dict[str, str]]]:
+def world(
+    tmp_path: Path,
+) -> Iterator[tuple[Namespace, NamespacedHub, dict[str, AgentProcess], dict[str, str]]]:
     clusters = {s: cluster_settings(s) for s in SITES}
     keys = site_keys(tmp_path / "keys")
     fed = tmp_path / "federation.toml"
@@ -61,9 +63,26 @@ def world(tmp_path: Path) -> Iterator[tuple[Namespace, NamespacedHub, dict[str, 
 
 
 def _agent(url: str, site: str, tmp: Path, ca: Path, c: Cluster) -> AgentProcess:
-    return AgentProcess(url, site, tmp / "keys" / site / "site.key", tmp / f"agent-{site}", ca, backend="slurm",
-                        extra=("--cluster", site, "--slurm-conf", c.slurm_conf, "--partition", c.partition,
-                               "--account", "accord", "--resync", "20"))
+    return AgentProcess(
+        url,
+        site,
+        tmp / "keys" / site / "site.key",
+        tmp / f"agent-{site}",
+        ca,
+        backend="slurm",
+        extra=(
+            "--cluster",
+            site,
+            "--slurm-conf",
+            c.slurm_conf,
+            "--partition",
+            c.partition,
+            "--account",
+            "accord",
+            "--resync",
+            "20",
+        ),
+    )
 
 
 def _submit(client: httpx.Client, n: int, sleep: str, tag: str) -> list[str]:
@@ -71,8 +90,13 @@ def _submit(client: httpx.Client, n: int, sleep: str, tag: str) -> list[str]:
     for i in range(n):
         site = list(SITES)[i % 2]
         gpus = [1, 2, 3, 4, 6][i % 5]
-        doc = {"name": f"{tag}-{i}", "gpus": gpus, "site": site, "partner": "uk" if site == "jeanzay" else "fr",
-               "command": ["bash", "-c", f"echo out {tag} {i}; echo err {tag} {i} >&2; sleep {sleep}"]}
+        doc = {
+            "name": f"{tag}-{i}",
+            "gpus": gpus,
+            "site": site,
+            "partner": "uk" if site == "jeanzay" else "fr",
+            "command": ["bash", "-c", f"echo out {tag} {i}; echo err {tag} {i} >&2; sleep {sleep}"],
+        }
         r = client.post("/api/v1/jobs", json=doc)
         assert r.status_code in (200, 201), r.text
         ids.append(r.json()["id"])
@@ -96,9 +120,25 @@ def _wait(hub: NamespacedHub, ids: list[str], timeout: float) -> list[dict]:  # 
 
 def _sacct(c: Cluster, job_id: str) -> list[tuple[int, int, str]]:
     """(allocated GPUs, elapsed seconds, state) of every Slurm job of this Accord job."""
-    out = subprocess.run(["sacct", "-M", c.name, "-X", "-n", "-P", "-a", "-S", "now-1days", "-o",
-                          "Comment,AllocTRES,ElapsedRaw,State"], capture_output=True, text=True, check=True,
-                         env={"SLURM_CONF": c.slurm_conf, "PATH": "/usr/bin:/bin"}).stdout
+    out = subprocess.run(
+        [
+            "sacct",
+            "-M",
+            c.name,
+            "-X",
+            "-n",
+            "-P",
+            "-a",
+            "-S",
+            "now-1days",
+            "-o",
+            "Comment,AllocTRES,ElapsedRaw,State",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"SLURM_CONF": c.slurm_conf, "PATH": "/usr/bin:/bin"},
+    ).stdout
     found = []
     for line in out.splitlines():
         comment, tres, elapsed, state = line.split("|")
@@ -153,19 +193,19 @@ def test_kills_and_a_cut_link_lose_nothing_and_run_nothing_twice(world) -> None:
     rng = random.Random(19)
     with hub.client() as client:
         ids = _submit(client, 8, "8", "fault")
-    for _ in range(3):                                   # agents killed at random moments
+    for _ in range(3):  # agents killed at random moments
         time.sleep(rng.uniform(0.5, 4))
         victim = agents[rng.choice(list(SITES))]
         victim.kill9()
         time.sleep(rng.uniform(0, 2))
         victim.start()
-    time.sleep(rng.uniform(0.5, 3))                      # the hub killed and started again
+    time.sleep(rng.uniform(0.5, 3))  # the hub killed and started again
     hub.kill9()
     hub.start()
     with hub.client() as client:
         ids += _submit(client, 4, "20", "cut")
     time.sleep(3)
-    ns.link(False)                                       # the link cut for a minute
+    ns.link(False)  # the link cut for a minute
     time.sleep(60)
     ns.link(True)
     jobs = _wait(hub, ids, timeout=300)

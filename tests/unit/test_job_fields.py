@@ -49,7 +49,8 @@ def test_every_declared_field_is_accepted_by_the_parser(small_federation: Federa
             spec.theme, spec.site, spec.name, spec.data_residency) == (
         ("python", "train.py"), 2, "H100", 7200, "clim", "uk", "climate", "bristol", "train", ("GB", "FR"))
     assert spec.earliest_start is not None and spec.deadline is not None
-    assert spec.inputs == ("data.csv=sha256:" + "ab" * 32,) and spec.outputs == ("results.json", "logs/*.json")
+    assert spec.inputs == ("data.csv=sha256:" + "ab" * 32,)
+    assert spec.outputs == ("results.json", "logs/*.json")
     script = parse_job_spec({"script": "#!/bin/bash\ntrue\n"}, small_federation)
     assert script.script == "#!/bin/bash\ntrue\n" and script.name == "script"
 

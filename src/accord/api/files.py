@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from accord.api.agent import Signed
 from accord.api.common import Caller, Svc, job_for, note_audit
-from accord.domain.access.rules import can_read_logs
+from accord.domain.access.rules import TokenScope, can_read_logs, token_scope
 from accord.service.files import names
 
 router = APIRouter()
@@ -29,6 +29,8 @@ async def upload(request: Request, s: Svc, p: Caller) -> dict[str, Any]:
     """Upload a job's input file (at most 64 MiB); name it in a job's ``inputs`` as
     ``NAME=sha256:HEX`` with the SHA-256 answered. The same bytes again: the same answer."""
     note_audit(request, "file.upload", "file (new)")
+    if (refusal := token_scope(p, TokenScope.JOBS_WRITE)) is not None:
+        refusal.require()
     got = s.files.upload(p.user, await request.body())
     note_audit(request, "file.upload", f"file sha256:{got['sha256']}")
     return got

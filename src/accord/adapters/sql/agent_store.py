@@ -111,7 +111,7 @@ class SqlAgents:
             }
             _owned(site, ids, {i: r["site"] for i, r in rows.items()}, "order")
             new = 0
-            for a in acks:
+            for a in {a.order: a for a in reversed(acks)}.values():  # an order twice: its first ack
                 if rows[a.order]["acked_at"] is None:
                     conn.execute(
                         update(agent_orders)
@@ -141,14 +141,18 @@ class SqlAgents:
                 ).all()
             )
             _owned(site, refs, owners, "job reference")
-            current = {
+            current: dict[str, Any] = {
                 r["ref"]: r
                 for r in conn.execute(select(agent_status).where(agent_status.c.ref.in_(refs))).mappings()
             }
+            changed = 0
             for rep, digest in reports:
                 if digest is not None and rep.usage is not None:
                     _add_usage(conn, site, rep.ref, digest, rep.usage, at)
-            return sum(_apply(conn, site, rep, digest, current.get(rep.ref), at) for rep, digest in reports)
+                row = _apply(conn, site, rep, digest, current.get(rep.ref), at)
+                if row is not None:  # a later report of the same job in this batch sees this one
+                    current[rep.ref], changed = row, changed + 1
+            return changed
 
     def signed_usage(self, digest: str) -> tuple[str, SignedUsage] | None:
         """The site and signed usage with this digest, if stored."""
@@ -341,9 +345,10 @@ def _append(conn: Connection, chunk: LogChunk, row: RowMapping | None, size: int
 
 
 def _apply(
-    conn: Connection, site: str, rep: Report, digest: str | None, old: RowMapping | None, at: datetime
-) -> bool:
-    """Store one report if it says something new; whether it did.
+    conn: Connection, site: str, rep: Report, digest: str | None, old: Mapping[str, Any] | None, at: datetime
+) -> dict[str, Any] | None:
+    """Store one report if it says something new (the same report again, or one of an
+    earlier state, does not); the row stored, or None if nothing changed.
 
     Raises:
         Conflict: an ended job reported ended with other figures.
@@ -366,16 +371,21 @@ def _apply(
     }
     if old is None:
         _insert_ignore(conn, agent_status, [row], "ref")
-        return True
+        return row
     was = RemoteState(old["state"])
     if was.is_final and was is not RemoteState.LOST:
         if rep.state.is_final and (old["attestation"] != digest or old["state"] != rep.state.value):
             raise Conflict(f"job {rep.ref} was reported {old['state']} before; a different end is refused")
-        return False
-    if _rank(rep.state) < _rank(was):
-        return False
+        return None
+    if _rank(rep.state) < _rank(was) or _same(old, row):
+        return None
     conn.execute(update(agent_status).where(agent_status.c.ref == rep.ref).values(**row))
-    return True
+    return row
+
+
+def _same(old: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    """Whether a report says nothing the stored one did not (its time of arrival aside)."""
+    return all(old[k] == v for k, v in row.items() if k != "updated_at")
 
 
 def _rank(state: RemoteState) -> int:

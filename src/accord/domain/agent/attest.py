@@ -128,8 +128,7 @@ def parse(body: str) -> Usage:
             d["exit_code"],
             d["energy_j"],
         )
-        if not math.isfinite(u.gpu_seconds) or u.gpu_seconds < 0 or u.end < u.start:
-            raise ValueError("gpu_seconds must be finite and from 0, end not before start")
+        _check_figures(u)
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(
             [
@@ -148,15 +147,27 @@ def parse(body: str) -> Usage:
                     "usage.body",
                     "is not in canonical form",
                     body[:80],
-                    "sorted keys, no spaces, times as YYYY-MM-DDTHH:MM:SSZ",
+                    "sorted keys, no spaces, times as YYYY-MM-DDTHH:MM:SS.ffffffZ",
                 )
             ]
         )
     return u
 
 
+def _check_figures(u: Usage) -> None:
+    """Raises ValueError: a figure of ``u`` is of the wrong type or out of range."""
+    if not math.isfinite(u.gpu_seconds) or u.gpu_seconds < 0 or u.end < u.start or u.gpus < 0:
+        raise ValueError("gpus and gpu_seconds must be finite and from 0, end not before start")
+    if u.exit_code is not None and (isinstance(u.exit_code, bool) or not isinstance(u.exit_code, int)):
+        raise ValueError("exit_code must be an integer or null")
+    e = u.energy_j
+    if e is not None and (isinstance(e, bool) or not isinstance(e, int | float) or not 0 <= e < math.inf):
+        raise ValueError("energy_j must be a finite number from 0, or null")
+
+
 def check_report(u: Usage, report: Report, site: str) -> None:
-    """That the signed usage is the report's: same site, reference, times and GPU-seconds.
+    """That the signed usage is the report's: same site, reference, state, times, GPUs,
+    GPU-seconds, exit code and energy (every figure the usage record takes from the report).
 
     Raises:
         Forbidden: the usage is another site's or another job's.
@@ -167,17 +178,33 @@ def check_report(u: Usage, report: Report, site: str) -> None:
             f"usage: signed for site {u.site!r}, job {u.ref!r}; the report is site "
             f"{site!r}, job {report.ref!r}"
         )
-    if (report.started_at, report.ended_at, report.gpu_seconds) != (u.start, u.end, u.gpu_seconds):
-        raise InvalidInput(
-            [
-                Problem(
-                    f"reports[{report.ref}]",
-                    "differs from the usage it carries",
-                    f"{report.gpu_seconds} GPU-s",
-                    f"{u.gpu_seconds} GPU-s, as signed",
-                )
-            ]
+    said = {
+        "state": report.state.value,
+        "started_at": report.started_at,
+        "ended_at": report.ended_at,
+        "gpus": report.gpus,
+        "gpu_seconds": report.gpu_seconds,
+        "exit_code": report.exit_code,
+        "energy_j": report.energy_j,
+    }
+    figures = (u.state, u.start, u.end, u.gpus, u.gpu_seconds, u.exit_code, u.energy_j)
+    signed = dict(zip(said, figures, strict=True))
+    problems = [
+        Problem(
+            f"reports[{report.ref}].{k}",
+            "differs from the usage it carries",
+            _show(v),
+            f"{_show(signed[k])}, as signed",
         )
+        for k, v in said.items()
+        if v != signed[k]
+    ]
+    if problems:
+        raise InvalidInput(problems)
+
+
+def _show(v: object) -> str:
+    return _stamp(v) if isinstance(v, datetime) else repr(v)
 
 
 def _stamp(t: datetime) -> str:
