@@ -3,80 +3,30 @@ a federation whose sites run agents, site keys, and ``accord site run`` as a rea
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import ssl
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from accord.adapters.private_ca import PrivateCa, make_private_ca
 from accord.site_runtime import keygen
 from tests.integration.server import AccordProcess
 
 SITES = {"isambard": "uk", "jeanzay": "fr"}
 
 
-@dataclass(frozen=True)
-class Tls:
-    """A private CA and a certificate it signed for the hub's addresses."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+Tls = PrivateCa
 
 
 def make_tls(where: Path, addresses: tuple[str, ...] = ("127.0.0.1",)) -> Tls:
-    """A CA and a server certificate for ``addresses`` (and localhost), valid for a day."""
-    where.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("Accord test CA"))
-        .issuer_name(_name("Accord test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans = [x509.DNSName("localhost"), *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses)]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("accord hub"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    tls = Tls(where / "ca.pem", where / "hub.pem", where / "hub.key")
-    tls.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    tls.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    tls.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return tls
+    """A private CA and a hub certificate for ``addresses`` (and localhost)."""
+    return make_private_ca(where, addresses)
 
 
 def site_keys(where: Path, sites: tuple[str, ...] = tuple(SITES)) -> dict[str, str]:
