@@ -17,6 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "slurm-testbed.sh"
 CLUSTERS = ("isambard", "jeanzay")
 
+# The testbed's clusters are shared (queues, nodes, controllers a test stops): the tests that
+# use them never run at the same time. Under pytest-xdist (scripts/test: ``-n logical --dist
+# loadgroup``) every one is in this group, so they run one after another on one worker. A
+# module that uses the testbed says ``pytestmark = SERIAL`` (or marks its testbed tests).
+GROUP = "slurm-testbed"
+SERIAL = pytest.mark.xdist_group(GROUP)
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -27,7 +34,12 @@ class Cluster:
 
 
 def cluster_settings(name: str) -> Cluster:
-    """The settings of one testbed cluster; skips (which fails CI) if the testbed is down."""
+    """The settings of one testbed cluster; skips (which fails CI) if the testbed is down.
+
+    Raises:
+        AssertionError: called, under pytest-xdist, by a test outside the testbed's group.
+    """
+    _check_serialised()
     if os.geteuid() != 0:
         pytest.skip("the Slurm testbed needs root")
     status = subprocess.run([str(SCRIPT), "status"], capture_output=True, text=True, check=False)
@@ -40,8 +52,21 @@ def cluster_settings(name: str) -> Cluster:
                    env["ACCORD_SLURM_JOBS_DIR"])
 
 
+def _check_serialised() -> None:
+    """Under pytest-xdist, refuse a test outside :data:`GROUP` (with ``--dist loadgroup``
+    its node id ends in ``@slurm-testbed``): it could run beside another testbed test."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")   # "NODEID@GROUP[_GROUP...] (setup)"
+    groups = current.rsplit("@", 1)[-1].split(" ")[0].split("_") if "@" in current else []
+    assert GROUP in groups, (
+        f"{current}: a test that uses the Slurm testbed must be in xdist group {GROUP!r} "
+        "(pytestmark = SERIAL from tests/integration/slurm_testbed.py) and run with --dist loadgroup")
+
+
 def ctld(action: str, cluster: str) -> None:
     """Stop or start one cluster's slurmctld (``stop-ctld`` / ``start-ctld``)."""
+    _check_serialised()
     subprocess.run([str(SCRIPT), f"{action}-ctld", cluster], check=True, capture_output=True)
 
 

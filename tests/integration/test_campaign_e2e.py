@@ -40,7 +40,7 @@ from tests.conftest import SMALL_FEDERATION
 from tests.fixtures.campaigns.model_server import EXPECTED, ModelServer
 from tests.integration.in_force import write_in_force
 from tests.integration.server import AccordProcess, run_cli
-from tests.integration.slurm_testbed import slurm_federation_text
+from tests.integration.slurm_testbed import SERIAL, slurm_federation_text
 
 ADMIN_TOKEN = "campaign-admin-token"
 THIRD_PARTNER = """
@@ -136,6 +136,7 @@ def _campaign(url: str) -> dict[str, Any]:
     }
 
 
+@SERIAL
 def test_two_partner_campaign_on_slurm_embargo_release_and_ledger(testbed: Bed) -> None:
     tb = testbed
     now = datetime.now(UTC)

@@ -26,6 +26,9 @@ import pytest
 from tests.integration.in_force import demo_in_force
 from tests.integration.server import AccordProcess, run_cli
 
+# One worker runs the module under pytest-xdist: one server (the module's fixture) for all its tests.
+pytestmark = pytest.mark.xdist_group("cli-access")
+
 RESEARCHER_SCOPES = ("jobs:read", "jobs:write", "projects:read", "projects:write")
 
 

@@ -12,6 +12,9 @@ import pytest
 
 from tests.integration.server import AccordProcess
 
+# One worker runs the module under pytest-xdist: one server (the module's fixture) for all its tests.
+pytestmark = pytest.mark.xdist_group("cli-e2e")
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccordProcess]:

@@ -39,7 +39,8 @@ from playwright.sync_api import Browser, Page, Playwright, Response, ViewportSiz
 from tests.integration.in_force import demo_in_force
 from tests.integration.server import AccordProcess
 
-pytestmark = pytest.mark.integration
+# One worker runs the module under pytest-xdist: one server and one Chromium for all its tests.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("dashboard")]
 
 CHROMIUM = "/usr/bin/chromium"
 LAPTOP: ViewportSize = {"width": 1366, "height": 768}

@@ -15,9 +15,9 @@ from accord.cli import main
 from accord.domain.jobs.site import RemoteState
 from accord.domain.traces.trace import TraceFormat, parse_trace
 from tests.contract.backend_suite import BackendHarness, make_job, wait_final
-from tests.integration.slurm_testbed import cluster_settings, slurm_federation
+from tests.integration.slurm_testbed import SERIAL, cluster_settings, slurm_federation
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, SERIAL]
 FORMAT = "JobID,User,Submit,Start,End,Timelimit,AllocTRES,State"
 
 

@@ -10,7 +10,9 @@ import pytest
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.domain.jobs.site import RemoteState
 from tests.contract.backend_suite import BackendHarness, SiteBackendContract, make_job, wait_final
-from tests.integration.slurm_testbed import slurm_federation
+from tests.integration.slurm_testbed import SERIAL, slurm_federation
+
+pytestmark = SERIAL
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from tests.integration.server import AccordProcess
-from tests.integration.slurm_testbed import cluster_settings, slurm_federation_text
+from tests.integration.slurm_testbed import SERIAL, cluster_settings, slurm_federation_text
+
+pytestmark = SERIAL
 
 JOBS = 20
 

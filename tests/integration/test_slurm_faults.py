@@ -17,7 +17,9 @@ from accord.domain.jobs.model import DispatchStatus, Event, EventKind, Job, JobS
 from accord.domain.jobs.site import RemoteState
 from accord.service.broker import Broker
 from tests.contract.backend_suite import BackendHarness, make_job, wait_final
-from tests.integration.slurm_testbed import cluster_settings, ctld, slurm_federation
+from tests.integration.slurm_testbed import SERIAL, cluster_settings, ctld, slurm_federation
+
+pytestmark = SERIAL
 
 
 @pytest.fixture

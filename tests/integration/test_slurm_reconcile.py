@@ -21,7 +21,9 @@ from accord.domain.ledger import signing
 from accord.service.broker import Broker
 from accord.service.ledger import LedgerService
 from accord.service.reconcile import reconcile_period
-from tests.integration.slurm_testbed import slurm_federation
+from tests.integration.slurm_testbed import SERIAL, slurm_federation
+
+pytestmark = SERIAL
 
 
 @pytest.fixture
