@@ -396,6 +396,18 @@ class AgentStore(Protocol):
         """The latest dispatch order of the job at ``site``, if any."""
         ...
 
+    def live_dispatch(self, site: str, job_id: str) -> Order | None:
+        """The latest dispatch order of the job at ``site`` its agent has not disowned."""
+        ...
+
+    def generation(self, site: str) -> int:
+        """A number that changes when this process writes an order for ``site``."""
+        ...
+
+    def accept(self, site: str, nonce: str, expires_at: float, at: datetime, key_id: str) -> bool:
+        """Record a request's nonce and the agent's last word at once; False if a replay."""
+        ...
+
     def pending(self, site: str, limit: int) -> list[Order]:
         """Orders of ``site`` not yet acknowledged, oldest first."""
         ...

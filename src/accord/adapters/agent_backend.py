@@ -11,6 +11,7 @@ never sent elsewhere while they may run there. See ``docs/design/site-agent.md``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from accord.domain.agent.protocol import AgentSeen, AgentStatus, Order, OrderKind, Stream, order_id
@@ -21,6 +22,8 @@ from accord.domain.jobs.model import Job, Outcome
 from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.placement.records import PoolLoad
 from accord.ports import AgentStore, Clock
+
+SEEN_CACHE_S = 1.0  # how long a read of the agent's last word serves a backend
 
 
 def job_order(job: Job) -> dict[str, Any]:
@@ -54,9 +57,23 @@ class AgentBackend:
         self.silence_s = site.agent.silence_s
         self.store = store
         self.clock = clock
+        self._seen: tuple[datetime, AgentSeen] | None = None  # (when read, what was read)
 
     def _alive(self) -> AgentSeen:
-        seen = self.store.last_seen(self.site_id)
+        """The agent's last word, read at most once a :data:`SEEN_CACHE_S` (a pass asks often).
+
+        Raises:
+            Unavailable: never connected, or silent for longer than the site's ``silence_s``.
+        """
+        now, cached = self.clock.now(), self._seen
+        if cached is not None and 0 <= (now - cached[0]).total_seconds() < SEEN_CACHE_S:
+            seen: AgentSeen | None = cached[1]
+        else:
+            seen = self.store.last_seen(self.site_id)
+            self._seen = None if seen is None else (now, seen)
+        return self._check(seen)
+
+    def _check(self, seen: AgentSeen | None) -> AgentSeen:
         if seen is None:
             raise Unavailable(f"{self.site_id}: its agent has never connected")
         quiet = (self.clock.now() - seen.last_seen).total_seconds()
@@ -77,14 +94,10 @@ class AgentBackend:
         return out
 
     def look_up(self, job: Job) -> Dispatched | None:
-        """The job's dispatch order here, if it has one (orders are in the hub's own store)."""
-        order = self.store.dispatch_order(self.site_id, job.id)
-        if order is None:
-            return None
-        status = self.store.statuses([order.ref]).get(order.ref)
-        if status is not None and status.state is RemoteState.LOST:
-            return None
-        return Dispatched(order.ref, adopted=True)
+        """The job's dispatch order here, if it has one its agent has not disowned (orders
+        are in the hub's own store)."""
+        order = self.store.live_dispatch(self.site_id, job.id)
+        return None if order is None else Dispatched(order.ref, adopted=True)
 
     def submit(self, job: Job) -> Dispatched:
         """Write the job's dispatch order (once: an order still live is returned, adopted).

@@ -23,7 +23,9 @@ from accord.domain.jobs.codec import iso
 
 router = APIRouter(tags=["site agents"])
 PREFIX = "/api/agent/v1"
-POLL_EVERY_S = 0.25  # how often a long poll looks for new orders
+POLL_EVERY_S = 0.1  # how often a long poll checks this process's order bell (no database)
+LOOK_EVERY_S = 2.0  # how often it asks the database anyway (orders another replica wrote)
+GATHER_S = 0.1  # a woken poll waits this long, so one answer carries a pass's orders
 
 
 async def signed(request: Request) -> SignedRequest:
@@ -85,10 +87,19 @@ async def get_orders(
     one comes or ``wait`` seconds pass (the agent acknowledges each once it holds it)."""
     s = services_of(request)
     deadline = anyio.current_time() + wait
+    rung, looked = s.agents.generation(a.site), float("-inf")
     while True:
-        orders = await run_in_threadpool(s.agents.orders, a.site)
-        if orders or anyio.current_time() >= deadline or await request.is_disconnected():
-            return {"orders": [_order(o) for o in orders]}
+        now = anyio.current_time()
+        bell = s.agents.generation(a.site)
+        if bell != rung or now - looked >= LOOK_EVERY_S:  # an order here, or time to look anyway
+            if bell != rung:
+                await anyio.sleep(GATHER_S)  # let the pass write the rest of its orders
+            rung, looked = s.agents.generation(a.site), anyio.current_time()
+            orders = await run_in_threadpool(s.agents.orders, a.site)
+            if orders:
+                return {"orders": [_order(o) for o in orders]}
+        if now >= deadline or await request.is_disconnected():
+            return {"orders": []}
         await anyio.sleep(POLL_EVERY_S)
 
 

@@ -71,15 +71,18 @@ class AgentService:
         signed = self.verifier(method, url, headers, body, now, self._site_key)
         if self._site_key(signed.site, signed.key_id) is None:
             raise Unauthenticated(f"key {signed.key_id} is not a current key of site {signed.site!r}")
-        if not self.store.fresh_nonce(signed.site, signed.nonce, signed.expires, now.timestamp()):
+        if not self.store.accept(signed.site, signed.nonce, signed.expires, now, signed.key_id):
             raise Unauthenticated("request refused: replayed (its nonce was seen before)")
-        self.store.seen(signed.site, now, signed.key_id)
         return signed
 
     def site_view(self, site_id: str) -> SiteView:
         """What the agent is told of its own site. Raises Unauthenticated: not an agent site."""
         site = self._agent_site(site_id)
         return SiteView(site.id, site.partner, tuple((p.id, p.gpu_model, p.gpus) for p in site.pools))
+
+    def generation(self, site_id: str) -> int:
+        """Changes when this process writes an order for the site (a long poll's cue)."""
+        return self.store.generation(site_id)
 
     def orders(self, site_id: str) -> list[Order]:
         """The site's orders not yet acknowledged, oldest first (at most :data:`MAX_ORDERS`)."""

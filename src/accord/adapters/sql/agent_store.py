@@ -9,6 +9,7 @@ report delivered twice, or a chunk sent again after a lost answer changes nothin
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -41,12 +42,17 @@ from accord.domain.agent.protocol import (
 from accord.domain.errors import Conflict, Forbidden, NotFound
 from accord.domain.jobs.site import RemoteState
 
+PURGE_EVERY_S = 30.0  # how often expired nonces are deleted
+
 
 class SqlAgents:
     """The agent tables of a :class:`SqlStore`."""
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
+        self._lock = threading.Lock()
+        self._generation: dict[str, int] = {}
+        self._purged = 0.0
 
     # ------------------------------------------------------------ orders
     def add_order(self, order: Order) -> Order:
@@ -61,9 +67,41 @@ class SqlAgents:
             "job": None if order.job is None else json.dumps(order.job, sort_keys=True),
         }
         with self.store.transaction() as conn:
-            _insert_ignore(conn, agent_orders, [row], "id")
-            found = conn.execute(select(agent_orders).where(agent_orders.c.id == order.id)).mappings().one()
-        return _order(found)
+            if _insert_ignore(conn, agent_orders, [row], "id"):
+                found = None
+            else:
+                found = (
+                    conn.execute(select(agent_orders).where(agent_orders.c.id == order.id)).mappings().one()
+                )
+        if found is not None:
+            return _order(found)
+        with self._lock:
+            self._generation[order.site] = self._generation.get(order.site, 0) + 1
+        return order
+
+    def generation(self, site: str) -> int:
+        """A number that changes whenever this process writes an order for ``site`` (a long
+        poll waits on it instead of asking the database; orders another replica writes are
+        found by the poll's periodic look)."""
+        return self._generation.get(site, 0)
+
+    def live_dispatch(self, site: str, job_id: str) -> Order | None:
+        """The latest dispatch order of the job at ``site`` that its agent has not disowned."""
+        q = (
+            select(agent_orders)
+            .select_from(agent_orders.outerjoin(agent_status, agent_status.c.ref == agent_orders.c.ref))
+            .where(
+                agent_orders.c.site == site,
+                agent_orders.c.job_id == job_id,
+                agent_orders.c.kind == OrderKind.DISPATCH.value,
+                (agent_status.c.lost.is_(None)) | (agent_status.c.lost == 0),
+            )
+            .order_by(agent_orders.c.created_at.desc())
+            .limit(1)
+        )
+        with self.store.transaction() as conn:
+            row = conn.execute(q).mappings().first()
+        return None if row is None else _order(row)
 
     def dispatch_order(self, site: str, job_id: str) -> Order | None:
         """The latest dispatch order of the job at ``site``, if any."""
@@ -251,6 +289,31 @@ class SqlAgents:
                 ):
                     _insert_ignore(conn, agent_status, [row], "ref")
 
+    def accept(self, site: str, nonce: str, expires_at: float, at: datetime, key_id: str) -> bool:
+        """Record a request's nonce and that the site's agent was heard from, in one
+        transaction; False (and nothing recorded) if the nonce was seen before: a replay.
+        Expired nonces are purged every :data:`PURGE_EVERY_S`."""
+        now = at.timestamp()
+        with self.store.transaction() as conn:
+            if now - self._purged > PURGE_EVERY_S:
+                conn.execute(delete(agent_nonces).where(agent_nonces.c.expires_at < now))
+                self._purged = now
+            if not _insert_ignore(
+                conn,
+                agent_nonces,
+                [{"site": site, "nonce": nonce, "expires_at": expires_at}],
+                "site",
+                "nonce",
+            ):
+                return False
+            values = {"last_seen": at, "key_id": key_id}
+            if (
+                conn.execute(update(agent_sites).where(agent_sites.c.site == site).values(**values)).rowcount
+                == 0
+            ):
+                _insert_ignore(conn, agent_sites, [{"site": site, "loads": "{}", **values}], "site")
+        return True
+
     def fresh_nonce(self, site: str, nonce: str, expires_at: float, now: float) -> bool:
         """Record a request's nonce; False if it was seen before (a replay). Old ones are purged."""
         try:
@@ -432,9 +495,12 @@ def _order(r: RowMapping) -> Order:
     )
 
 
-def _insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> None:
+def _insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]], *keys: str) -> int:
+    """Insert the rows whose keys are new; how many were (counted by RETURNING: a driver's
+    rowcount for an INSERT ... ON CONFLICT DO NOTHING is not to be trusted, psycopg's is -1)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).values(rows).on_conflict_do_nothing(index_elements=[key]))
+    stmt = dialect.insert(table).values(rows).on_conflict_do_nothing(index_elements=list(keys))
+    return len(conn.execute(stmt.returning(table.c[keys[0]])).all())
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
