@@ -93,7 +93,8 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
     committer = GroupCommitter(db)
     submissions = Submissions(broker, gate, committer)
     audit = AuditWriter(access.store.audit_many, AuditSpool(data_dir / SPOOL_FILE if data_dir else None))
-    telemetry.watch(hub_sources(db.count_by_state_and_site, ledger, access, audit, committer, clock))
+    telemetry.watch(hub_sources(db.count_by_state_and_site, ledger, access, audit, committer, clock,
+                                agent_store))
     files = FileService(SqlFiles(db), clock)
     campaigns = CampaignService(broker, submissions, access, SqlCampaigns(db), files=files)
     return Services(

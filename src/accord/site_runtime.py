@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from accord.adapters import keys
+from accord.adapters.agent_metrics import AgentMetrics, MeteredHub, MeteredScheduler
 from accord.adapters.agent_state import SqliteAgentState
 from accord.adapters.clock import SystemClock
 from accord.adapters.hub_link import HttpHubLink
@@ -27,7 +28,7 @@ from accord.adapters.slurm.backend import SlurmBackend
 from accord.domain.agent.protocol import SiteView
 from accord.domain.errors import AccordError, InvalidInput, Problem, Unavailable
 from accord.domain.federation.model import BackendKind, GpuPool, LocalSettings, Site, SlurmSettings
-from accord.ports import SiteBackend
+from accord.ports import HubLink, SiteBackend
 from accord.service import log_context
 from accord.service.site_agent import AgentSettings, SiteAgent
 
@@ -54,6 +55,8 @@ class AgentOptions:
     heartbeat_s: float = 10.0
     resync_s: float = 3600.0
     log_format: str = "text"
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def keygen(out: Path) -> str:
@@ -122,42 +125,57 @@ def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
     log_context.configure(o.log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     private = keys.load(o.key, "--key")
-    hub = HttpHubLink(o.hub, o.site, private, ca=o.ca)
+    link = HttpHubLink(o.hub, o.site, private, ca=o.ca)
     state = SqliteAgentState(o.work_dir / "agent.db")
+    metrics = AgentMetrics(lambda: len(state.held()))
+    if o.metrics_port is not None:
+        metrics.serve(o.metrics_port, o.metrics_host)
+    hub = MeteredHub(link, metrics)
     stop = stop or threading.Event()
     try:
         view = _site_view(hub, stop)
         if view is None:
             return
-        site = site_record(view, o)
-        backend = backend_for(site, o)
-        root = getattr(backend, "root", o.work_dir / "jobs" / o.site)
-        agent = SiteAgent(
-            o.site,
-            backend,
-            hub,
-            state,
-            SystemClock(),
-            private,
-            _with_cluster(o),
-            files=JobDirectories(lambda job: Path(root) / job.id),
-        )
+        agent = _agent(o, view, hub, state, private, metrics)
         print(
-            f"Accord site agent for {o.site} is up (hub {o.hub}; backend {site.backend.value}; "
+            f"Accord site agent for {o.site} is up (hub {o.hub}; backend {o.backend.value}; "
             f"work dir {o.work_dir})",
             flush=True,
         )
         _loop(agent, stop)
     finally:
-        hub.close()
+        link.close()
         state.close()
+
+
+def _agent(
+    o: AgentOptions,
+    view: SiteView,
+    hub: HubLink,
+    state: SqliteAgentState,
+    private: bytes,
+    metrics: AgentMetrics,
+) -> SiteAgent:
+    """The agent over the site's scheduler (as the hub describes the site), metered."""
+    backend = backend_for(site_record(view, o), o)
+    root = Path(getattr(backend, "root", o.work_dir / "jobs" / o.site))
+    return SiteAgent(
+        o.site,
+        MeteredScheduler(backend, metrics),
+        hub,
+        state,
+        SystemClock(),
+        private,
+        _with_cluster(o),
+        files=JobDirectories(lambda job: root / job.id),
+    )
 
 
 def _with_cluster(o: AgentOptions) -> AgentSettings:
     return AgentSettings(o.heartbeat_s, o.resync_s, cluster=o.cluster or o.site)
 
 
-def _site_view(hub: HttpHubLink, stop: threading.Event) -> SiteView | None:
+def _site_view(hub: HubLink, stop: threading.Event) -> SiteView | None:
     """The site as the hub knows it, waiting out a hub that is away.
 
     Raises:

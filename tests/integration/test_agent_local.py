@@ -16,6 +16,7 @@ from accord.domain.agent import attest
 from accord.domain.agent.protocol import SignedUsage
 from accord.domain.federation.schema import AGENT_KEY_PREFIX
 from tests.agent_world import SITES, AgentProcess, TlsHub, agent_federation_text, make_tls, site_keys
+from tests.integration.server import free_port
 
 FINAL = ("completed", "failed", "cancelled", "timed_out")
 
@@ -38,8 +39,16 @@ def test_jobs_cross_to_agent_sites_and_come_home_signed(tmp_path: Path) -> None:
     tls = make_tls(tmp_path / "tls")
     hub = TlsHub(tmp_path / "hub", fed, tls)
     hub.start()
+    metrics_port = free_port()
     agents = [
-        AgentProcess(hub.url, s, tmp_path / "keys" / s / "site.key", tmp_path / f"agent-{s}", tls.ca)
+        AgentProcess(
+            hub.url,
+            s,
+            tmp_path / "keys" / s / "site.key",
+            tmp_path / f"agent-{s}",
+            tls.ca,
+            extra=("--metrics-port", str(metrics_port)) if s == "jeanzay" else (),
+        )
         for s in SITES
     ]
     try:
@@ -65,6 +74,18 @@ def test_jobs_cross_to_agent_sites_and_come_home_signed(tmp_path: Path) -> None:
                 logs = client.get(f"/api/v1/jobs/{job['id']}/logs").json()
                 assert f"hello from {job['site']} {i}" in logs["stdout"], logs
                 assert f"err {i}" in logs["stderr"], logs
+            # The agent's own metrics, scraped as the site's Prometheus would (jeanzay ran 3 jobs).
+            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            samples = dict(
+                line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+            )
+            assert float(samples['accord_agent_orders_received_total{kind="dispatch"}']) == 3
+            assert float(samples['accord_agent_hub_requests_total{call="report",outcome="ok"}']) >= 1
+            assert float(samples['accord_agent_scheduler_calls_total{call="submit",outcome="ok"}']) == 3
+            assert float(samples["accord_agent_jobs_held"]) == 0
+            hub_metrics = client.get("/metrics").text
+            assert 'accord_agent_orders_pending{site="jeanzay"} 0.0' in hub_metrics
+            assert 'accord_agent_last_seen_age_seconds{site="jeanzay"}' in hub_metrics
             deadline = time.monotonic() + 30  # the ledger posts usage in its own pass
             entries: list[dict] = []  # type: ignore[type-arg]
             while time.monotonic() < deadline and len({e["job_id"] for e in entries}) < len(ids):

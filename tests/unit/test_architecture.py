@@ -43,6 +43,6 @@ def test_domain_reads_no_clock_and_no_environment(path: Path) -> None:
 
 
 def test_ports_and_service_do_not_import_adapters() -> None:
-    for path in [SRC / "ports.py", *sorted((SRC / "service").glob("*.py"))]:
+    for path in [*sorted((SRC / "ports").glob("*.py")), *sorted((SRC / "service").glob("*.py"))]:
         bad = [n for n in _imports(path) if n.startswith("accord.adapters")]
         assert not bad, f"{path.name} imports {bad}"

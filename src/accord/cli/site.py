@@ -50,6 +50,13 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds between full resynchronisations with the hub (default an hour)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve the agent's Prometheus metrics at http://HOST:N/metrics",
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="text or json lines")
 
 
@@ -83,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             args.heartbeat,
             args.resync,
             args.log_format,
+            args.metrics_port,
+            args.metrics_host,
         )
     )
     return 0

@@ -133,6 +133,8 @@ class HubSources:
     commit_queued: Callable[[], int]
     now: Callable[[], datetime]
     jobs_every_s: float = JOBS_EVERY_S
+    # agent site -> (seconds since its agent was last heard from, None: never; orders not yet taken)
+    agents: Callable[[], Mapping[str, tuple[float | None, int]]] = dict
 
 
 class HubCollector(Collector):
@@ -151,7 +153,7 @@ class HubCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for part in (self._jobs, self._ledger, self._closure, self._queues, self._allocations,
-                     self._leadership):
+                     self._leadership, self._agents):
             try:
                 yield from part()
             except Exception:  # a scrape must answer with what it can read
@@ -216,3 +218,15 @@ class HubCollector(Collector):
         if epoch is not None:
             yield GaugeMetricFamily("accord_dispatch_lease_epoch", "The epoch of the dispatch "
                                     "lease this replica holds", value=epoch)
+
+    def _agents(self) -> Iterator[Metric]:
+        seen = GaugeMetricFamily("accord_agent_last_seen_age_seconds", "Time since the site's agent was "
+                                 "last heard from (agent sites whose agent ever connected)", labels=["site"])
+        backlog = GaugeMetricFamily("accord_agent_orders_pending", "Orders for the site its agent has "
+                                    "not yet taken", labels=["site"])
+        for site, (age, pending) in sorted(self.sources.agents().items()):
+            if age is not None:
+                seen.add_metric([site], age)
+            backlog.add_metric([site], pending)
+        yield seen
+        yield backlog

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -129,6 +129,12 @@ class SqlAgents:
         )
         with self.store.transaction() as conn:
             return [_order(r) for r in conn.execute(q).mappings()]
+
+    def backlog(self, site: str) -> int:
+        """How many orders of ``site`` are not yet acknowledged."""
+        q = select(func.count()).where(agent_orders.c.site == site, agent_orders.c.acked_at.is_(None))
+        with self.store.transaction() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def ack(self, site: str, acks: Sequence[Ack], at: datetime) -> int:
         """Mark the orders delivered (again: no change); how many were new.
