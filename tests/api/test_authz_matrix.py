@@ -28,12 +28,12 @@ from fastapi.testclient import TestClient
 
 from accord.adapters.clock import FakeClock
 from accord.adapters.sql.agent_store import SqlAgents
-from accord.adapters.sql.file_store import SqlFiles
 from accord.adapters.sql.campaign_store import SqlCampaigns
+from accord.adapters.sql.file_store import SqlFiles
 from accord.domain.agent import attest
-from accord.domain.jobs.files import OutputFile
 from accord.domain.agent.protocol import Order, OrderKind, Report, order_id
 from accord.domain.campaigns.campaign import CollectedLog
+from accord.domain.jobs.files import OutputFile
 from accord.domain.jobs.site import RemoteState
 from accord.domain.ledger.usage import UsageRecord
 from tests.api.access_world import ALL_SCOPES, MONTH0, MONTH1, T0, World, make_world
@@ -217,7 +217,8 @@ def signed_usage(w: World) -> str:
 def job_output(w: World, job_id: str) -> None:
     """An output file of the job at the hub, as a site's agent would send it home."""
     data = b"{}"
-    o = OutputFile("paris", f"{job_id}.1", job_id, "results.json", hashlib.sha256(data).hexdigest(), len(data))
+    digest = hashlib.sha256(data).hexdigest()
+    o = OutputFile("paris", f"{job_id}.1", job_id, "results.json", digest, len(data))
     SqlFiles(w.store).add_output(o, data, (10, 1000), T0)
 
 
