@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from accord.domain.errors import Busy, InvalidInput, Unavailable
@@ -130,6 +131,18 @@ def test_an_unsafe_or_missing_request_id_is_replaced(world: World, given: str | 
 def test_every_answer_carries_a_request_id(world: World) -> None:
     for path in ("/healthz", "/metrics", "/api/v1/jobs/j-nothing"):
         assert world.client.get(path, headers=world.auth("admin")).headers["X-Request-ID"]
+
+
+def test_an_unexpected_error_answers_500_with_the_request_id(world: World, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(world.store, "get_job", broken)
+    client = TestClient(world.client.app, raise_server_exceptions=False)
+    r = client.get("/api/v1/jobs/j-anything", headers={**world.auth("admin"), "X-Request-ID": "op-trace-42"})
+    assert r.status_code == 500 and r.json()["title"] == "Internal error"
+    assert r.headers["X-Request-ID"] == "op-trace-42"
 
 
 def test_json_log_lines_carry_the_request_job_and_site() -> None:

@@ -230,9 +230,15 @@ async def _http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), str(exc.detail))
 
 
-async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 (Starlette answers it outside every middleware: the request id is added here,
+    so the operator can find the logged error by the id the client saw)."""
     log.exception("unexpected error", exc_info=exc)
-    return problem(500, "Internal error", "an unexpected error was logged on the server")
+    resp = problem(500, "Internal error", "an unexpected error was logged on the server")
+    rid = getattr(request.state, "request_id", None)
+    if rid:
+        resp.headers["X-Request-ID"] = rid
+    return resp
 
 
 def _pydantic_problem(e: Any) -> Problem:
