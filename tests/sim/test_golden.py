@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import itertools
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from accord.adapters.carbon.profiles import ProfileSource
 from accord.cli.simulate import ProgressBar
 from accord.domain.carbon.series import series
 from accord.domain.carbon.shifting import Forecast
@@ -272,3 +273,24 @@ def test_drawn_outages_follow_their_means() -> None:
     assert all(a.end_s <= b.start_s for a, b in itertools.pairwise(out))
     assert out == draw_outages(f, ["a"], 0.0, 20_000 * 3600.0)
     assert out != draw_outages(Failures(10 * 3600.0, 3600.0, seed=4), ["a"], 0.0, 20_000 * 3600.0)
+
+
+def test_a_profile_forecast_plans_by_the_built_in_typical_day() -> None:
+    """The grid is flat (200 g/kWh all day): perfect forecasts see no cleaner hour and run the
+    30-min job at once. With the built-in profile as the forecast (what a broker with no feed
+    plans with), the job is deferred to the profile's cleanest half-hour start in its 12-h
+    window, and pays the flat 200 g/kWh all the same. Both engines agree."""
+    profile = ProfileSource().profile("GB")
+    t0 = datetime.fromtimestamp(T0_S, UTC)
+    starts = [t0 + timedelta(minutes=30 * k) for k in range(24)]          # within the 12-h window
+    typical = [profile.value(s) / 2 + profile.value(s + timedelta(minutes=30)) / 2 for s in starts]
+    expected = (starts[typical.index(min(typical))] - t0).total_seconds()
+    assert expected > 0, "the profile's cleanest hour must differ from the first, or this test proves nothing"
+    work = workload([(0, 1, 1800)], window_h=12)
+    carbon = {"GB": flat("GB", 200)}
+    assert rel(run(ONE_SITE, work, carbon, Policy.CARBON).start) == [0]
+    planned = run(ONE_SITE, work, carbon, Policy.CARBON, forecast=Forecast.PROFILE)
+    assert rel(planned.start) == [expected] and planned.emissions_g[0] == pytest.approx(0.5 * KW * 200)
+    live_cfg = Settings(Policy.CARBON, pass_s=60, refresh_s=60, replan_s=600, forecast=Forecast.PROFILE)
+    live = BrokerEngine(ONE_SITE, work, carbon, live_cfg).run()
+    assert rel(live.start) == [expected]

@@ -69,8 +69,9 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pass-seconds", type=float, help="dispatcher pass interval (0: place on arrival)")
     p.add_argument("--backfill", action="store_true", help="EASY backfilling at every pool")
     p.add_argument("--forecast", choices=[f.value for f in Forecast],
-                   help="what placement's forecasts are: perfect (the actual intensity, default) or "
-                        "history-7d (each slot's mean at that time of day over the 7 days before)")
+                   help="what placement's forecasts are: perfect (the actual intensity, default: the "
+                        "oracle), history-7d (each slot's mean at that time of day over the 7 days "
+                        "before) or profile (the zone's built-in typical month x hour value: no feed)")
     p.add_argument("--engine", choices=[e.value for e in Engine],
                    help="fast: the simulator's kernel (default); broker: the live broker through fake "
                         "ports, slow, to check the kernel on small traces")

@@ -3,10 +3,13 @@
 :class:`PerfectForecast` is a :class:`~accord.ports.CarbonSource` answering with the actual
 intensity series it was given (an upper bound on what forecasting can do);
 :class:`HistoryForecast` answers with ``carbon.forecast_from_history``, the same-time-of-day
-mean of the days before, made only from data that had ended by then. The broker's own context
+mean of the days before, made only from data that had ended by then; ``profile`` forecasts are
+the zone's built-in typical value for each month and hour
+(:class:`~accord.adapters.carbon.profiles.ProfileSource`), what a broker with no forecast feed
+at all would plan with. The broker's own context
 builder (:func:`accord.service.placement_context.build_context`) turns either into
 placement's forecasts, in the simulator exactly as in a live pass. Both engines ask them
-(:func:`forecast_source`); nothing here does I/O.
+(:func:`forecast_source`); nothing here does I/O but reading the bundled profiles once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from accord.adapters.carbon.profiles import ProfileSource
 from accord.domain.carbon.series import IntensitySeries
 from accord.domain.carbon.shifting import Forecast, forecast_from_history
 from accord.domain.errors import InvalidInput, Unavailable
@@ -24,6 +28,8 @@ def forecast_source(kind: Forecast, series: Mapping[str, IntensitySeries], min_s
     """The carbon source placement's forecasts come from in a simulation."""
     if kind is Forecast.HISTORY_7D:
         return HistoryForecast(series, 7)
+    if kind is Forecast.PROFILE:
+        return ProfileSource()
     return PerfectForecast(series, min_s)
 
 

@@ -25,6 +25,7 @@ class Forecast(enum.Enum):
 
     PERFECT = "perfect"        # the actual values (an upper bound: the oracle's knowledge)
     HISTORY_7D = "history-7d"  # per slot, the mean of the same time of day on the 7 days before
+    PROFILE = "profile"        # the zone's built-in typical value for the month and hour (no feed at all)
 
 
 def best_start(s: IntensitySeries, earliest: datetime, deadline: datetime, duration_s: int,
