@@ -29,7 +29,18 @@ process, the agents and the submitter share the other); their signing and HTTP w
 measured in this process's CPU time.
 
     uv run python benchmarks/agent_orders.py [--jobs 2000] [--agents 50] [--seconds 90]
-        [--store sqlite|postgres] [--profile hub.txt]
+        [--store sqlite|postgres] [--profile hub.txt] [--preloaded 10000]
+
+``--preloaded N``: first, the order-serving path alone, on the same hub, before the
+end-to-end run (``--jobs 0``: only this). N dispatch orders (round-robin over the sites, job
+documents as :func:`accord.adapters.agent_backend.job_order` makes them; no such jobs exist at
+the hub) are written straight into the hub's store from this process
+(:class:`accord.adapters.sql.agent_store.SqlAgents` on the hub's own database: its SQLite file,
+or the PostgreSQL database) while the agents are parked (heartbeating, not asking for orders);
+then all are let go at once. Round 1: they fetch and acknowledge every order; round 2 (N more
+orders): they fetch, acknowledge, and report each running and completed with signed usage.
+Each round's rate is orders done over the time from release to the last one (``--preloaded-
+seconds`` at most); the dispatcher has no work in these rounds.
 
 ``--profile FILE``: sample the hub with ``py-spy`` (``uv pip install py-spy``; not a project
 dependency) during the agent phase and write its flat top functions to FILE.
@@ -53,7 +64,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,12 +76,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.conftest import fresh_pg_schema
 from tests.integration.server import AccordProcess
 
+from accord.adapters.agent_backend import job_order
 from accord.adapters.hub_link import HttpHubLink
 from accord.adapters.request_signing import new_private_key
+from accord.adapters.sql.agent_store import SqlAgents
+from accord.adapters.sql.store import SqlStore
 from accord.domain.agent import attest
-from accord.domain.agent.protocol import Ack, Order, OrderKind, Report
+from accord.domain.agent.protocol import Ack, Order, OrderKind, Report, order_id
 from accord.domain.errors import AccordError
 from accord.domain.jobs.codec import parse_iso
+from accord.domain.jobs.model import JobSpec, Placement, new_job
 from accord.domain.jobs.site import RemoteState
 from accord.domain.placement.records import PoolLoad
 
@@ -150,6 +165,7 @@ class Stats:
     latency: dict[str, list[float]] = field(default_factory=dict)  # kind -> seconds
     acked_at: list[float] = field(default_factory=list)  # monotonic time of each order's ack
     completed: int = 0
+    completed_at: list[float] = field(default_factory=list)  # monotonic, each completed report's
     errors: list[str] = field(default_factory=list)
 
     def note(self, kind: str, seconds: float) -> None:
@@ -176,15 +192,44 @@ def cpu_s(pid: int) -> float:
 
 
 # ------------------------------------------------------------------ a simulated agent
+@dataclass
+class Gate:
+    """For ``--preloaded``: agents ask for orders only while ``go`` is set (else they park,
+    heartbeating); with ``reports`` false they only acknowledge what they get."""
+
+    go: threading.Event = field(default_factory=threading.Event)
+    reports: bool = False
+    parked: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def open(self, site: str) -> bool:
+        """Whether ``site``'s agent may ask for orders now (if not, it has waited 0.1 s)."""
+        if self.go.is_set():
+            with self.lock:
+                self.parked.discard(site)
+            return True
+        with self.lock:
+            self.parked.add(site)
+        self.go.wait(0.1)
+        return False
+
+
 class SimAgent(threading.Thread):
     """One site's agent: what ``accord site run`` sends, over the real signed client, for
     jobs that end as soon as they start."""
 
     def __init__(
-        self, hub: str, site: str, key: bytes, stats: Stats, stop: threading.Event, args: argparse.Namespace
+        self,
+        hub: str,
+        site: str,
+        key: bytes,
+        stats: Stats,
+        stop: threading.Event,
+        args: argparse.Namespace,
+        gate: Gate | None = None,
     ) -> None:
         super().__init__(name=f"agent-{site}", daemon=True)
-        self.site, self.key, self.stats, self.stop = site, key, stats, stop
+        self.site, self.key, self.stats, self.stop, self.gate = site, key, stats, stop, gate
         self.link = HttpHubLink(hub, site, key, timeout_s=60.0)
         self.wait_s, self.heartbeat_s, self.run_s = args.wait, args.heartbeat, args.run_ms / 1000
         self.count = 0
@@ -198,6 +243,8 @@ class SimAgent(threading.Thread):
                     held: list[str] | None = None if synced else []  # resynchronise first
                     self.stats.timed("heartbeat", lambda h=held: self.link.heartbeat(loads, h))  # type: ignore[misc]
                     beat_at, synced = time.monotonic(), True
+                if self.gate is not None and not self.gate.open(self.site):
+                    continue
                 start = time.perf_counter()
                 orders = self.link.orders(self.wait_s)
                 self.stats.note(
@@ -221,7 +268,7 @@ class SimAgent(threading.Thread):
         with self.stats.lock:
             self.stats.acked_at.extend(now for _ in orders)
         runs = [o for o in orders if o.kind is OrderKind.DISPATCH]
-        if not runs:
+        if not runs or (self.gate is not None and not self.gate.reports):
             return
         started = datetime.now(UTC)
         running = [Report(o.ref, RemoteState.RUNNING, local[o.id], started) for o in runs]
@@ -231,8 +278,10 @@ class SimAgent(threading.Thread):
         ended = datetime.now(UTC)
         done = [self.completed(o, local[o.id], started, ended) for o in runs]
         self.stats.timed("report completed", lambda: self.link.report(done))
+        now = time.monotonic()
         with self.stats.lock:
             self.stats.completed += len(done)
+            self.stats.completed_at.extend(now for _ in done)
 
     def completed(self, o: Order, local_id: str, started: datetime, ended: datetime) -> Report:
         """The final report of a job that ran from ``started`` to ``ended``, its usage signed."""
@@ -384,6 +433,148 @@ def summarise_profile(raw: Path, top: int = 25) -> None:
         print(f"    {n / total:6.1%}  {name}")
 
 
+# ------------------------------------------------------------------ --preloaded: the serving path alone
+def hub_database(server: AccordProcess) -> str:
+    """The hub's own database URL (SQLite: the file in its data directory)."""
+    return server.env.get("ACCORD_DATABASE_URL") or f"sqlite:///{server.data_dir / 'accord.db'}"
+
+
+def preload(url: str, sites: list[str], n: int, tag: str) -> float:
+    """Write ``n`` dispatch orders (round-robin over ``sites``) straight into the hub's store,
+    as :meth:`accord.adapters.agent_backend.AgentBackend.submit` writes them (one
+    transaction each, the job document of :func:`job_order`), from this process; no job
+    exists at the hub for them. The seconds it took."""
+    store = SqlStore(url)  # its schema is at head already: migrating is a no-op
+    agents = SqlAgents(store)
+    now = datetime.now(UTC)
+    start = time.perf_counter()
+    try:
+        for i in range(n):
+            k = i % len(sites)
+            site = sites[k]
+            spec = JobSpec(
+                name=f"{tag}-{i}",
+                gpus=1 + i % 2,
+                time_limit_s=600,
+                command=("true",),
+                partner="fr" if k % 2 == 0 else "uk",
+                site=site,
+            )
+            job = replace(new_job(f"{tag}-{i:06d}", spec, now), placement=Placement(site, "h100", "uk-fr"))
+            ref = f"{job.id}.{job.version}"
+            order = Order(
+                order_id(ref, OrderKind.DISPATCH), site, OrderKind.DISPATCH, ref, job.id, now, job_order(job)
+            )
+            agents.add_order(order)
+    finally:
+        store.close()
+    return time.perf_counter() - start
+
+
+@dataclass
+class Round:
+    """One --preloaded round's figures."""
+
+    what: str
+    orders: int
+    done: int  # acknowledged (ack-only round) or reported completed (the other)
+    seconds: float  # gate opened to the last one done
+    preload_s: float
+    hub_cpu: float
+    my_cpu: float
+    stats: Stats
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+def preloaded_rounds(
+    server: AccordProcess, private: dict[str, tuple[bytes, bytes]], args: argparse.Namespace
+) -> list[Round]:
+    """Two rounds over ``args.preloaded`` orders each, written into the store while the
+    agents are parked: (1) fetch and acknowledge; (2) fetch, acknowledge, report running and
+    completed with signed usage."""
+    assert server.proc is not None
+    pid, url, sites = server.proc.pid, hub_database(server), list(private)
+    gate, stop, stats = Gate(), threading.Event(), Stats()
+    rounds = []
+    preload_s = preload(url, sites, args.preloaded, "pre1")  # before the agents start
+    agents = [SimAgent(server.url, s, private[s][0], stats, stop, args, gate) for s in sites]
+    try:
+        for a in agents:
+            a.start()
+        for what, reports in (("fetched+acked", False), ("fetched+acked+running+completed", True)):
+            deadline = time.monotonic() + 2 * args.wait + 15
+            while len(gate.parked) < len(agents) and time.monotonic() < deadline:
+                time.sleep(0.05)  # every agent heartbeated and parked
+            if reports:
+                preload_s = preload(url, sites, args.preloaded, "pre2")
+            stats = Stats()
+            for a in agents:
+                a.stats = stats
+            gate.reports = reports
+            cpu0, me0 = cpu_s(pid), time.process_time()
+            t0 = time.monotonic()
+            gate.go.set()
+            times = stats.completed_at if reports else stats.acked_at
+            limit = t0 + args.preloaded_seconds
+            while len(times) < args.preloaded and time.monotonic() < limit and not stats.errors:
+                time.sleep(0.02)
+            hub_cpu, my_cpu = cpu_s(pid) - cpu0, time.process_time() - me0
+            gate.go.clear()
+            done = sorted(times)
+            rounds.append(
+                Round(
+                    what,
+                    args.preloaded,
+                    len(done),
+                    (done[-1] - t0) if done else 0.0,
+                    preload_s,
+                    hub_cpu,
+                    my_cpu,
+                    stats,
+                )
+            )
+    finally:
+        stop.set()
+        gate.go.set()
+        for a in agents:
+            a.join(timeout=args.wait + 15)
+    return rounds
+
+
+def report_preloaded(args: argparse.Namespace, rounds: list[Round]) -> None:
+    print(
+        f"\nORDER-SERVING PATH ALONE (--preloaded): {args.preloaded} dispatch orders written straight "
+        f"into the hub's store ({args.agents} sites, round-robin) while the agents are parked, then "
+        "released at once; no dispatcher work, no jobs at the hub"
+    )
+    for r in rounds:
+        s = r.stats
+        print(
+            f"\n  round: {r.what}: {r.done} of {r.orders} in {r.seconds:.2f} s = {r.rate:.1f} orders/s "
+            f"({r.rate / TARGET:.2f}x the target of {TARGET:.0f}/s: "
+            f"{'met' if r.rate >= TARGET else 'NOT met'}); "
+            f"preloading took {r.preload_s:.1f} s"
+        )
+        if s.errors:
+            print(f"    agent errors: {len(s.errors)} (first: {s.errors[0][:200]})")
+        answered = s.latency.get("orders (answered)", [])
+        print(
+            f"    hub CPU {1000 * r.hub_cpu / max(1, r.done):.2f} ms per order; agents' CPU "
+            f"{1000 * r.my_cpu / max(1, r.done):.2f} ms per order; orders per answered long poll "
+            f"{len(s.acked_at) / max(1, len(answered)):.1f}"
+        )
+        print(f"    {'latency (ms)':<28} {'count':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+        for kind, xs in s.latency.items():
+            ms = [1000 * x for x in xs]
+            print(
+                f"    {kind:<28} {len(ms):7d} {pct(ms, 0.5):8.1f} {pct(ms, 0.9):8.1f} {pct(ms, 0.99):8.1f} "
+                f"{max(ms, default=float('nan')):8.1f}"
+            )
+
+
 # ------------------------------------------------------------------ the run
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -404,8 +595,15 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=10.0, help="agents' heartbeat seconds")
     parser.add_argument("--run-ms", type=float, default=0.0, help="simulated run time of each job")
     parser.add_argument("--profile", type=Path, help="py-spy the hub during the agent phase into this file")
+    parser.add_argument(
+        "--preloaded", type=int, default=0, metavar="N",
+        help="first measure the order-serving path alone: N orders written into the store, twice",
+    )  # fmt: skip
+    parser.add_argument(
+        "--preloaded-seconds", type=float, default=60.0, help="bound on each --preloaded round"
+    )
     args = parser.parse_args()
-    began = time.monotonic()
+    began = started = time.monotonic()
 
     private = {f"a{i:02d}": new_private_key() for i in range(args.agents)}
     keys = {s: "ed25519:" + base64.b64encode(pub).decode() for s, (_, pub) in private.items()}
@@ -423,6 +621,16 @@ def main() -> None:
             assert server.proc is not None
             pid = server.proc.pid
             client.timeout = httpx.Timeout(60.0)
+            rounds = preloaded_rounds(server, private, args) if args.preloaded else []
+            if rounds:
+                report_preloaded(args, rounds)
+            if args.jobs <= 0:
+                print(
+                    f"(no end-to-end run: --jobs 0; whole run {time.monotonic() - started:.0f} s; "
+                    f"load average {os.getloadavg()[0]:.1f} at the end)"
+                )
+                return
+            began = time.monotonic()  # the end-to-end run's own bound (from here)
 
             # -- baseline: plain submission, no agent connected yet (nothing is dispatched)
             base_docs = [job_doc(i, sites, "baseline") for i in range(args.baseline_jobs)]
@@ -462,7 +670,7 @@ def main() -> None:
             load_end = os.getloadavg()[0]
         hub_log = server.log.read_text(errors="replace")
 
-    report(
+    rates = report(
         args,
         stats,
         t0,
@@ -478,7 +686,17 @@ def main() -> None:
     print(f"  hub log: {failures} tracebacks" + (f"; the last:\n{hub_log[-1500:]}" if failures else ""))
     if args.profile:
         summarise_profile(args.profile)
-    print(f"(whole run {time.monotonic() - began:.0f} s; load average {load_end:.1f} at the end)")
+    for r in rounds:
+        print(
+            f"  order-serving path alone (--preloaded, {r.what}): {r.rate:.1f} orders/s, "
+            f"{r.rate / TARGET:.2f}x the target"
+        )
+    if rounds:
+        print(
+            f"  end to end (submitted through the dispatcher, acked): {rates[0]:.1f} orders/s, "
+            f"{rates[0] / TARGET:.2f}x the target; completed: {rates[1]:.1f} jobs/s"
+        )
+    print(f"(whole run {time.monotonic() - started:.0f} s; load average {load_end:.1f} at the end)")
 
 
 def report(
@@ -492,7 +710,8 @@ def report(
     sub: tuple[list[float], float],
     hub_cpu: float,
     my_cpu: float,
-) -> None:
+) -> tuple[float, float]:
+    """Print the end-to-end figures; (orders acked /s, jobs completed /s)."""
     base_ids, base_lat, base_wall, base_cpu = base
     sub_lat, sub_wall = sub
     acked = sorted(stats.acked_at)
@@ -550,6 +769,7 @@ def report(
         f"(steady {steady / TARGET:.2f}x): {'met' if order_rate >= TARGET else 'NOT met'}"
     )
     print(f"  end-to-end completions/s against plain submissions/s: {e2e_rate / base_rate:.0%}")
+    return order_rate, e2e_rate
 
 
 if __name__ == "__main__":
