@@ -30,7 +30,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "compose": frozenset({"domain", "ports", "service", "adapters"}),
     "runtime": frozenset({"domain", "ports", "service", "adapters", "compose", "api"}),
     "site_runtime": frozenset({"domain", "ports", "service", "adapters"}),
-    "cli": frozenset({"domain", "client", "adapters", "sim", "runtime", "site_runtime"}),
+    "witness_runtime": frozenset({"domain", "adapters"}),
+    "cli": frozenset({"domain", "client", "adapters", "sim", "runtime", "site_runtime",
+                      "witness_runtime"}),
     "__main__": frozenset({"cli"}),
 }
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from accord.cli import access, campaigns, jobs, ledger, notify, server, simulate, site
+from accord.cli import access, campaigns, jobs, ledger, notify, server, simulate, site, witness
 from accord.cli.common import EXIT_INPUT, EXIT_UNAVAILABLE, Command, Parser, job_document
 from accord.domain.errors import AccordError, InvalidInput, Unavailable
 
@@ -39,6 +39,7 @@ REGISTRY: tuple[Command, ...] = (
     *campaigns.COMMANDS,
     *notify.COMMANDS,
     *site.COMMANDS,
+    *witness.COMMANDS,
 )
 
 
