@@ -65,7 +65,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,6 +73,7 @@ import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.agent_world import agent_federation_text
 from tests.conftest import fresh_pg_schema
 from tests.integration.server import AccordProcess
 
@@ -99,61 +100,9 @@ T = TypeVar("T")
 def federation_text(keys: dict[str, str], silence_s: int = 60) -> str:
     """Two partners (uk, fr); agent sites alternating between them, one pool each; an
     agreement with room for every job of the run. ``keys``: each site's public key."""
-    sites = "".join(
-        f"""
-[[sites]]
-id = "{site}"
-name = "{site}"
-partner = "{"uk" if i % 2 == 0 else "fr"}"
-grid_zone = "{"GB" if i % 2 == 0 else "FR"}"
-pue = 1.1
-backend = "agent"
-[sites.agent]
-keys = ["{key}"]
-silence_s = {silence_s}
-[[sites.pools]]
-id = "h100"
-gpu_model = "H100"
-gpus = {POOL_GPUS}
-power_w = 700
-"""
-        for i, (site, key) in enumerate(keys.items())
-    )
-    end = (datetime.now(UTC) + timedelta(days=400)).date().isoformat()
-    return f"""
-[federation]
-name = "agent benchmark"
-reference_unit = "H100-hour"
-[[gpu_models]]
-name = "H100"
-[[exchange_rates]]
-gpu_model = "H100"
-units_per_gpu_hour = 1.0
-valid_from = 2024-01-01
-[[partners]]
-id = "uk"
-name = "UK"
-country = "GB"
-[[partners]]
-id = "fr"
-name = "France"
-country = "FR"
-{sites}
-[[agreements]]
-id = "uk-fr"
-name = "UK-France"
-parties = ["uk", "fr"]
-start = 2025-01-01
-end = {end}
-[[agreements.quotas]]
-requester = "uk"
-host = "fr"
-units = 100000000
-[[agreements.quotas]]
-requester = "fr"
-host = "uk"
-units = 100000000
-"""
+    partners = {site: "uk" if i % 2 == 0 else "fr" for i, site in enumerate(keys)}
+    return agent_federation_text({s: [k] for s, k in keys.items()}, silence_s=silence_s, gpus=POOL_GPUS,
+                                 sites_of=partners, units=100_000_000)
 
 
 # ------------------------------------------------------------------ measurements

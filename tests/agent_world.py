@@ -8,7 +8,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,12 +34,19 @@ def site_keys(where: Path, sites: tuple[str, ...] = tuple(SITES)) -> dict[str, s
 
 
 def agent_federation_text(
-    keys: dict[str, list[str]], *, silence_s: int = 20, gpus: int = 8, extra: str = ""
+    keys: dict[str, list[str]],
+    *,
+    silence_s: int = 20,
+    gpus: int = 8,
+    extra: str = "",
+    sites_of: dict[str, str] | None = None,
+    units: int = 100000,
 ) -> str:
-    """Two partners (uk, fr), one agent site each (``isambard``, ``jeanzay``), and an
-    agreement between them; ``keys``: each site's public keys."""
+    """Two partners (uk, fr), agent sites (``sites_of``: site -> partner; default one each,
+    ``isambard`` and ``jeanzay``), and an agreement between them with ``units`` each way;
+    ``keys``: each site's public keys."""
     sites = ""
-    for site, partner in SITES.items():
+    for site, partner in (sites_of or SITES).items():
         listed = ", ".join(f'"{k}"' for k in keys.get(site, []))
         sites += f"""
 [[sites]]
@@ -88,11 +94,11 @@ end = {end}
 [[agreements.quotas]]
 requester = "uk"
 host = "fr"
-units = 100000
+units = {units}
 [[agreements.quotas]]
 requester = "fr"
 host = "uk"
-units = 100000
+units = {units}
 {extra}
 """
 
@@ -113,40 +119,7 @@ class TlsHub(AccordProcess):
         self.host = host
         self.url = f"https://{host}:{self.port}"
         self.start_args = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--host", host]
-
-    def start(self, timeout: float = 30.0) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "accord",
-            "up",
-            "--port",
-            str(self.port),
-            *self.start_args,
-            "--federation",
-            str(self.federation),
-        ]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"accord up exited: {self.log.read_text()[-2000:]}")
-            try:
-                if (
-                    httpx.get(
-                        f"{self.url}/healthz",
-                        timeout=1,
-                        verify=ssl.create_default_context(cafile=str(self.tls.ca)),
-                    ).status_code
-                    == 200
-                ):
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"accord up did not answer: {self.log.read_text()[-2000:]}")
+        self.verify = ssl.create_default_context(cafile=str(tls.ca))
 
     def client(self) -> httpx.Client:
         return httpx.Client(
@@ -228,3 +201,15 @@ class AgentProcess:
 
     def output(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
+
+
+def agent_hub(where: Path, extra: str = "") -> tuple[dict[str, str], Tls, TlsHub]:
+    """A key per site in ``where/keys``, a federation of the two agent sites, a private CA,
+    and a hub serving HTTPS with it, started; (the sites' public keys, the CA, the hub)."""
+    keys = site_keys(where / "keys")
+    fed = where / "federation.toml"
+    fed.write_text(agent_federation_text({s: [k] for s, k in keys.items()}, extra=extra))
+    tls = make_tls(where / "tls")
+    hub = TlsHub(where / "hub", fed, tls)
+    hub.start()
+    return keys, tls, hub

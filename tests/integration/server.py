@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import httpx
@@ -41,6 +42,7 @@ class AccordProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_args: list[str] = []
         self.log = data_dir / "server.log"
+        self.verify: Any = True   # how the health check verifies an HTTPS hub (an SSLContext)
 
     def start(self, timeout: float = 30.0) -> None:
         args = [sys.executable, "-m", "accord", "up", "--port", str(self.port), *self.start_args]
@@ -55,7 +57,7 @@ class AccordProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"accord up exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.agent_world import AgentProcess, TlsHub, agent_federation_text, make_tls, site_keys
+from tests.agent_world import AgentProcess, agent_hub
 from tests.fixtures.campaigns.model_server import ModelServer
 
 PEOPLE = """
@@ -34,14 +34,9 @@ LOOPBACK_ONLY = {
 
 
 def test_a_campaign_at_an_agent_site_collects_the_logs_the_agent_sent_home(tmp_path: Path) -> None:
-    keys = site_keys(tmp_path / "keys")
-    fed = tmp_path / "federation.toml"
-    fed.write_text(agent_federation_text({s: [k] for s, k in keys.items()}, extra=PEOPLE))
-    tls = make_tls(tmp_path / "tls")
-    hub = TlsHub(tmp_path / "hub", fed, tls)
+    _, tls, hub = agent_hub(tmp_path, PEOPLE)
     hub.env["SSL_CERT_FILE"] = str(tls.ca)
     with ModelServer() as model:
-        hub.start()
         agent = AgentProcess(
             hub.url,
             "isambard",

@@ -15,7 +15,7 @@ import httpx
 from accord.domain.agent import attest
 from accord.domain.agent.protocol import SignedUsage
 from accord.domain.federation.schema import AGENT_KEY_PREFIX
-from tests.agent_world import SITES, AgentProcess, TlsHub, agent_federation_text, make_tls, site_keys
+from tests.agent_world import SITES, AgentProcess, agent_hub
 from tests.integration.server import free_port
 
 FINAL = ("completed", "failed", "cancelled", "timed_out")
@@ -33,12 +33,7 @@ def wait_final(client: httpx.Client, ids: list[str], timeout: float) -> list[dic
 
 
 def test_jobs_cross_to_agent_sites_and_come_home_signed(tmp_path: Path) -> None:
-    keys = site_keys(tmp_path / "keys")
-    fed = tmp_path / "federation.toml"
-    fed.write_text(agent_federation_text({s: [k] for s, k in keys.items()}))
-    tls = make_tls(tmp_path / "tls")
-    hub = TlsHub(tmp_path / "hub", fed, tls)
-    hub.start()
+    keys, tls, hub = agent_hub(tmp_path)
     metrics_port = free_port()
     agents = [
         AgentProcess(
@@ -110,12 +105,7 @@ def test_jobs_cross_to_agent_sites_and_come_home_signed(tmp_path: Path) -> None:
 
 
 def test_inputs_go_with_the_job_and_declared_outputs_come_home(tmp_path: Path) -> None:
-    keys = site_keys(tmp_path / "keys")
-    fed = tmp_path / "federation.toml"
-    fed.write_text(agent_federation_text({s: [k] for s, k in keys.items()}))
-    tls = make_tls(tmp_path / "tls")
-    hub = TlsHub(tmp_path / "hub", fed, tls)
-    hub.start()
+    _, tls, hub = agent_hub(tmp_path)
     agent = AgentProcess(
         hub.url, "jeanzay", tmp_path / "keys" / "jeanzay" / "site.key", tmp_path / "agent", tls.ca
     )
