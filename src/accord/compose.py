@@ -106,6 +106,7 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
         notify=NotifyService(SqlNotifications(db), senders(notify_env or {}), clock,
                              used=ledger.project_used, releases=lambda: [
                                  release_notice(*r) for r in campaigns.released()]),
-        telemetry=telemetry, agents=AgentService(federation, agent_store, clock, request_signing.verify),
+        telemetry=telemetry,
+        agents=AgentService(federation, agent_store, clock, request_signing.verify, broker.nudge),
         files=files,
     )

@@ -303,6 +303,9 @@ class LeaseKeeper(threading.Thread):
         lead.step_down()
 
 
+MIN_PASS_GAP_S = 0.05   # between two dispatcher passes, however often it is nudged
+
+
 class Dispatcher(threading.Thread):
     """While this replica leads, runs the broker's step, the ledger's posting sweep and the
     campaigns' log collection every ``interval`` seconds, over the same services as the API,
@@ -331,7 +334,16 @@ class Dispatcher(threading.Thread):
                     break
                 except Exception:  # the loop must outlive any one failure; it is logged
                     log.exception("%s pass failed; retrying", name)
-            self.stopping.wait(self.interval)
+            self._pause()
+
+    def _pause(self) -> None:
+        """Wait ``interval`` seconds for the next pass, or less when the broker was nudged
+        (a submission stored, a site reported), but at least :data:`MIN_PASS_GAP_S`."""
+        if self.stopping.wait(MIN_PASS_GAP_S):
+            return
+        nudged = self.services.broker.nudged
+        nudged.wait(max(0.0, self.interval - MIN_PASS_GAP_S))
+        nudged.clear()
 
 
 def replica_name(settings: Settings) -> str:
@@ -410,6 +422,7 @@ def _lease(services: Services) -> SqlLease:
 
 def _stop(dispatcher: Dispatcher, keeper: LeaseKeeper) -> None:
     dispatcher.stopping.set()
+    dispatcher.services.broker.nudge()
     if dispatcher.is_alive():
         dispatcher.join(timeout=10)
     keeper.stopping.set()

@@ -9,7 +9,7 @@ that signature. Nothing here reaches a site: agents call in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from accord.domain.agent import attest
@@ -34,12 +34,18 @@ class AgentService:
     """Authenticates agents and takes their acknowledgements, reports, heartbeats and logs."""
 
     def __init__(
-        self, federation: Federation, store: AgentStore, clock: Clock, verifier: RequestVerifier
+        self,
+        federation: Federation,
+        store: AgentStore,
+        clock: Clock,
+        verifier: RequestVerifier,
+        nudge: Callable[[], None] = lambda: None,
     ) -> None:
         self.federation = federation
         self.store = store
         self.clock = clock
         self.verifier = verifier
+        self.nudge = nudge  # a report changed a job: the dispatcher's next pass need not wait
 
     def _agent_site(self, site_id: str) -> Site:
         try:
@@ -111,7 +117,10 @@ class AgentService:
         checked: list[tuple[Report, str | None]] = []
         for rep in parse_reports(doc):
             checked.append((rep, self._usage(site, rep)))
-        return self.store.report(site.id, checked, now)
+        changed = self.store.report(site.id, checked, now)
+        if changed:
+            self.nudge()
+        return changed
 
     def _usage(self, site: Site, rep: Report) -> str | None:
         assert site.agent is not None

@@ -151,6 +151,11 @@ class Broker:
         # A cache: the sites whose tracked jobs were told of their outage (losing it only
         # looks again; the machine notes an outage once).
         self._outages: set[str] = set()
+        self.nudged = threading.Event()   # set when there is work for a pass before the next tick
+
+    def nudge(self) -> None:
+        """Ask for a dispatcher pass soon: a job was stored, a site reported. Raises nothing."""
+        self.nudged.set()
 
     # ------------------------------------------------------------ submissions
     def submit(

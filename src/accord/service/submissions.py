@@ -89,7 +89,9 @@ class Submissions:
                 raises Conflict (the key was used for a different spec) or Unavailable.
         """
         new = self.prepare(p, document, idempotency_key, request_id)
-        return new.job, self.committer.submit(new.job, new.spec_hash)
+        stored = self.committer.submit(new.job, new.spec_hash)
+        stored.add_done_callback(lambda _: self.broker.nudge())   # place it now, not at the next tick
+        return new.job, stored
 
     def submit(self, p: Principal, document: Mapping[str, object],
                idempotency_key: str | None = None) -> tuple[Job, bool]:
