@@ -289,8 +289,9 @@ def test_a_profile_forecast_plans_by_the_built_in_typical_day() -> None:
     work = workload([(0, 1, 1800)], window_h=12)
     carbon = {"GB": flat("GB", 200)}
     assert rel(run(ONE_SITE, work, carbon, Policy.CARBON).start) == [0]
-    planned = run(ONE_SITE, work, carbon, Policy.CARBON, forecast=Forecast.PROFILE)
+    planned = run(ONE_SITE, work, carbon, Policy.CARBON, forecast=Forecast.PROFILE, profiles=ProfileSource())
     assert rel(planned.start) == [expected] and planned.emissions_g[0] == pytest.approx(0.5 * KW * 200)
-    live_cfg = Settings(Policy.CARBON, pass_s=60, refresh_s=60, replan_s=600, forecast=Forecast.PROFILE)
+    live_cfg = Settings(Policy.CARBON, pass_s=60, refresh_s=60, replan_s=600, forecast=Forecast.PROFILE,
+                        profiles=ProfileSource())
     live = BrokerEngine(ONE_SITE, work, carbon, live_cfg).run()
     assert rel(live.start) == [expected]

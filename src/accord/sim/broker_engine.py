@@ -44,6 +44,7 @@ from accord.domain.ledger.statement import key_id
 from accord.domain.ledger.usage import UsageRecord
 from accord.domain.placement.place import pool_keys
 from accord.domain.placement.records import PoolLoad, retry_waiting_at
+from accord.ports import CarbonSource
 from accord.service import broker as live_broker
 from accord.service.broker import Broker, StepReport
 from accord.service.ledger import LedgerService
@@ -291,10 +292,11 @@ class _Grid:
     policy weighs no emissions (as the kernel builds its contexts)."""
 
     def __init__(self, carbon: Mapping[str, IntensitySeries], clock: SimClock, slot_s: int,
-                 forecasts: bool, kind: Forecast = Forecast.PERFECT) -> None:
+                 forecasts: bool, kind: Forecast = Forecast.PERFECT,
+                 profiles: CarbonSource | None = None) -> None:
         self.actual = dict(carbon)
         self.clock = clock
-        self.forecast = forecast_source(kind, carbon, 2 * slot_s) if forecasts else None
+        self.forecast = forecast_source(kind, carbon, 2 * slot_s, profiles) if forecasts else None
 
     def intensity(self, zone: str, start: datetime, end: datetime) -> IntensitySeries:
         """The zone's intensity covering [start, end) (see the class docstring).
@@ -387,7 +389,7 @@ class BrokerEngine:
         sites = {s.id: SimSite(s, clock, runtime, self.cfg.backfill, self.cfg.backfill_depth,
                                [o for o in self.outages if o.site == s.id]) for s in self.fed.sites}
         grid = _Grid(self.carbon, clock, self.fed.placement.slot_s, self.fed.placement.emissions > 0,
-                     self.cfg.forecast)
+                     self.cfg.forecast, self.cfg.profiles)
         broker = Broker(self.fed, store, sites, clock, ids=self._new_id, carbon=grid,
                         quota_used=ledger.quota_used, balance=ledger.net_balance)
         return _Live(clock, store, ledger, broker, sites)

@@ -9,7 +9,7 @@ the zone's built-in typical value for each month and hour
 at all would plan with. The broker's own context
 builder (:func:`accord.service.placement_context.build_context`) turns either into
 placement's forecasts, in the simulator exactly as in a live pass. Both engines ask them
-(:func:`forecast_source`); nothing here does I/O but reading the bundled profiles once.
+(:func:`forecast_source`); nothing here does I/O (the runner reads the profiles and hands them in).
 """
 
 from __future__ import annotations
@@ -17,19 +17,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from accord.adapters.carbon.profiles import ProfileSource
 from accord.domain.carbon.series import IntensitySeries
 from accord.domain.carbon.shifting import Forecast, forecast_from_history
-from accord.domain.errors import InvalidInput, Unavailable
+from accord.domain.errors import InvalidInput, Problem, Unavailable
 from accord.ports import CarbonSource
 
 
-def forecast_source(kind: Forecast, series: Mapping[str, IntensitySeries], min_s: int) -> CarbonSource:
-    """The carbon source placement's forecasts come from in a simulation."""
+def forecast_source(kind: Forecast, series: Mapping[str, IntensitySeries], min_s: int,
+                    profiles: CarbonSource | None = None) -> CarbonSource:
+    """The carbon source placement's forecasts come from in a simulation (``profiles``: the
+    built-in profiles, which the profile forecast is).
+
+    Raises:
+        InvalidInput: the profile forecast without ``profiles``.
+    """
     if kind is Forecast.HISTORY_7D:
         return HistoryForecast(series, 7)
     if kind is Forecast.PROFILE:
-        return ProfileSource()
+        if profiles is None:
+            raise InvalidInput([Problem("forecast", "needs the built-in profiles", kind.value,
+                                        "Settings(profiles=ProfileSource())")])
+        return profiles
     return PerfectForecast(series, min_s)
 
 

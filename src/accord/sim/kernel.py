@@ -92,7 +92,7 @@ class Simulation(RunState):
         self.view_queued = self.queued.copy()
         self.available = np.ones(n, np.bool_)
         self.sched = [PoolScheduler(p.gpus, settings.backfill, settings.backfill_depth) for p in self.pools]
-        self.source = forecast_source(settings.forecast, carbon, 2 * self.weights.slot_s)
+        self.source = forecast_source(settings.forecast, carbon, 2 * self.weights.slot_s, settings.profiles)
         self.heap: list[tuple[float, int, int, int]] = []
         self.seq = 0
         self.pending: list[int] = []

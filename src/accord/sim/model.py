@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation.model import PlacementWeights
+from accord.ports import CarbonSource
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -162,8 +163,8 @@ class Settings:
     checks per deferral);
     ``backfill``: EASY backfilling at every pool, looking at most ``backfill_depth`` jobs
     down the queue; ``forecast``: what placement's forecasts are made from (the actual
-    intensity, or the 7-day same-time-of-day history); ``outages``: when sites do not
-    answer (see :class:`Outage`).
+    intensity, the 7-day same-time-of-day history, or the built-in ``profiles``);
+    ``outages``: when sites do not answer (see :class:`Outage`).
     """
 
     policy: Policy = Policy.HOME
@@ -174,6 +175,7 @@ class Settings:
     replan_s: float = 0.0
     forecast: Forecast = Forecast.PERFECT
     outages: tuple[Outage, ...] = ()
+    profiles: CarbonSource | None = None   # the built-in profiles (``forecast`` profile needs them)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from accord.adapters.carbon.files import read_text
+from accord.adapters.carbon.profiles import ProfileSource
 from accord.adapters.federation_file import load_federation
 from accord.domain.carbon.series import IntensitySeries
+from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation.model import Federation
 from accord.domain.jobs.spec import MAX_TIME_LIMIT_S
@@ -207,8 +209,9 @@ def simulate(name: str, fed: Federation, work: Workload, carbon: Mapping[str, In
 
 
 def _settings(s: Scenario, policy: Policy, outages: tuple[Outage, ...]) -> Settings:
+    profiles = ProfileSource() if s.forecast is Forecast.PROFILE else None
     return Settings(policy, s.pass_s, s.refresh_s, s.backfill, s.backfill_depth, s.replan_s, s.forecast,
-                    outages)
+                    outages, profiles)
 
 
 def _listed(outages: tuple[Outage, ...]) -> list[dict[str, str]]:

@@ -174,8 +174,11 @@ class IntensitySeries:
         >>> s.means(np.array([t0 + 900, t0]), np.array([t0 + 2700, t0 + 7200])).tolist()
         [150.0, nan]
         """
-        origin = self.starts[0].timestamp()
-        a, b = start_s - origin, end_s - origin
+        # Seconds from the series' start, to the microsecond as :meth:`mean`'s datetimes see
+        # them (a float a fraction of a microsecond before the start is the start there).
+        origin_us = round(self.starts[0].timestamp() * 1e6)
+        a = (np.round(start_s * 1e6) - origin_us) / 1e6
+        b = (np.round(end_s * 1e6) - origin_us) / 1e6
         secs, cum, values = np.array(self._secs), np.array(self._cum), np.array(self.values)
         ok = (a >= secs[0]) & (b <= secs[-1]) & (b > a)
 
