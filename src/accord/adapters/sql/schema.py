@@ -70,6 +70,7 @@ jobs = Table(
     Column("recheck_at", UTCDateTime, nullable=True),   # when placement looks again at a deferred job
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_key"),
     Index("ix_jobs_state", "state"),
+    Index("ix_jobs_state_site", "state", "site"),   # 0011: the metrics' count by state and site
     Index("ix_jobs_submitted", "submitted_at"),
     Index("ix_jobs_recheck", "recheck_at"),
 )
