@@ -36,10 +36,6 @@ class AgentStore(Protocol):
         """Store the order unless one with its id exists; the stored one."""
         ...
 
-    def dispatch_order(self, site: str, job_id: str) -> Order | None:
-        """The latest dispatch order of the job at ``site``, if any."""
-        ...
-
     def live_dispatch(self, site: str, job_id: str) -> Order | None:
         """The latest dispatch order of the job at ``site`` its agent has not disowned."""
         ...
@@ -92,10 +88,6 @@ class AgentStore(Protocol):
 
     def mark_lost(self, site: str, refs: Sequence[str], at: datetime) -> None:
         """The agent holds none of these acknowledged jobs."""
-        ...
-
-    def fresh_nonce(self, site: str, nonce: str, expires_at: float, now: float) -> bool:
-        """Record a nonce; False if seen before."""
         ...
 
     def append_log(self, site: str, chunk: LogChunk) -> int:

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 
 from accord.adapters.sql.schema import (
     agent_logs,
@@ -95,22 +94,6 @@ class SqlAgents:
                 agent_orders.c.job_id == job_id,
                 agent_orders.c.kind == OrderKind.DISPATCH.value,
                 (agent_status.c.lost.is_(None)) | (agent_status.c.lost == 0),
-            )
-            .order_by(agent_orders.c.created_at.desc())
-            .limit(1)
-        )
-        with self.store.transaction() as conn:
-            row = conn.execute(q).mappings().first()
-        return None if row is None else _order(row)
-
-    def dispatch_order(self, site: str, job_id: str) -> Order | None:
-        """The latest dispatch order of the job at ``site``, if any."""
-        q = (
-            select(agent_orders)
-            .where(
-                agent_orders.c.site == site,
-                agent_orders.c.job_id == job_id,
-                agent_orders.c.kind == OrderKind.DISPATCH.value,
             )
             .order_by(agent_orders.c.created_at.desc())
             .limit(1)
@@ -320,17 +303,6 @@ class SqlAgents:
                 _insert_ignore(conn, agent_sites, [{"site": site, "loads": "{}", **values}], "site")
         return True
 
-    def fresh_nonce(self, site: str, nonce: str, expires_at: float, now: float) -> bool:
-        """Record a request's nonce; False if it was seen before (a replay). Old ones are purged."""
-        try:
-            with self.store.transaction() as conn:
-                conn.execute(delete(agent_nonces).where(agent_nonces.c.expires_at < now))
-                conn.execute(insert(agent_nonces), [{"site": site, "nonce": nonce, "expires_at": expires_at}])
-            return True
-        except IntegrityError:
-            return False
-
-    # ------------------------------------------------------------ logs
     def append_log(self, site: str, chunk: LogChunk) -> int:
         """Append a chunk at its offset (a chunk already held changes nothing; a gap is refused);
         the stream's size after it. Bytes past :data:`LOG_JOB_BYTES` are dropped and the
