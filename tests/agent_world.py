@@ -4,18 +4,17 @@ a federation whose sites run agents, site keys, and ``accord site run`` as a rea
 from __future__ import annotations
 
 import os
-import signal
 import ssl
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from accord.adapters.private_ca import PrivateCa, make_private_ca
 from accord.site_runtime import keygen
-from tests.integration.server import AccordProcess
+from tests.integration.in_force import uk_fr_federation
+from tests.integration.server import AccordProcess, ManagedProcess
 
 SITES = {"isambard": "uk", "jeanzay": "fr"}
 
@@ -65,42 +64,7 @@ gpu_model = "H100"
 gpus = {gpus}
 power_w = 700
 """
-    end = (datetime.now(UTC) + timedelta(days=400)).date().isoformat()
-    return f"""
-[federation]
-name = "agent federation"
-reference_unit = "H100-hour"
-[[gpu_models]]
-name = "H100"
-[[exchange_rates]]
-gpu_model = "H100"
-units_per_gpu_hour = 1.0
-valid_from = 2024-01-01
-[[partners]]
-id = "uk"
-name = "UK"
-country = "GB"
-[[partners]]
-id = "fr"
-name = "France"
-country = "FR"
-{sites}
-[[agreements]]
-id = "uk-fr"
-name = "UK-France"
-parties = ["uk", "fr"]
-start = 2025-01-01
-end = {end}
-[[agreements.quotas]]
-requester = "uk"
-host = "fr"
-units = {units}
-[[agreements.quotas]]
-requester = "fr"
-host = "uk"
-units = {units}
-{extra}
-"""
+    return uk_fr_federation(sites, "agent federation", units=units, extra=extra)
 
 
 class TlsHub(AccordProcess):
@@ -130,7 +94,7 @@ class TlsHub(AccordProcess):
         )
 
 
-class AgentProcess:
+class AgentProcess(ManagedProcess):
     """``accord site run`` as its own process (optionally inside a network namespace, as a user)."""
 
     def __init__(
@@ -184,20 +148,6 @@ class AgentProcess:
                 stdin=subprocess.DEVNULL,
                 env=self.env,
             )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     def output(self) -> str:
         return self.log.read_text() if self.log.exists() else ""

@@ -57,3 +57,44 @@ def write_in_force(path: Path, text: str) -> Path:
 def demo_in_force(path: Path) -> Path:
     """The demo federation shipped with Accord, its agreements in force today, at ``path``."""
     return write_in_force(path, DEMO.read_text(encoding="utf-8"))
+
+
+def uk_fr_federation(sites: str, name: str, units: int = 100000, extra: str = "") -> str:
+    """A federation of two partners (uk, fr), one H100 model at 1 unit an hour, the ``sites``
+    given (TOML ``[[sites]]`` tables), and a uk-fr agreement in force today with ``units``
+    each way; ``extra`` TOML appended."""
+    return f"""
+[federation]
+name = "{name}"
+reference_unit = "H100-hour"
+[[gpu_models]]
+name = "H100"
+[[exchange_rates]]
+gpu_model = "H100"
+units_per_gpu_hour = 1.0
+valid_from = 2024-01-01
+[[partners]]
+id = "uk"
+name = "UK"
+country = "GB"
+[[partners]]
+id = "fr"
+name = "France"
+country = "FR"
+{sites}
+[[agreements]]
+id = "uk-fr"
+name = "UK-France"
+parties = ["uk", "fr"]
+start = 2025-01-01
+end = {agreements_end().isoformat()}
+[[agreements.quotas]]
+requester = "uk"
+host = "fr"
+units = {units}
+[[agreements.quotas]]
+requester = "fr"
+host = "uk"
+units = {units}
+{extra}
+"""

@@ -26,7 +26,27 @@ def free_port() -> int:
         return port
 
 
-class AccordProcess:
+class ManagedProcess:
+    """A child process a test starts, stops (SIGINT, then SIGKILL) and may kill -9."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class AccordProcess(ManagedProcess):
     """``accord up`` on a free port with its own data directory."""
 
     def __init__(self, data_dir: Path, federation: Path | None = None,
@@ -72,20 +92,6 @@ class AccordProcess:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30,
                             headers={"Authorization": f"Bearer {self.token}"})
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "accord", *args], env=self.env,

@@ -11,7 +11,7 @@ import pytest
 
 from accord.adapters.federation_file import parse_federation_text
 from accord.domain.federation.model import Federation
-from tests.integration.in_force import agreements_end
+from tests.integration.in_force import uk_fr_federation
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "slurm-testbed.sh"
@@ -101,37 +101,4 @@ gpu_model = "H100"
 gpus = 8
 power_w = 700
 """
-    return f"""
-[federation]
-name = "slurm testbed federation"
-reference_unit = "H100-hour"
-[[gpu_models]]
-name = "H100"
-[[exchange_rates]]
-gpu_model = "H100"
-units_per_gpu_hour = 1.0
-valid_from = 2024-01-01
-[[partners]]
-id = "uk"
-name = "UK"
-country = "GB"
-[[partners]]
-id = "fr"
-name = "France"
-country = "FR"
-{sites}
-[[agreements]]
-id = "uk-fr"
-name = "UK-France"
-parties = ["uk", "fr"]
-start = 2025-01-01
-end = {agreements_end().isoformat()}
-[[agreements.quotas]]
-requester = "uk"
-host = "fr"
-units = 100000
-[[agreements.quotas]]
-requester = "fr"
-host = "uk"
-units = 100000
-"""
+    return uk_fr_federation(sites, "slurm testbed federation")
