@@ -11,7 +11,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "accord"
 CORE = ("kernel.py", "run_state.py", "native.py", "native_run.py", "model.py", "accounting.py", "oracle.py",
-        "metrics.py", "sites.py", "forecast.py")
+        "metrics.py", "replications.py", "sites.py", "forecast.py")
 
 
 def _imports(path: Path) -> list[str]:

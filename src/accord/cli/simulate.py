@@ -36,7 +36,9 @@ from accord.domain.carbon.shifting import Forecast
 from accord.domain.errors import AccordError, InvalidInput, Problem
 from accord.domain.traces.trace import HomeRule, SwfStatus, TimeUnit, TraceFormat
 from accord.sim.model import POLICY_HELP, Engine, Failures, Outage, Policy
-from accord.sim.scenario import Scenario, load_scenario, resolve_path
+from accord.sim.scenario import MAX_RUNS, Scenario, load_scenario, resolve_path
+
+MAX_WORKERS = 64   # accord.sim.executors.MAX_WORKERS (not imported: it pulls in the simulator)
 
 if TYPE_CHECKING:
     from accord.sim.runner import Results
@@ -55,7 +57,12 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", action="append", choices=[x.value for x in Policy],
                    help="; ".join(f"{k.value}: {v}" for k, v in POLICY_HELP.items()) + " (repeatable)")
     _trace_arguments(p)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="the seed homes (and random outages) are drawn from")
+    p.add_argument("--seeds", help="replications: run everything once per seed, e.g. 1-10 or 1,2,7; the "
+                                   "report gives each figure's mean and 95 %% interval")
+    p.add_argument("--workers", default="1",
+                   help=f"run the sweep's runs in parallel: N local processes (1 to {MAX_WORKERS}; "
+                        "default 1, this process), or tcp://HOST:PORT of a Dask scheduler (accord[cluster])")
     p.add_argument("--jobs", type=int, help="simulate this many jobs (the first, or copies of the trace)")
     p.add_argument("--load", type=float, help="arrival-rate factor (2: twice as many jobs per hour)")
     p.add_argument("--size", type=float, help="GPU-count factor")
@@ -103,16 +110,17 @@ def _trace_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
     """Run the command; its exit status (problems are printed, never raised)."""
+    from accord.sim.executors import parse_workers, run_sweep
     from accord.sim.report import summary_rows
-    from accord.sim.runner import run_scenario
 
     err = stderr or sys.stderr
     try:
+        workers = parse_workers(args.workers)
         scenario = scenario_from_args(args)
         out_dir(args.out)
         bar = None if args.quiet else ProgressBar(err)
         t0 = time.perf_counter()
-        results = run_scenario(scenario, bar)
+        results = run_sweep(scenario, workers, bar)
         if bar is not None:
             bar.done()
         paths = _write(results, args.out)
@@ -125,7 +133,8 @@ def run(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
         return EXIT_INPUT
     for note in results.notes:
         print(f"note: {note}", file=err)
-    _print_summary(summary_rows(results))
+    _print_summary(summary_rows(results), results.scenario["seeds"])
+    _print_intervals(results)
     print(f"{time.perf_counter() - t0:.1f} s; wrote " + ", ".join(str(p) for p in paths))
     return _unplaced(results.variants, err)
 
@@ -167,10 +176,15 @@ def _write(results: Results, out: Path) -> list[Path]:
                                     str(out), OUT_ALLOWED)]) from None
 
 
-def _print_summary(rows: list[dict[str, Any]]) -> None:
+def _print_summary(rows: list[dict[str, Any]], seeds: list[int]) -> None:
     """The summary table: all completed jobs' emissions (marked when some are unknown), then
     the saving over the jobs every run of the variant completed with known emissions,
-    beside those jobs' own emissions, so the saving and the total it is read from match."""
+    beside those jobs' own emissions, so the saving and the total it is read from match.
+    With several seeds, one row per seed (the means and intervals follow)."""
+    if len(seeds) > 1:
+        print(f"{len(seeds)} seeds: each run once per seed; the rows are seed {seeds[0]}'s (results.json and "
+              "summary.csv have every seed's)")
+        rows = [r for r in rows if r["seed"] == seeds[0]]
     print(f"{'variant':<20} {'policy':<19} {'done':>8} {'t CO2e':>11} {'compared':>8} {'t CO2e':>10} "
           f"{'saving':>7} {'of oracle':>9} {'wait h':>7} {'p95 h':>7}")
     unknown = 0
@@ -188,6 +202,35 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
               "intensity data for their zone and hours; see the notes)")
 
 
+def _print_intervals(results: Results) -> None:
+    """Each figure's mean and 95 % interval over the seeds, or plainly that one seed has none."""
+    from accord.sim.replications import FIGURES, ONE_SEED
+
+    seeds = results.scenario["seeds"]
+    if len(seeds) < 2:
+        print(f"seed {seeds[0]}: {ONE_SEED}")
+        return
+    shown = ("emissions_t", "saving", "share_of_achievable", "wait_mean_h", "wait_p95_h")
+    labels = dict(FIGURES)
+    print(f"mean and 95 % interval over {len(seeds)} seeds (Student t, {len(seeds) - 1} degrees of freedom):")
+    print(f"{'variant':<20} {'policy':<19} " + " ".join(f"{labels[k]:>24}" for k in shown))
+    for v in results.variants:
+        for entry in v["intervals"]:
+            cells = [_interval(entry["figures"][k], k in ("saving", "share_of_achievable")) for k in shown]
+            print(f"{v['name'][:20]:<20} {entry['policy']:<19} " + " ".join(f"{c:>24}" for c in cells))
+
+
+def _interval(f: dict[str, Any], percent: bool) -> str:
+    """``mean [low, high]``; ``mean (n=1)`` when only one seed gave a number; ``–`` with none."""
+    def text(x: float) -> str:
+        return f"{x:.1%}" if percent else f"{x:.3g}"
+    if f["mean"] is None:
+        return "–"
+    if f["low"] is None:
+        return f"{text(f['mean'])} (n={f['n']})"
+    return f"{text(f['mean'])} [{text(f['low'])}, {text(f['high'])}]"
+
+
 def _unplaced(variants: list[dict[str, Any]], err: TextIO) -> int:
     """Say, for each run, how many jobs could not be placed and why; the exit status: 0,
     or :data:`EXIT_INPUT` when no job of any run could run."""
@@ -195,13 +238,14 @@ def _unplaced(variants: list[dict[str, Any]], err: TextIO) -> int:
 
     ran = 0
     for v in variants:
-        for r in v["runs"]:
-            ran += r["completed"]
-            u = r["unplaced"]
-            if not u["jobs"]:
-                continue
-            print(f"note: {v['name']} / {r['policy']}: {u['jobs']:,} of {r['jobs']:,} job(s) could not "
-                  f"be placed: {'; '.join(unplaced_reasons(u))}", file=err)
+        for block in v.get("replications") or [{"seed": None, "runs": v["runs"]}]:
+            seed = "" if block["seed"] is None else f" / seed {block['seed']}"
+            for r in block["runs"]:
+                ran += r["completed"]
+                u = r["unplaced"]
+                if u["jobs"]:
+                    print(f"note: {v['name']} / {r['policy']}{seed}: {u['jobs']:,} of {r['jobs']:,} job(s) "
+                          f"could not be placed: {'; '.join(unplaced_reasons(u))}", file=err)
     if ran == 0:
         print("accord: no job could run in any variant or policy (see the notes above); the outputs "
               "were written all the same", file=err)
@@ -234,6 +278,7 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     for name in ("federation", "trace", "carbon"):
         if getattr(args, name):
             changes[name] = resolve_path(getattr(args, name), here)
+    changes.update(_seed_changes(args))
     simple = {"seed": "seed", "jobs": "jobs", "load": "load", "size": "size", "pass_seconds": "pass_s"}
     for arg, key in simple.items():
         if getattr(args, arg) is not None:
@@ -265,6 +310,41 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     if base is None:
         return Scenario(**{"federation": Path(), "trace": Path(), "carbon": None, **changes})
     return dataclasses.replace(base, **changes)
+
+
+def _seed_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """``--seed`` (one run a variant and policy) or ``--seeds`` (replications).
+
+    Raises:
+        InvalidInput: both given, or a bad ``--seeds``.
+    """
+    if args.seeds is None:
+        return {} if args.seed is None else {"seeds": ()}
+    if args.seed is not None:
+        raise InvalidInput([Problem("--seeds", "goes without --seed", args.seeds,
+                                    "--seed S for one run, or --seeds for replications")])
+    seeds = _seed_list(args.seeds)
+    return {"seeds": seeds, "seed": seeds[0]}
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds``: ``1-10``, ``1,2,7`` or both (``1-3,9``).
+
+    Raises:
+        InvalidInput: not such a list, a seed repeated, or more than MAX_RUNS seeds.
+    """
+    allowed = f"distinct whole numbers >= 0 and ranges, e.g. 1-10 or 1,2,7 (at most {MAX_RUNS:,})"
+    out: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise InvalidInput([Problem("--seeds", "is not a list of seeds", text, allowed)])
+        out += range(int(low), int(high if dash else low) + 1)
+        if len(out) > MAX_RUNS:
+            raise InvalidInput([Problem("--seeds", "has too many seeds", text, allowed)])
+    if not out or len(set(out)) != len(out):
+        raise InvalidInput([Problem("--seeds", "names no seed or one twice", text, allowed)])
+    return tuple(out)
 
 
 def _trace_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -383,15 +463,16 @@ class ProgressBar:
             if self.label and self.tty:
                 self.stream.write("\n")
             self.label, self.t0 = label, time.perf_counter()
-            if not self.tty:
-                self.stream.write(f"simulating {label}: {total:,} jobs\n")
+            if not self.tty:   # a sweep's progress counts runs (and oracles), a run's jobs
+                unit = "runs and oracles" if label.startswith("sweep on ") else "jobs"
+                self.stream.write(f"simulating {label}: {total:,} {unit}\n")
         if not self.tty:
             return
         frac = done / total if total else 1.0
         fill = int(frac * self.width)
         rate = done / max(1e-9, time.perf_counter() - self.t0)
-        self.stream.write(f"\r{label[:40]:<40} [{'#' * fill}{'.' * (self.width - fill)}] {frac:4.0%} "
-                          f"{rate:,.0f} jobs/s")
+        speed = f"{done:,} of {total:,}" if label.startswith("sweep on ") else f"{rate:,.0f} jobs/s"
+        self.stream.write(f"\r{label[:40]:<40} [{'#' * fill}{'.' * (self.width - fill)}] {frac:4.0%} {speed}")
         self.stream.flush()
 
     def done(self) -> None:

@@ -67,13 +67,20 @@ def summary(run: Run, compare: np.ndarray[Any, np.dtype[np.bool_]], baseline: Ru
             oracle: Floats) -> dict[str, Any]:
     """The figures of one run (JSON-ready). ``compare`` marks the jobs the comparison of
     emissions is made over; ``baseline`` is the run savings are measured against."""
+    base = None if baseline is None else emissions(baseline)
+    return with_comparison(figures(run), comparison(emissions(run), compare, base, oracle))
+
+
+def figures(run: Run) -> dict[str, Any]:
+    """The figures of one run that need no other run (everything :func:`summary` gives but
+    ``comparison``), in the order :func:`summary` gives them."""
     w, o = run.work, run.outcome
     start, end = np.array(o.start), np.array(o.end)
     done = np.isfinite(end)
     wait = (start - w.submit_s)[done]
     run_s = w.runtime_s[done]
     bsld = np.maximum(1.0, (wait + run_s) / np.maximum(run_s, SLOWDOWN_FLOOR_S))
-    energy, grams = np.array(o.energy_kwh), np.array(o.emissions_g)
+    energy, grams = np.array(o.energy_kwh), emissions(run)
     abroad = np.array([a != "" for a in o.agreement])
     out: dict[str, Any] = {
         "variant": run.variant, "policy": run.policy.value, "seconds": round(run.seconds, 3),
@@ -89,10 +96,24 @@ def summary(run: Run, compare: np.ndarray[Any, np.dtype[np.bool_]], baseline: Ru
     out["unplaced"] = unplaced(run)
     out["partners"] = _partners(run, done, wait, bsld, energy, grams)
     out["jain_slowdown"] = jain([p["bounded_slowdown"] for p in out["partners"].values()])
-    out["comparison"] = _comparison(run, compare, baseline, oracle)
     out["utilisation"] = utilisation(run)
     out["balances"] = balances(run)
     return out
+
+
+def with_comparison(figures: Mapping[str, Any], comparison: Mapping[str, float]) -> dict[str, Any]:
+    """``figures`` with ``comparison`` in its place (after ``jain_slowdown``)."""
+    out: dict[str, Any] = {}
+    for key, value in figures.items():
+        out[key] = value
+        if key == "jain_slowdown":
+            out["comparison"] = dict(comparison)
+    return out
+
+
+def emissions(run: Run) -> Floats:
+    """Each job's emissions in grams (NaN: not run, or unknown)."""
+    return np.array(run.outcome.emissions_g, dtype=np.float64)
 
 
 def _kg_per_job(grams: Floats) -> float:
@@ -148,13 +169,15 @@ def _partners(run: Run, done: np.ndarray[Any, np.dtype[np.bool_]], wait: Floats,
     return out
 
 
-def _comparison(run: Run, compare: np.ndarray[Any, np.dtype[np.bool_]], baseline: Run | None,
-                oracle: Floats) -> dict[str, float]:
-    mine = float(np.sum(np.array(run.outcome.emissions_g)[compare])) / 1e6
+def comparison(grams: Floats, compare: np.ndarray[Any, np.dtype[np.bool_]], baseline: Floats | None,
+               oracle: Floats) -> dict[str, float]:
+    """A run's emissions (``grams`` per job) beside the baseline's and the oracle's, over the
+    jobs ``compare`` marks: totals in t, ``saving``, ``oracle_saving``, ``share_of_achievable``."""
+    mine = float(np.sum(grams[compare])) / 1e6
     best = float(np.sum(oracle[compare])) / 1e6
     out = {"jobs": int(compare.sum()), "emissions_t": mine, "oracle_t": best}
     if baseline is not None:
-        base = float(np.sum(np.array(baseline.outcome.emissions_g)[compare])) / 1e6
+        base = float(np.sum(baseline[compare])) / 1e6
         out["baseline_t"] = base
         out["saving"] = 1 - mine / base if base > 0 else math.nan
         out["oracle_saving"] = 1 - best / base if base > 0 else math.nan
@@ -164,9 +187,14 @@ def _comparison(run: Run, compare: np.ndarray[Any, np.dtype[np.bool_]], baseline
 
 def comparable(runs: Sequence[Run], oracle: Floats) -> np.ndarray[Any, np.dtype[np.bool_]]:
     """The jobs every run completed with known emissions, and the oracle could score."""
+    return comparable_jobs([emissions(r) for r in runs], oracle)
+
+
+def comparable_jobs(grams: Sequence[Floats], oracle: Floats) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """The jobs with known emissions (``grams`` of each run) in every run and the oracle."""
     ok = np.isfinite(oracle)
-    for r in runs:
-        ok &= np.isfinite(np.array(r.outcome.emissions_g))
+    for g in grams:
+        ok &= np.isfinite(g)
     return ok
 
 

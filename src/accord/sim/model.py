@@ -97,11 +97,14 @@ def merged(outages: Iterable[Outage]) -> tuple[Outage, ...]:
 class Failures:
     """Outages drawn at random for every site: the times between them and their lengths are
     exponential with means ``mtbf_s`` and ``mttr_s`` (whole seconds, at least one), from
-    ``seed`` and the site's id (so a site has the same outages in every variant that has it)."""
+    ``seed`` and the site's id (so a site has the same outages in every variant that has it).
+    ``pinned``: the seed was given for the failures themselves (``[failures] seed``), so every
+    replication of a sweep draws the same outages; otherwise each draws them from its seed."""
 
     mtbf_s: float
     mttr_s: float
     seed: int = 1
+    pinned: bool = False
 
 
 def draw_outages(failures: Failures, sites: Iterable[str], start_s: float,

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from accord.sim.replications import FIGURES, ONE_SEED, flat
 from accord.sim.runner import Results
 
 COLOURS = ("#1b6ca8", "#d1495b", "#66a182", "#edae49", "#8d6a9f", "#00798c", "#7a7a7a", "#a05c34")
@@ -21,7 +22,7 @@ SUMMARY_COLUMNS = ("variant", "policy", "jobs", "completed", "rejected", "deferr
                    "emissions_t", "emissions_kg_per_job", "wait_mean_h", "wait_p50_h", "wait_p95_h",
                    "wait_p99_h", "bsld_mean", "bsld_p95", "jain_slowdown", "saving", "oracle_saving",
                    "share_of_achievable", "seconds", "emissions_unknown", "compared", "compared_t",
-                   "rejected_too_large", "rejected_no_pool", "rejected_other")
+                   "rejected_too_large", "rejected_no_pool", "rejected_other", "seed")
 
 
 def write_outputs(results: Results, out: Path) -> list[Path]:
@@ -42,23 +43,13 @@ def write_outputs(results: Results, out: Path) -> list[Path]:
 
 
 def summary_rows(results: Results) -> list[dict[str, Any]]:
-    """One flat row per (variant, policy)."""
+    """One flat row per (variant, seed, policy): with one seed, one per (variant, policy)."""
+    seed = results.scenario["seeds"][0]
     rows = []
     for v in results.variants:
-        for r in v["runs"]:
-            c = r["comparison"]
-            rows.append({
-                "variant": v["name"], "policy": r["policy"], "jobs": r["jobs"], "completed": r["completed"],
-                "rejected": r["rejected"], "deferred": r["deferred"], "abroad": r["abroad"],
-                "energy_mwh": r["energy_mwh"], "emissions_t": r["emissions_t"],
-                "emissions_kg_per_job": r["emissions_kg_per_job"],
-                **{f"wait_{k}_h": r["wait_h"][k] for k in ("mean", "p50", "p95", "p99")},
-                "bsld_mean": r["bounded_slowdown"]["mean"], "bsld_p95": r["bounded_slowdown"]["p95"],
-                "jain_slowdown": r["jain_slowdown"], "saving": c.get("saving"),
-                "oracle_saving": c.get("oracle_saving"), "share_of_achievable": c.get("share_of_achievable"),
-                "seconds": r["seconds"], "emissions_unknown": r["emissions_unknown"], "compared": c["jobs"],
-                "compared_t": c["emissions_t"], "rejected_too_large": r["unplaced"]["too_large"],
-                "rejected_no_pool": r["unplaced"]["no_pool"], "rejected_other": r["unplaced"]["other"]})
+        for block in v.get("replications") or [{"seed": seed, "runs": v["runs"]}]:
+            for r in block["runs"]:
+                rows.append({"variant": v["name"], "policy": r["policy"], **flat(r), "seed": block["seed"]})
     return rows
 
 
@@ -123,6 +114,7 @@ def html_report(results: Results) -> str:
     if results.notes:
         parts.append("<ul class=notes>" + "".join(f"<li>{_e(n)}</li>" for n in results.notes) + "</ul>")
     parts.append(_side_by_side(results))
+    parts.append(_intervals(results))
     parts.append(_emission_bars(results))
     parts.append(_wait_bars(results))
     for v in results.variants:
@@ -212,6 +204,29 @@ def _side_by_side(results: Results) -> str:
         for label, get in figures:
             rows.append([f"{p}: {label}", *[get(r) if r else "" for r in runs]])
     return "<h2>Side by side</h2>" + _table(head, rows)
+
+
+def _intervals(results: Results) -> str:
+    """Replications: each figure's mean and 95 % interval over the seeds (one seed: none)."""
+    seeds = results.scenario["seeds"]
+    if len(seeds) < 2:
+        return f"<p>Seed {seeds[0]}: {_e(ONE_SEED)}.</p>"
+    head = ["variant", "policy", *[label for _, label in FIGURES]]
+    rows = []
+    for v in results.variants:
+        for entry in v["intervals"]:
+            rows.append([v["name"], entry["policy"], *[_interval(entry["figures"][k]) for k, _ in FIGURES]])
+    return (f"<h2>Replications: mean and 95 % interval over {len(seeds)} seeds</h2><p>Student t over seeds "
+            f"{_e(', '.join(map(str, seeds)))}; the tables below are seed {seeds[0]}'s runs.</p>"
+            + _table(head, rows))
+
+
+def _interval(f: Mapping[str, Any]) -> str:
+    if f["mean"] is None:
+        return "–"
+    if f["low"] is None:
+        return f"{_f(f['mean'])} (n={f['n']})"
+    return f"{_f(f['mean'])} [{_f(f['low'])}, {_f(f['high'])}]"
 
 
 def _emission_bars(results: Results) -> str:

@@ -1,9 +1,9 @@
-"""Run a scenario: load its inputs, simulate every (variant, policy), score against the oracle.
+"""A scenario's inputs and runs: load them (once, :func:`prepare`), simulate one policy on one
+federation variant (:func:`simulate`).
 
-The shell around the kernel: it reads the files (federation, trace, intensity data), builds
-the workload once, runs each policy on each federation variant with
-:class:`~accord.sim.kernel.Simulation`, computes the emissions oracle per variant and the
-figures of every run (:mod:`accord.sim.metrics`).
+The shell around the kernel: it reads the files (federation, trace, intensity data) and
+builds the workload; :mod:`accord.sim.sweep` runs every (variant, policy, seed) with it and
+scores the runs against the oracle.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,15 +39,15 @@ from accord.domain.traces.trace import (
 from accord.sim.broker_engine import BrokerEngine
 from accord.sim.grid import load_carbon as load_carbon
 from accord.sim.kernel import Simulation
-from accord.sim.metrics import Run, comparable, summary
+from accord.sim.metrics import Run
 from accord.sim.model import Engine, Outage, Policy, Settings, Workload, draw_outages, utc_text
-from accord.sim.oracle import oracle_emissions
 from accord.sim.scenario import (
     DEFAULT_START,
     Scenario,
     apply_variant,
     check_outages,
     locate,
+    replication_seeds,
     trace_options,
 )
 
@@ -145,8 +145,35 @@ def trace_notes(s: Scenario, trace: Trace) -> list[str]:
     return notes
 
 
-def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
-    """Simulate every policy on every variant; the figures, with the oracle's.
+@dataclass(frozen=True, slots=True, eq=False)
+class Inputs:
+    """A scenario's inputs, read once: each variant's federation and outages, the trace, the
+    intensity data, the span it covers (epoch seconds) and what the report must say."""
+
+    scenario: Scenario
+    variants: tuple[tuple[str, Federation, tuple[Outage, ...]], ...]
+    trace: Trace
+    carbon: Mapping[str, IntensitySeries]
+    notes: tuple[str, ...]
+    first_s: float
+    end_s: float
+
+    def workload(self, seed: int) -> Workload:
+        """The jobs, with home partners drawn from ``seed``."""
+        return workload(replace(self.scenario, seed=seed), self.trace, self.variants[0][1])
+
+    def drawn(self, fed: Federation, seed: int) -> tuple[Outage, ...]:
+        """The outages drawn at random for ``fed``'s sites in the replication of ``seed``
+        (from ``[failures] seed`` when it is pinned)."""
+        f = self.scenario.failures
+        if f is None:
+            return ()
+        f = f if f.pinned else replace(f, seed=seed)
+        return draw_outages(f, (x.id for x in fed.sites), self.first_s, self.end_s)
+
+
+def prepare(s: Scenario) -> Inputs:
+    """Read the scenario's files and check them.
 
     Raises:
         InvalidInput: any bad input file (with file and line).
@@ -154,8 +181,6 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
     variants = federations(s)
     trace = load_trace(s)
     work = workload(s, trace, variants[0][1])
-    # a file must cover the submissions and two days more (the windows); runs that outlast
-    # it have unknown emissions, counted as such
     # the intensity must cover the submissions, two days more (the windows) and the longest
     # run; runs that outlast it have unknown emissions, counted as such
     first, last = float(work.submit_s[0]), float(work.submit_s[-1])
@@ -167,23 +192,7 @@ def run_scenario(s: Scenario, progress: Progress | None = None) -> Results:
     if longest:
         notes.append(f"{longest} job(s) run the broker's longest time limit, 30 days (longer ones are "
                      "cut there, as a site ends a job at its limit)")
-    out = []
-    for name, fed, given in variants:
-        drawn = () if s.failures is None else draw_outages(s.failures, (x.id for x in fed.sites), first,
-                                                            span_end.timestamp())
-        outages = given + drawn
-        runs = [simulate(name, fed, work, carbon, _settings(s, p, outages), progress, s.engine)
-                for p in s.policies]
-        oracle = oracle_emissions(fed, work, carbon, slack_s=2 * s.pass_s)
-        mask = comparable(runs, oracle)
-        baseline = next((r for r in runs if r.policy is Policy.HOME), runs[0])
-        out.append({"name": name, "gpus": sum(x.total_gpus for x in fed.sites),
-                    "sites": [{"id": x.id, "partner": x.partner, "zone": x.grid_zone, "gpus": x.total_gpus}
-                              for x in fed.sites],
-                    "outages": _listed(given), "failures": _listed(drawn),
-                    "baseline": baseline.policy.value,
-                    "runs": [summary(r, mask, baseline, oracle) for r in runs]})
-    return Results(describe(s, trace, work), out, notes)
+    return Inputs(s, tuple(variants), trace, carbon, tuple(notes), first, span_end.timestamp())
 
 
 def simulate(name: str, fed: Federation, work: Workload, carbon: Mapping[str, IntensitySeries],
@@ -208,13 +217,14 @@ def simulate(name: str, fed: Federation, work: Workload, carbon: Mapping[str, In
                time.perf_counter() - t0)
 
 
-def _settings(s: Scenario, policy: Policy, outages: tuple[Outage, ...]) -> Settings:
+def run_settings(s: Scenario, policy: Policy, outages: tuple[Outage, ...]) -> Settings:
+    """The settings of ``s``'s run of ``policy`` with ``outages``."""
     profiles = ProfileSource() if s.forecast is Forecast.PROFILE else None
     return Settings(policy, s.pass_s, s.refresh_s, s.backfill, s.backfill_depth, s.replan_s, s.forecast,
                     outages, profiles)
 
 
-def _listed(outages: tuple[Outage, ...]) -> list[dict[str, str]]:
+def listed(outages: tuple[Outage, ...]) -> list[dict[str, str]]:
     return [{"site": o.site, "start": utc_text(o.start_s), "end": utc_text(o.end_s)} for o in outages]
 
 
@@ -223,6 +233,7 @@ def describe(s: Scenario, trace: Trace, work: Workload) -> dict[str, Any]:
     return {"source": s.source, "federation": str(s.federation), "trace": str(s.trace),
             "carbon": str(s.carbon) if s.carbon else None,
             "start": datetime.fromtimestamp(float(work.submit_s[0]), UTC).isoformat(), "seed": s.seed,
+            "seeds": list(replication_seeds(s)),
             "policies": [p.value for p in s.policies], "jobs": len(work), "gpu_hours": trace.gpu_hours,
             "load": s.load, "size": s.size, "pass_seconds": s.pass_s, "backfill": s.backfill,
             "engine": s.engine.value, "replan_seconds": s.replan_s, "forecast": s.forecast.value,

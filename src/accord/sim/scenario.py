@@ -10,6 +10,8 @@ A scenario is TOML (``docs/design/simulator.md`` documents every key)::
                                         # an SWF's UnixStartTime, else 2020-01-06)
     carbon_unit = "g/kWh"               # or "lb/MWh", "kg/MWh", "kg/kWh"
     policies = ["home", "carbon"]
+    seed = 1                            # or seeds = [1, 2, 3]: replications, every policy and
+                                        # variant once per seed (at most MAX_RUNS runs in all)
 
     [trace]      jobs, load, size, format, round_minutes, procs_per_gpu, skip_bad_rows,
                  swf_status, queues, partitions, time_unit, columns = { submit = "arrival_time" }
@@ -57,8 +59,9 @@ from accord.domain.traces.trace import HomeRule, SwfStatus, TimeUnit, TraceForma
 from accord.sim.model import Engine, Failures, Outage, Policy
 
 SECTIONS = ("simulation", "trace", "homes", "jobs", "variants", "outages", "failures")
-SIM_KEYS = ("federation", "trace", "carbon", "start", "seed", "policies", "pass_seconds", "refresh_seconds",
-            "replan_seconds", "backfill", "backfill_depth", "engine", "forecast", "carbon_unit")
+SIM_KEYS = ("federation", "trace", "carbon", "start", "seed", "seeds", "policies", "pass_seconds",
+            "refresh_seconds", "replan_seconds", "backfill", "backfill_depth", "engine", "forecast",
+            "carbon_unit")
 TRACE_KEYS = ("jobs", "load", "size", "format", "round_minutes", "procs_per_gpu", "skip_bad_rows",
               "swf_status", "queues", "partitions", "time_unit", "columns")
 HOME_KEYS = ("by", "shares")
@@ -66,6 +69,7 @@ JOB_KEYS = ("theme", "sector", "window_hours")
 VARIANT_KEYS = ("name", "add_sites", "remove_sites", "pools", "outages")
 OUTAGE_KEYS = ("site", "start", "end")
 FAILURE_KEYS = ("mtbf_hours", "mttr_hours", "seed")
+MAX_RUNS = 1000   # runs per sweep (variants × policies × seeds): docs/design/simulator.md, "Sweeps"
 DEFAULT_START = datetime(2020, 1, 6, tzinfo=UTC)   # a Monday inside the shared intensity data
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
@@ -92,6 +96,7 @@ class Scenario:
     carbon: Path | None
     start: datetime | None = None      # None: the trace's own (SWF UnixStartTime), else DEFAULT_START
     seed: int = 1
+    seeds: tuple[int, ...] = ()        # replications (a sweep): each seed a run of every (variant, policy)
     policies: tuple[Policy, ...] = (Policy.HOME,)
     pass_s: float = 60.0
     refresh_s: float = 1800.0
@@ -123,6 +128,11 @@ class Scenario:
     failures: Failures | None = None   # outages drawn at random for every site
     source: str = "<command line>"
     text: str = ""
+
+
+def replication_seeds(s: Scenario) -> tuple[int, ...]:
+    """The seeds the scenario is run with: its ``seeds``, else its one ``seed``."""
+    return s.seeds or (s.seed,)
 
 
 def trace_options(s: Scenario) -> TraceOptions:
@@ -205,6 +215,7 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
     variants = variants or (Variant("base"),)
     outages = outage_list(r, doc, "")
     seed = int(_num(r, sim, "seed", "simulation", 1, 0))
+    seeds = _seeds(r, sim)
     failures = _failures(r, r.table(doc, "failures", ""), seed) if "failures" in doc else None
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
@@ -215,7 +226,7 @@ def parse_scenario(doc: Mapping[str, Any], base: Path, source: str, text: str = 
     scenario = Scenario(
         federation=resolve_path(fed, base), trace=resolve_path(trace, base),
         carbon=resolve_path(carbon, base) if carbon else None, start=start,
-        seed=seed, policies=policies,
+        seed=seeds[0] if seeds else seed, seeds=seeds, policies=policies,
         pass_s=_num(r, sim, "pass_seconds", "simulation", 60.0, 0), refresh_s=_num(
             r, sim, "refresh_seconds", "simulation", 1800.0, 60),
         replan_s=_num(r, sim, "replan_seconds", "simulation", 0.0, 0),
@@ -279,6 +290,22 @@ def _policies(r: FieldReader, raw: object) -> tuple[Policy, ...]:
         except ValueError:
             r.add("simulation.policies", "names an unknown policy", item, allowed)
     return tuple(dict.fromkeys(out))
+
+
+def _seeds(r: FieldReader, sim: Mapping[str, Any]) -> tuple[int, ...]:
+    """``seeds``: distinct whole numbers >= 0, at most :data:`MAX_RUNS`; not with ``seed``."""
+    if "seeds" not in sim:
+        return ()
+    raw = sim["seeds"]
+    allowed = f"a list of 1 to {MAX_RUNS:,} distinct whole numbers >= 0, e.g. [1, 2, 3] (not with seed)"
+    ok = isinstance(raw, list) and 0 < len(raw) <= MAX_RUNS and all(
+        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw)
+    if not ok or len(set(raw)) != len(raw) or "seed" in sim:
+        why = "is not a list of seeds" if not ok or len(set(raw)) != len(raw) else \
+            "goes without seed (give one or the other)"
+        r.add("simulation.seeds", why, raw, allowed)
+        return ()
+    return tuple(raw)
 
 
 def _start(r: FieldReader, raw: object) -> datetime | None:
@@ -361,7 +388,7 @@ def _failures(r: FieldReader, t: Mapping[str, Any], seed: int) -> Failures | Non
     own = r.integer(t, "seed", "failures", minimum=0) if "seed" in t else seed
     if mtbf is None or mttr is None or own is None:
         return None
-    return Failures(mtbf * 3600, mttr * 3600, own)
+    return Failures(mtbf * 3600, mttr * 3600, own, pinned="seed" in t)
 
 
 def check_outages(s: Scenario, variant: Variant, fed: Federation, base: Federation) -> tuple[Outage, ...]:
