@@ -343,6 +343,14 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 AccountingStorageTRES=gres/gpu,gres/gpu:$GPU_TYPE
 AccountingStoreFlags=job_comment,job_script
+# Slurm enforces Accord's agreements (docs/design/site-enforcement.md): every job needs an
+# association, and association limits (GrpTRESMins=gres/gpu=N) hold; "safe" refuses to start
+# a job that could not finish inside them.  GrpTRESMins needs the multifactor priority plugin;
+# usage never decays nor resets, so a limit is a total, not a rate.
+AccountingStorageEnforce=associations,limits,safe
+PriorityType=priority/multifactor
+PriorityDecayHalfLife=0
+PriorityUsageResetPeriod=NONE
 JobCompType=jobcomp/none
 EOF
       for k in $(seq 1 "$NODES"); do

@@ -19,12 +19,16 @@ from accord.adapters.notify_channels import senders
 from accord.adapters.sql.access_store import SqlAccess
 from accord.adapters.sql.agent_store import SqlAgents
 from accord.adapters.sql.campaign_store import SqlCampaigns
+from accord.adapters.sql.cosign_store import SqlCosignatures
 from accord.adapters.sql.file_store import SqlFiles
 from accord.adapters.sql.ledger_store import SqlLedger
+from accord.adapters.sql.link_store import SqlSiteLinks
 from accord.adapters.sql.notify_store import SqlNotifications
 from accord.adapters.sql.store import SqlStore
+from accord.adapters.witness_client import HttpWitnessClient
 from accord.domain.federation.model import BackendKind, Federation
 from accord.domain.ledger import signing
+from accord.domain.ledger.checkpoint import default_origin
 from accord.domain.ledger.statement import key_id
 from accord.domain.notify.rules import release_notice
 from accord.ports import CarbonSource, Clock, SiteBackend
@@ -33,6 +37,8 @@ from accord.service.agents import AgentService
 from accord.service.audit import SPOOL_FILE, AuditSpool, AuditWriter
 from accord.service.broker import Broker
 from accord.service.campaigns import CampaignService
+from accord.service.cosigning import Cosigner
+from accord.service.enforcement import EnforcementService
 from accord.service.files import FileService
 from accord.service.gate import Gate
 from accord.service.group_commit import GroupCommitter
@@ -50,9 +56,16 @@ TOKEN_MINTING = (10, 60.0)   # tokens a user may mint, per this many seconds
 
 def ledger_service(federation: Federation, store: SqlStore, clock: Clock,
                    private_key: bytes) -> LedgerService:
-    """The ledger over ``store``, signing with ``private_key`` (its log id derived from the key)."""
+    """The ledger over ``store``, signing with ``private_key`` (its log id derived from the key),
+    with the hosts' signed usage of the agent store, and, when the federation names witnesses,
+    their cosigner (``docs/design/witnesses.md``)."""
     log_id = key_id(signing.public_key(private_key))[:16]
-    return LedgerService(federation, SqlLedger(store), clock, private_key, log_id)
+    w = federation.witnessing
+    cosigner = None if w is None else Cosigner(
+        w, SqlCosignatures(store), HttpWitnessClient(), clock, private_key,
+        w.origin or default_origin(log_id))
+    return LedgerService(federation, SqlLedger(store), clock, private_key, log_id, cosigner=cosigner,
+                         attestations=SqlAgents(store).signed_usage)
 
 
 def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str, SiteBackend],
@@ -107,6 +120,7 @@ def compose(federation: Federation, store: SqlStore | str, backends: Mapping[str
                              used=ledger.project_used, releases=lambda: [
                                  release_notice(*r) for r in campaigns.released()]),
         telemetry=telemetry,
-        agents=AgentService(federation, agent_store, clock, request_signing.verify, broker.nudge),
+        agents=AgentService(federation, agent_store, clock, request_signing.verify, broker.nudge,
+                            EnforcementService(federation, access.store, SqlSiteLinks(db), clock)),
         files=files,
     )

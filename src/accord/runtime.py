@@ -380,10 +380,12 @@ def serve(settings: Settings) -> None:
         keeper = LeaseKeeper(leadership)
         dispatcher = Dispatcher(services, settings.poll_interval_s, leadership)
         notifier = Notifier(services, leadership)
+        cosigning = CosignCollector(services, leadership)
         if settings.dispatch:
             keeper.start()
             dispatcher.start()
             notifier.start()
+            cosigning.start()
         print(f"Accord is up at {url} (federation: {services.federation.name}; "
               f"data: {settings.data_dir}; store: {settings.database_url.split(':', 1)[0]}; "
               f"replica: {leadership.holder})", flush=True)
@@ -394,6 +396,7 @@ def serve(settings: Settings) -> None:
                         ssl_certfile=cert, ssl_keyfile=key)
         finally:
             notifier.stopping.set()
+            cosigning.stopping.set()
             _stop(dispatcher, keeper)
             services.close()
 
@@ -411,6 +414,35 @@ class Notifier(threading.Thread):
 
     def run(self) -> None:
         self.services.notify.run(self.stopping, self.leadership)
+
+
+class CosignCollector(threading.Thread):
+    """Every ``[witnessing] interval_s``, while this replica holds the dispatch lease, asks the
+    partners' witnesses to cosign the ledger's current tree (a thread of its own: a witness
+    that is down costs its timeout, never a dispatcher pass)."""
+
+    def __init__(self, services: Services, leadership: Leadership) -> None:
+        super().__init__(name="accord-cosign", daemon=True)
+        self.stopping = threading.Event()
+        self.services = services
+        self.leadership = leadership
+
+    def run(self) -> None:
+        ledger = self.services.ledger
+        interval = ledger.federation.witnessing.interval_s if ledger.federation.witnessing else 0
+        while interval and not self.stopping.is_set():
+            if not self.leadership.leading():
+                self.stopping.wait(1)
+                continue
+            try:
+                with self.leadership.fenced():
+                    ledger.collect_cosignatures()
+            except LeaseLost as exc:
+                log.warning("cosignature collection stopped: %s", exc)
+                continue
+            except Exception:  # the loop must outlive any one failure; it is logged
+                log.exception("cosignature collection failed; retrying")
+            self.stopping.wait(interval)
 
 
 def _lease(services: Services) -> SqlLease:

@@ -24,13 +24,18 @@ from accord.adapters.clock import SystemClock
 from accord.adapters.hub_link import HttpHubLink
 from accord.adapters.job_files import JobDirectories
 from accord.adapters.local_backend import LocalBackend
+from accord.adapters.local_users import UnixUsers
+from accord.adapters.slurm.accounts import SacctmgrAccounts
 from accord.adapters.slurm.backend import SlurmBackend
 from accord.domain.agent.protocol import SiteView
+from accord.domain.enforcement.identity import parse_policy
 from accord.domain.errors import AccordError, InvalidInput, Problem, Unavailable
 from accord.domain.federation.model import BackendKind, GpuPool, LocalSettings, Site, SlurmSettings
 from accord.ports import HubLink, SiteBackend
+from accord.ports.enforcement import EnforcementLink
 from accord.service import log_context
 from accord.service.site_agent import AgentSettings, SiteAgent
+from accord.service.site_enforcer import EnforcementSettings, SiteEnforcer
 
 log = logging.getLogger("accord.agent")
 PRIVATE = "site.key"
@@ -57,6 +62,9 @@ class AgentOptions:
     log_format: str = "text"
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    identity: str | None = None     # site enforcement: the identity policy (create:PREFIX, map:TEMPLATE)
+    drift: str = "repair"           # repair: put drift back; report: only report it
+    sync_s: float = 60.0            # seconds between enforcement syncs
 
 
 def keygen(out: Path) -> str:
@@ -105,11 +113,30 @@ def site_record(view: SiteView, o: AgentOptions) -> Site:
     )
 
 
-def backend_for(site: Site, o: AgentOptions) -> SiteBackend:
-    """The site's own scheduler."""
+def backend_for(site: Site, o: AgentOptions, enforcer: SiteEnforcer | None = None) -> SiteBackend:
+    """The site's own scheduler (with enforcement, jobs run as their owners' local users)."""
     if site.backend is BackendKind.SLURM:
-        return SlurmBackend(site, o.work_dir / "jobs")
+        return SlurmBackend(site, o.work_dir / "jobs", run_as=enforcer.run_as if enforcer else None)
     return LocalBackend(site, o.work_dir / "jobs")
+
+
+def enforcer_for(o: AgentOptions, link: EnforcementLink) -> SiteEnforcer | None:
+    """The site's enforcer when ``--identity`` is given.
+
+    Raises:
+        InvalidInput: a bad policy or drift setting, or enforcement without Slurm.
+    """
+    if o.identity is None:
+        return None
+    policy = parse_policy(o.identity)
+    if o.backend is not BackendKind.SLURM:
+        raise InvalidInput([Problem("--identity", "site enforcement needs --backend slurm", o.backend.value,
+                                    "slurm")])
+    if o.drift not in ("repair", "report"):
+        raise InvalidInput([Problem("--drift", "is not a drift setting", o.drift, "repair, report")])
+    env = {"TZ": "UTC", **({"SLURM_CONF": o.slurm_conf} if o.slurm_conf else {})}
+    settings = EnforcementSettings(policy, o.drift == "repair", o.sync_s)
+    return SiteEnforcer(link, SacctmgrAccounts(o.cluster, env), UnixUsers(), settings, SystemClock())
 
 
 def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
@@ -126,7 +153,10 @@ def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     private = keys.load(o.key, "--key")
     link = HttpHubLink(o.hub, o.site, private, ca=o.ca)
+    enforcer = enforcer_for(o, link)
     state = SqliteAgentState(o.work_dir / "agent.db")
+    if enforcer is not None:
+        _open_to_visitors(o.work_dir)
     metrics = AgentMetrics(lambda: len(state.held()))
     if o.metrics_port is not None:
         metrics.serve(o.metrics_port, o.metrics_host)
@@ -136,13 +166,13 @@ def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
         view = _site_view(hub, stop)
         if view is None:
             return
-        agent = _agent(o, view, hub, state, private, metrics)
+        agent = _agent(o, view, hub, state, private, metrics, enforcer)
         print(
             f"Accord site agent for {o.site} is up (hub {o.hub}; backend {o.backend.value}; "
             f"work dir {o.work_dir})",
             flush=True,
         )
-        _loop(agent, stop)
+        _loop(agent, stop, enforcer)
     finally:
         link.close()
         state.close()
@@ -155,9 +185,10 @@ def _agent(
     state: SqliteAgentState,
     private: bytes,
     metrics: AgentMetrics,
+    enforcer: SiteEnforcer | None = None,
 ) -> SiteAgent:
     """The agent over the site's scheduler (as the hub describes the site), metered."""
-    backend = backend_for(site_record(view, o), o)
+    backend = backend_for(site_record(view, o), o, enforcer)
     root = Path(getattr(backend, "root", o.work_dir / "jobs" / o.site))
     return SiteAgent(
         o.site,
@@ -168,6 +199,7 @@ def _agent(
         private,
         _with_cluster(o),
         files=JobDirectories(lambda job: root / job.id),
+        labels=enforcer.job_owner if enforcer else None,
     )
 
 
@@ -192,10 +224,33 @@ def _site_view(hub: HubLink, stop: threading.Event) -> SiteView | None:
     return None
 
 
-def _loop(agent: SiteAgent, stop: threading.Event) -> None:
+def _open_to_visitors(work_dir: Path) -> None:
+    """With enforcement, visitors' jobs run in directories below the work directory: it must
+    be traversable (0711, never listable), and the agent's state readable by root only."""
+    work_dir.chmod(0o711)
+    for name in ("agent.db", "agent.db-wal", "agent.db-shm"):
+        path = work_dir / name
+        if path.exists():
+            path.chmod(0o600)
+
+
+def _enforce(enforcer: SiteEnforcer | None) -> None:
+    """One enforcement sync when due; its failures are logged, never stop the agent's jobs."""
+    if enforcer is None:
+        return
+    try:
+        enforcer.step()
+    except Unavailable as exc:
+        log.warning("enforcement: hub not reached (%s)", exc)
+    except AccordError as exc:
+        log.error("enforcement: the hub refused: %s", exc)
+
+
+def _loop(agent: SiteAgent, stop: threading.Event, enforcer: SiteEnforcer | None = None) -> None:
     delay = 1.0
     while not stop.is_set():
         try:
+            _enforce(enforcer)
             agent.step()
             delay = 1.0
         except Unavailable as exc:

@@ -551,3 +551,25 @@ def test_a_report_batch_with_one_bad_report_stores_none_of_it(hub: Hub) -> None:
     running = Report(a["ref"], RemoteState.RUNNING, "1", h.clock.now())
     bad = usage_of(h, b, "isambard", gpu_seconds=1.0)
     refused(h, 422, "differs", lambda: h.agent("isambard", "POST", "/reports", reports(running, bad)))
+
+
+def test_a_long_poll_is_answered_by_the_order_committed_while_it_waits(hub: Hub) -> None:
+    """The poll is woken by the order's commit (the bell), not by its own timeout: it
+    returns the order, long before the 20 s it would wait for nothing."""
+    import threading
+    import time
+
+    hub.heartbeat()
+    request = hub.signed("isambard", "GET", f"{AGENT}/orders", params={"wait": 20})
+    answer: list[Any] = []
+    poll = threading.Thread(target=lambda: answer.append(hub.client.request(**request)))
+    started = time.monotonic()
+    poll.start()
+    time.sleep(0.3)                       # the poll is waiting now
+    doc = {"command": ["true"], "gpus": 1, "site": "isambard", "partner": PARTNER["isambard"]}
+    job = hub.client.post("/api/v1/jobs", json=doc, headers=ADMIN).json()["id"]
+    hub.services.broker.step()            # places and hands over: the order is committed
+    poll.join(20)
+    assert answer and answer[0].status_code == 200, answer
+    assert [o["job_id"] for o in answer[0].json()["orders"]] == [job]
+    assert time.monotonic() - started < 15

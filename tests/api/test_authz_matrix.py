@@ -110,6 +110,15 @@ def fresh_allocation(user: str, project: str, host: str) -> Fresh:
     return make
 
 
+def fresh_approved(user: str, project: str, host: str, officer: str) -> Fresh:
+    """An approved allocation of ``project`` from ``host`` (to revoke or increase)."""
+    def make(w: World) -> Names:
+        names = fresh_allocation(user, project, host)(w)
+        w.ok(officer, "POST", f"/api/v1/allocations/{names['alloc']}/decision", json=DECIDE)
+        return names
+    return make
+
+
 def campaign_doc(cid: str, project: str = "climate-a", partners: tuple[str, ...] = ("uk", "fr"),
                  sites: tuple[str, ...] = ("paris",), **results: Any) -> dict[str, Any]:
     """A one-pair campaign (a shipped task, a model that is never reached)."""
@@ -258,6 +267,7 @@ MATRIX: list[Case] = [
     Case("GET", "/api/v1/federation", EVERYONE),
     Case("GET", "/api/v1/federation/load", EVERYONE),
     Case("GET", "/api/v1/me", EVERYONE),
+    Case("GET", "/api/v1/me/identities", EVERYONE),
     # one's own notification settings and deliveries only: the path names no one else
     Case("GET", "/api/v1/me/notifications", EVERYONE),
     Case("PUT", "/api/v1/me/notifications", EVERYONE, body={"events": ["job.ended", "job.failed"]}),
@@ -331,6 +341,8 @@ MATRIX: list[Case] = [
          "/api/v1/usage/attestations/{ATT}", lacks=AUDITORS),
     Case("GET", "/api/v1/agreements/{agreement}/quotas", UF_BOOKS, "/api/v1/agreements/uk-fr/quotas",
          lacks=("ledger:read",)),
+    Case("GET", "/api/v1/agreements/{agreement}/cosigners", UF_BOOKS, "/api/v1/agreements/uk-fr/cosigners",
+         lacks=("ledger:read",)),
 
     # ---------------------------------------------------------------- tokens
     Case("POST", "/api/v1/tokens", EVERYONE, body={"name": "mine", "scopes": ["jobs:read"]},
@@ -375,6 +387,17 @@ MATRIX: list[Case] = [
     Case("POST", "/api/v1/allocations/{allocation_id}/decision", frozenset({"pouk"}),
          "/api/v1/allocations/{alloc}/decision", body=DECIDE, lacks=("projects:write",),
          fresh=fresh_allocation("claire", "fr-asks", "uk"), label="granted by uk"),
+
+    # revoked or increased by a programme officer of the granting partner, like a decision
+    Case("POST", "/api/v1/allocations/{allocation_id}/revoke", frozenset({"pofr"}),
+         "/api/v1/allocations/{alloc}/revoke", body={"reason": "matrix"}, lacks=("projects:write",),
+         fresh=fresh_approved("alice", "climate-a", "fr", "pofr")),
+    Case("POST", "/api/v1/allocations/{allocation_id}/increase", frozenset({"pofr"}),
+         "/api/v1/allocations/{alloc}/increase", body={"units": 1}, lacks=("projects:write",),
+         fresh=fresh_approved("alice", "climate-a", "fr", "pofr")),
+    # a site's enforcement state: its operators, the host partner's officers and auditors
+    Case("GET", "/api/v1/sites/{site}/enforcement", frozenset({"opfr", "pofr", "audfr", "root"}),
+         "/api/v1/sites/paris/enforcement", lacks=("projects:read",)),
 
     # ---------------------------------------------------------------- compliance and audit
     Case("GET", "/api/v1/compliance", frozenset({"opfr", "pofr", "pouk", "audfr", "root"}),

@@ -42,6 +42,8 @@ AGENT_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/agent/v1/logs"): "output of its own site's jobs, streamed home",
     ("GET", "/api/agent/v1/inputs/{sha256}"): "an input file of one of its own site's jobs",
     ("POST", "/api/agent/v1/outputs"): "a declared output file of one of its own site's jobs",
+    ("GET", "/api/agent/v1/enforcement"): "the agent's own site's desired Slurm accounts and members",
+    ("POST", "/api/agent/v1/enforcement"): "what the agent made of its own site's accounts and identities",
 }
 
 

@@ -343,6 +343,17 @@ def test_an_operator_sees_and_decides_the_compliance_view(world: World, page: Pa
     assert "no export licence on file" in job["reason"]
 
 
+def test_an_officer_sees_what_a_site_of_her_partner_enforces(world: World, page: Page) -> None:
+    sign_in(page, world.server.url, world.tokens["pouk"])
+    page.get_by_role("link", name="Sites").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sites")
+    page.get_by_role("link", name="Isambard-AI", exact=False).first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Site isambard-ai")
+    expect(page.get_by_role("status").first).to_contain_text("The agent has not synced yet.")
+    expect(page.get_by_role("table", name="Visitors' local users")).to_be_visible()
+    expect(page.get_by_role("heading", name="Drift")).to_be_visible()
+
+
 def test_a_researcher_sets_her_notifications_and_a_bad_address_is_named(world: World, page: Page) -> None:
     sign_in(page, world.server.url, world.tokens["ada"])
     page.get_by_role("link", name="Notifications").click()

@@ -129,7 +129,8 @@ def _exported() -> set[str]:
                        last_closure=lambda: datetime(2026, 1, 1, tzinfo=UTC),
                        allocations=lambda: {"a": (1.0, 0.5)},
                        audit_queued=lambda: 0, audit_spooled=lambda: 0, commit_queued=lambda: 0,
-                       now=lambda: datetime(2026, 1, 2, tzinfo=UTC), agents=lambda: {"s1": (3.0, 2)}))
+                       now=lambda: datetime(2026, 1, 2, tzinfo=UTC), agents=lambda: {"s1": (3.0, 2)},
+                       last_cosigned=lambda: datetime(2026, 1, 1, 23, tzinfo=UTC)))
     t.lead_by(lambda: True, lambda: 1)
     with contextlib.suppress(Unavailable), t.site_call("s1", "poll"):
         raise Unavailable("down")

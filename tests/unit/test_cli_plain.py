@@ -119,7 +119,8 @@ def test_an_empty_ledger_is_said_to_be_empty(data_dir: Path, capsys: Capture) ->
                      f"(database sqlite:///{data_dir / 'accord.db'}; is it the hub's database?)\n")
     r = accord(capsys, "ledger", "verify", "--data-dir", str(data_dir), "--json")
     assert json.loads(r.out) == {"ok": True, "entries": 0, "closures": 0, "first_bad_seq": None,
-                                 "problem": "", "verified": f"database sqlite:///{data_dir / 'accord.db'}"}
+                                 "problem": "", "verified": f"database sqlite:///{data_dir / 'accord.db'}",
+                                 "cosigned": 0, "notes": []}
 
 
 # ---------------------------------------------------------------- with the server, in process
@@ -184,6 +185,7 @@ def test_close_refuses_a_month_that_has_not_ended_unless_early(hub: Hub) -> None
     assert hub.run("ledger", "close", "--period", "2026-10").out.startswith("closed 2026-10: 1 entries")
     r = hub.run("ledger", "close", "--period", "2026-11", "--early")
     assert (r.code, r.out.split(":")[0]) == (0, "closed 2026-11"), r
+    hub.services.audit.flush()   # the audit writer is a thread of its own
     audit = hub.services.access.store.audit_records(action="ledger.close")
     assert [(a.target, a.detail, a.status) for a in audit][-1] == ("period 2026-11", "early", 200)
 

@@ -104,6 +104,12 @@ CASES: dict[lim.Bound, tuple[Callable[[Doc], None], str]] = {
     lim.WEIGHT: (_set("federation.placement.wait", lambda: 101), "federation.placement.wait"),
     lim.SLOT_MINUTES: (_set("federation.placement.slot_minutes", lambda: 480),
                        "federation.placement.slot_minutes"),
+    lim.WITNESSES: (_set("witnessing.witnesses", lambda: _tables(_over(lim.WITNESSES), lambda i: {})),
+                    "witnessing.witnesses"),
+    lim.WITNESS_INTERVAL_S: (_set("witnessing.interval_s", lambda: _over(lim.WITNESS_INTERVAL_S)),
+                             "witnessing.interval_s"),
+    lim.WITNESS_TIMEOUT_S: (_set("witnessing.timeout_s", lambda: _over(lim.WITNESS_TIMEOUT_S)),
+                            "witnessing.timeout_s"),
 }
 
 

@@ -11,6 +11,7 @@ never sent elsewhere while they may run there. See ``docs/design/site-agent.md``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,17 @@ from accord.domain.placement.records import PoolLoad
 from accord.ports import AgentStore, Clock
 
 SEEN_CACHE_S = 1.0  # how long a read of the agent's last word serves a backend
+RELOOK_S = 1.0      # how long statuses read serve polls while this process notes no change
+
+
+@dataclass(frozen=True, slots=True)
+class _Polled:
+    """Statuses read for a poll: the store's change mark before the read, when, which refs."""
+
+    mark: int
+    at: datetime
+    refs: frozenset[str]
+    held: Mapping[str, AgentStatus]
 
 
 def job_order(job: Job) -> dict[str, Any]:
@@ -49,6 +61,8 @@ def job_order(job: Job) -> dict[str, Any]:
 class AgentBackend:
     """A :class:`~accord.ports.SiteBackend` over the orders and reports of one agent site."""
 
+    in_store = True   # orders and reports live in the hub's store: see ports.InStoreBackend
+
     def __init__(self, site: Site, store: AgentStore, clock: Clock) -> None:
         if site.agent is None:
             raise Conflict(f"site {site.id} has no [sites.agent] settings")
@@ -58,6 +72,7 @@ class AgentBackend:
         self.store = store
         self.clock = clock
         self._seen: tuple[datetime, AgentSeen] | None = None  # (when read, what was read)
+        self._polled: _Polled | None = None
 
     def _alive(self) -> AgentSeen:
         """The agent's last word, read at most once a :data:`SEEN_CACHE_S` (a pass asks often).
@@ -131,8 +146,20 @@ class AgentBackend:
             Unavailable: the agent is silent.
         """
         self._alive()
-        held = self.store.statuses(refs)
+        held = self._statuses(refs)
         return {ref: _remote(held.get(ref)) for ref in refs}
+
+    def _statuses(self, refs: Sequence[str]) -> Mapping[str, AgentStatus]:
+        """The stored statuses of ``refs``, read again only if this process committed a change
+        for the site since the last read, a ref is new, or :data:`RELOOK_S` has passed (a
+        change another replica committed is seen within that)."""
+        mark, now, last = self.store.changes(self.site_id), self.clock.now(), self._polled
+        if (last is not None and last.mark == mark and last.refs.issuperset(refs)
+                and 0 <= (now - last.at).total_seconds() < RELOOK_S):
+            return last.held
+        held = self.store.statuses(refs)
+        self._polled = _Polled(mark, now, frozenset(refs), held)
+        return held
 
     def cancel(self, ref: str) -> None:
         """Write a cancel order (the job ends when the agent reports it so)."""

@@ -127,6 +127,14 @@ class HttpHubLink:
         d = self._post("/heartbeat", doc)
         return Resync(list(d.get("expected", [])), list(d.get("lost", [])))
 
+    def desired(self) -> object:
+        """See :meth:`accord.ports.enforcement.EnforcementLink.desired`."""
+        return self._call("GET", "/enforcement")
+
+    def report_enforcement(self, doc: object) -> None:
+        """See :meth:`accord.ports.enforcement.EnforcementLink.report_enforcement`."""
+        self._post("/enforcement", doc)
+
     def log(self, chunk: LogChunk) -> int:
         """See :meth:`accord.ports.HubLink.log`."""
         query = {

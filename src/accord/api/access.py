@@ -101,6 +101,19 @@ class AllocationRequest(_Body):
     sites: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=100)
 
 
+class Revocation(_Body):
+    """Withdraw an approved allocation, with a reason."""
+
+    reason: str = Field(..., min_length=1, max_length=2000)
+
+
+class Increase(_Body):
+    """Add units to an approved allocation."""
+
+    units: float = Field(..., gt=0, le=1e12)
+    reason: str = Field("", max_length=2000)
+
+
 class Decision(_Body):
     """Approve or refuse, with a reason (required to refuse)."""
 
@@ -225,6 +238,27 @@ def decide(allocation_id: str, body: Decision, request: Request,
                f"{a.state.value}: {body.reason}"[:500])
     if a.state is AllocationState.APPROVED:
         s.broker.allocation_approved(a.id, a.project, a.units, a.agreement)
+    return _allocation(a)
+
+
+@router.post("/api/v1/allocations/{allocation_id}/revoke", tags=["projects"])
+def revoke(allocation_id: str, body: Revocation, request: Request, s: Svc, p: Caller) -> dict[str, Any]:
+    """Withdraw an approved allocation: its sites close its account to new jobs."""
+    note_audit(request, "allocation.revoke", f"allocation {allocation_id[:40]}", (), body.reason[:500])
+    a = s.access.revoke(p, allocation_id, body.reason)
+    note_audit(request, "allocation.revoke", f"allocation {a.id}", (a.host,), f"revoked: {body.reason}"[:500])
+    return _allocation(a)
+
+
+@router.post("/api/v1/allocations/{allocation_id}/increase", tags=["projects"])
+def increase(allocation_id: str, body: Increase, request: Request, s: Svc, p: Caller) -> dict[str, Any]:
+    """Add units to an approved allocation: its sites raise its limit at their next sync."""
+    note_audit(request, "allocation.increase", f"allocation {allocation_id[:40]}", (),
+               f"+{body.units:g} units: {body.reason}"[:500])
+    a = s.access.increase(p, allocation_id, body.units, body.reason)
+    note_audit(request, "allocation.increase", f"allocation {a.id}", (a.host,),
+               f"+{body.units:g} units, now {a.units:g}: {body.reason}"[:500])
+    s.broker.allocation_approved(a.id, a.project, a.units, a.agreement)
     return _allocation(a)
 
 

@@ -18,14 +18,15 @@ from starlette.concurrency import run_in_threadpool
 from accord.api.common import Caller, Svc, note_audit, services_of
 from accord.domain.access.rules import Principal, can_verify_ledger
 from accord.domain.agent.protocol import MAX_WAIT_S, Order, SignedRequest
-from accord.domain.errors import InvalidInput, Problem
+from accord.domain.errors import InvalidInput, NotFound, Problem
 from accord.domain.jobs.codec import iso
+from accord.service.enforcement import EnforcementService
 
 router = APIRouter(tags=["site agents"])
 PREFIX = "/api/agent/v1"
-POLL_EVERY_S = 0.1  # how often a long poll checks this process's order bell (no database)
 LOOK_EVERY_S = 2.0  # how often it asks the database anyway (orders another replica wrote)
-GATHER_S = 0.1  # a woken poll waits this long, so one answer carries a pass's orders
+ASK_GONE_EVERY_S = 1.0  # how often a long poll asks whether its agent has hung up
+GATHER_S = 0.005  # a woken poll waits this long, so one answer carries what commits together
 
 
 async def signed(request: Request) -> SignedRequest:
@@ -85,11 +86,11 @@ async def get_orders(
 ) -> dict[str, Any]:
     """The site's orders not yet acknowledged, oldest first; with ``wait``, held open until
     one comes or ``wait`` seconds pass (the agent acknowledges each once it holds it)."""
-    s = services_of(request)
+    s, bells = services_of(request), request.app.state.order_bells
     deadline = anyio.current_time() + wait
-    rung, looked = s.agents.generation(a.site), float("-inf")
+    rung, looked, asked = s.agents.generation(a.site), float("-inf"), anyio.current_time()
     while True:
-        now = anyio.current_time()
+        now, rang = anyio.current_time(), bells.event(a.site)   # the event first: no ring missed
         bell = s.agents.generation(a.site)
         if bell != rung or now - looked >= LOOK_EVERY_S:  # an order here, or time to look anyway
             if bell != rung:
@@ -98,9 +99,14 @@ async def get_orders(
             orders = await run_in_threadpool(s.agents.orders, a.site)
             if orders:
                 return {"orders": [_order(o) for o in orders]}
-        if now >= deadline or await request.is_disconnected():
+        if now >= deadline:
             return {"orders": []}
-        await anyio.sleep(POLL_EVERY_S)
+        if now - asked >= ASK_GONE_EVERY_S:   # a costly call: not at every tick
+            if await request.is_disconnected():
+                return {"orders": []}
+            asked = now
+        with anyio.move_on_after(min(deadline - now, ASK_GONE_EVERY_S, LOOK_EVERY_S)):
+            await rang.wait()
 
 
 @router.post(f"{PREFIX}/acks")
@@ -141,6 +147,39 @@ def post_logs(
     note_audit(request, "agent.log", f"site {a.site} job {ref}")
     header = {"ref": ref, "stream": stream, "offset": offset, "truncated": truncated}
     return {"next_offset": s.agents.log(a.site, header, request.state.agent_body)}
+
+
+def _enforcement(s: Svc) -> EnforcementService:
+    if s.agents.enforcement is None:
+        raise NotFound("this hub does not serve site enforcement")
+    return s.agents.enforcement
+
+
+@router.get(f"{PREFIX}/enforcement")
+def get_enforcement(s: Svc, a: Signed) -> dict[str, Any]:
+    """The site's desired state: its allocations as GPU-minutes, their members, end and
+    whether open (``docs/design/site-enforcement.md``)."""
+    return _enforcement(s).desired(a.site)
+
+
+@router.post(f"{PREFIX}/enforcement")
+def post_enforcement(request: Request, s: Svc, a: Signed) -> dict[str, Any]:
+    """One sync's outcome at the site: accounts made, local identities, drift found."""
+    note_audit(request, "agent.enforcement", f"site {a.site}")
+    _enforcement(s).report(a.site, _json(request))
+    return {"kept": True}
+
+
+@router.get("/api/v1/sites/{site}/enforcement", tags=["sites"])
+def site_enforcement(site: str, s: Svc, p: Caller) -> dict[str, Any]:
+    """What a site enforces in its Slurm and how it stands: accounts, identities, drift."""
+    return _enforcement(s).status(p, site)
+
+
+@router.get("/api/v1/me/identities", tags=["access"])
+def my_identities(s: Svc, p: Caller) -> dict[str, Any]:
+    """The caller's local usernames at the sites, as the sites chose them."""
+    return {"identities": _enforcement(s).identities(p.user)}
 
 
 @router.get("/api/v1/usage/attestations/{digest}", tags=["ledger"])

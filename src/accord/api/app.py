@@ -42,6 +42,7 @@ from accord.api import (
     metrics,
     notify,
 )
+from accord.api.bells import OrderBells
 from accord.api.common import ERRORS, problem
 from accord.api.limits import BodyLimit
 from accord.api.request_ids import RequestIds
@@ -81,6 +82,8 @@ def create_app(services: Services, *, title: str = "Accord") -> FastAPI:
     app = FastAPI(title=title, version="0.1.0", responses=ERRORS, dependencies=[Depends(_refuse_nul)],
                   description="Broker for international reciprocal AI compute agreements.")
     app.state.services = services
+    app.state.order_bells = bells = OrderBells()
+    services.agents.listen(bells.ring)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit)   # inside the audit middleware: a refused body is audited too
     app.add_middleware(_AuditMiddleware, services=services)

@@ -82,6 +82,21 @@ def agreement_quotas(agreement: str, s: Svc, p: Caller) -> dict[str, Any]:
             "quotas": quotas}
 
 
+@router.get("/api/v1/agreements/{agreement}/cosigners", tags=["ledger"])
+def agreement_cosigners(agreement: str, s: Svc, p: Caller) -> dict[str, Any]:
+    """Per closed period (newest first, at most 12), which partners' witnesses cosigned the
+    tree its statement is proven against, and who is missing and why
+    (``docs/design/witnesses.md``). 404 for an unknown agreement, 403 unless the caller
+    oversees a party (or is the admin)."""
+    fed = s.ledger.federation
+    ids = [a.id for a in fed.agreements]
+    if agreement not in ids:
+        raise NotFound(f"no agreement {agreement[:64]!r}; the agreements are: {', '.join(ids)}")
+    a = fed.agreement(agreement)
+    can_read_agreement(p, a.parties, a.id).require()
+    return s.ledger.cosigners(a.id)
+
+
 @router.post("/api/v1/statements/verify", tags=["ledger"])
 def verify_statement_route(body: VerifyRequest, request: Request, p: Caller) -> dict[str, Any]:
     """Check a statement with only itself and the given public key, exactly as

@@ -114,20 +114,24 @@ def verify(s: Svc, p: Caller) -> dict[str, Any]:
     can_verify_ledger(p).require()
     r = s.ledger.verify()
     return {"ok": r.ok, "entries": r.entries, "closures": r.closures,
-            "first_bad_seq": r.first_bad_seq, "problem": r.problem}
+            "first_bad_seq": r.first_bad_seq, "problem": r.problem, "cosigned": r.cosigned,
+            "notes": list(r.notes)}
 
 
 @router.get("/api/v1/ledger/reconcile")
 def reconcile(period: Annotated[str, Query(pattern=PERIOD)], s: Svc, p: Caller) -> dict[str, Any]:
     can_reconcile(p).require()
     broker = s.broker
+    by_account = s.agents.enforcement.account_checks if s.agents.enforcement else None
     report = reconcile_period(period, s.ledger.federation, broker.store, s.ledger,
-                              dict(broker.backends))  # type: ignore[arg-type]
+                              dict(broker.backends), by_account)  # type: ignore[arg-type]
     if p.is_admin or any(g.role is Role.AUDITOR for g in p.grants):
         return report
     mine = p.scoped_targets(Role.SITE_OPERATOR)
     sites = {k: v for k, v in report["sites"].items() if k in mine}
-    return {**report, "ok": all(v["ok"] for v in sites.values()), "sites": sites}
+    checks = [c for c in report.get("allocations", []) if c["site"] in mine]
+    return {**report, "ok": all(v["ok"] for v in [*sites.values(), *checks]), "sites": sites,
+            **({"allocations": checks} if "allocations" in report else {})}
 
 
 @router.get("/api/v1/ledger/public-key", response_class=PlainTextResponse)

@@ -12,6 +12,7 @@ projects, allocations, compliance holds, the audit log, and a job's preview.
     accord project create ID --name N --partner P [--theme T] | list | show ID | add-member ID USER
     accord allocation apply PROJECT --agreement A --host H --units U --start YYYY-MM --end YYYY-MM
     accord allocation list [--project P] [--state S] | approve ID [--reason R] | refuse ID --reason R
+    accord allocation revoke ID --reason R | increase ID --units U [--reason R]
     accord compliance list | approve JOB [--reason R] | refuse JOB --reason R
     accord audit [--actor A] [--action X] [--since ISO] [--limit N]
     accord preview [the options of accord submit] -- COMMAND...   (or SCRIPT)
@@ -243,6 +244,25 @@ def _decide_allocation(args: argparse.Namespace, api: Api, *, approve: bool) -> 
     return emit(args, a, _allocation_line)
 
 
+def allocation_revoke(args: argparse.Namespace, _command: list[str], api: Api) -> int:
+    """``accord allocation revoke ID --reason R``: its sites close its account to new jobs."""
+    a = api.post(f"/api/v1/allocations/{segment(args.id)}/revoke", {"reason": args.reason})
+    return emit(args, a, _allocation_line)
+
+
+def allocation_increase(args: argparse.Namespace, _command: list[str], api: Api) -> int:
+    """``accord allocation increase ID --units U [--reason R]``."""
+    body = {"units": args.units, "reason": args.reason}
+    a = api.post(f"/api/v1/allocations/{segment(args.id)}/increase", body)
+    return emit(args, a, _allocation_line)
+
+
+def _increase_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id")
+    parser.add_argument("--units", required=True, type=float, help="normalised units to add")
+    parser.add_argument("--reason", default="")
+
+
 def compliance_list(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord compliance list``: the runs held for review that you may see."""
     return emit(args, api.get("/api/v1/compliance")["held"], _held_table)
@@ -309,7 +329,11 @@ COMMANDS = (
            leaf("approve", "approve (a programme officer)", allocation_approve,
                  _decision_arguments("id", reason_required=False)),
            leaf("refuse", "refuse, with a reason", allocation_refuse,
-                 _decision_arguments("id", reason_required=True))),
+                 _decision_arguments("id", reason_required=True)),
+           leaf("revoke", "withdraw an approved allocation, with a reason (its sites close it)",
+                 allocation_revoke, _decision_arguments("id", reason_required=True)),
+           leaf("increase", "add units to an approved allocation", allocation_increase,
+                 _increase_arguments)),
     group("compliance", "runs held for compliance review",
            leaf("list", "the held runs you may see", compliance_list),
            leaf("approve", "let a held run go (its site's operator)", compliance_approve,

@@ -20,6 +20,7 @@ from accord.domain.errors import InvalidInput, Problem
 
 if TYPE_CHECKING:
     from accord.client import Client
+    from accord.domain.ledger.cosigned import HostKeys, WitnessTrust
 
 PERIOD_NEEDED = Problem("--period", "is required", allowed="YYYY-MM")
 
@@ -39,6 +40,13 @@ def _ledger_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--early", action="store_true",
                         help="close: close the current month before it has ended; usage of the rest "
                              "of the month is then booked to the next open period")
+    parser.add_argument("--statement", action="append", default=[], type=Path, dest="statements",
+                        metavar="FILE", help="verify: also check the trees the witnesses cosigned in "
+                        "this statement against the database (repeatable)")
+    parser.add_argument("--ask-witnesses", action="store_true",
+                        help="verify: also submit the database's current tree to every witness of the "
+                             "federation file: one holding a larger tree, or one this tree does not "
+                             "extend, proves a truncation, a rewrite or a fork")
     parser.add_argument("--via-server", action="store_true",
                         help="verify: through the running server (found as other commands find it; "
                              "--server URL implies it) instead of reading the database directly")
@@ -52,6 +60,12 @@ def _statement_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write to this file instead of stdout")
     parser.add_argument("--key", type=Path, help="the operator's public key (PEM) to verify with")
     parser.add_argument("--previous", type=Path, help="an earlier statement this one must extend")
+    parser.add_argument("--federation", type=Path, dest="trust_federation", metavar="FILE",
+                        help="verify: the federation file whose witnesses, policy and site keys "
+                             "to check the statement's cosignatures and host attestations against")
+    parser.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                        help="verify, without --federation: a witness verifier key to trust "
+                             "(repeatable); the policy is then the statement's own")
 
 
 def _emissions_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,14 +104,16 @@ def verify_ledger(args: argparse.Namespace) -> int:
 
     settings = Settings.resolve(args.data_dir)
     _check_local(settings.data_dir, settings.database_url)
+    statements = [(str(p), _read_json(p, "--statement")) for p in args.statements]
     store = open_existing(settings.database_url)
     try:
         report = build_ledger(load_federation(settings.federation_path), store,
-                              settings.data_dir).verify()
+                              settings.data_dir).verify(statements, args.ask_witnesses)
     finally:
         store.close()
     out = {"ok": report.ok, "entries": report.entries, "closures": report.closures,
-           "first_bad_seq": report.first_bad_seq, "problem": report.problem}
+           "first_bad_seq": report.first_bad_seq, "problem": report.problem,
+           "cosigned": report.cosigned, "notes": list(report.notes)}
     return _verified(args, out, f"database {shown(settings.database_url)}")
 
 
@@ -124,19 +140,24 @@ def _verified(args: argparse.Namespace, out: Doc, where: str) -> int:
     0 when it verifies, :data:`EXIT_INPUT` when it does not."""
     if args.json:
         print(json.dumps({**out, "verified": where}))
-    elif not out["ok"]:
-        print(f"LEDGER VERIFICATION FAILED at entry {out['first_bad_seq']}: {out['problem']} ({where})",
-              file=sys.stderr)
+        return 0 if out["ok"] else EXIT_INPUT
+    for note in out.get("notes") or ():
+        print(f"note: {note}", file=sys.stderr)
+    if not out["ok"]:
+        at = "" if out["first_bad_seq"] is None else f" at entry {out['first_bad_seq']}"
+        print(f"LEDGER VERIFICATION FAILED{at}: {out['problem']} ({where})", file=sys.stderr)
     elif out["entries"] == 0:
         print(f"the ledger is empty: no entries to verify ({where}; is it the hub's database?)")
     else:
+        cosigned = f", {out['cosigned']} cosigned tree(s) consistent" if out.get("cosigned") else ""
         print(f"ledger verified: {out['entries']} entries, chain intact, balances zero, "
-              f"{out['closures']} closed period(s) match their signed roots ({where})")
+              f"{out['closures']} closed period(s) match their signed roots{cosigned} ({where})")
     return 0 if out["ok"] else EXIT_INPUT
 
 
 def verify_statement(args: argparse.Namespace) -> int:
-    """Verify a statement offline with only the file and the operator's public key."""
+    """Verify a statement offline with only the file, the operator's public key and (for its
+    cosignatures and host attestations) the federation file or pinned witness keys."""
     from accord.adapters.keys import read_public_key
     from accord.domain.ledger.statement import verify_statement as problems_of
 
@@ -147,15 +168,70 @@ def verify_statement(args: argparse.Namespace) -> int:
         raise InvalidInput([Problem("--key", "is required to verify", allowed="a PEM file")])
     doc = _read_json(Path(args.verify_args[1]), "statement")
     previous = _read_json(args.previous, "--previous") if args.previous else None
-    errors = problems_of(doc, read_public_key(args.key), previous)
+    witnesses, hosts = _trust(args, doc)
+    errors = problems_of(doc, read_public_key(args.key), previous, witnesses=witnesses, hosts=hosts)
     if errors:
         for e in errors:
             print(f"{args.verify_args[1]}: {e}", file=sys.stderr)
         return EXIT_INPUT
     print(f"{args.verify_args[1]}: verified — {doc['agreement']['id']} {doc['period']} "
           f"({doc['status']}), {len(doc['entries'])} entries included in the signed tree of "
-          f"{doc['tree_head']['tree_size']} entries")
+          f"{doc['tree_head']['tree_size']} entries{_witnessed(doc, witnesses, hosts)}")
     return 0
+
+
+def _trust(args: argparse.Namespace, doc: Doc) -> tuple[WitnessTrust | None, HostKeys | None]:
+    """The witnesses and site keys ``statement verify`` checks against: the federation file's
+    (``--federation``), else the statement's witnesses whose keys ``--witness`` pins.
+
+    Raises:
+        InvalidInput: the federation file is invalid, both are given, a ``--witness`` is not a
+            verifier key, or the statement's witnessing section is malformed.
+    """
+    from accord.adapters.federation_file import load_federation
+    from accord.domain.federation.model import PartnerWitness, WitnessRule
+    from accord.domain.ledger.cosigned import HostKeys, WitnessTrust, trust_from_statement
+    from accord.domain.ledger.note import parse_verifier_key
+
+    if args.trust_federation and args.witness:
+        raise InvalidInput([Problem("--witness", "cannot be combined with --federation",
+                                    allowed="the federation file's witnesses, or pinned keys")])
+    if args.trust_federation:
+        fed = load_federation(args.trust_federation)
+        hosts = HostKeys({s.id: s.agent.keys for s in fed.sites if s.agent},
+                         frozenset(s.id for s in fed.sites if s.agent))
+        w = fed.witnessing
+        return (WitnessTrust(w.witnesses, w.rule, w.k, w.origin) if w else None), hosts
+    section = doc.get("witnessing")
+    if not args.witness:
+        return None, None
+    try:
+        names = [parse_verifier_key(k).name for k in args.witness]
+    except InvalidInput as exc:
+        raise InvalidInput([Problem("--witness", p.message, p.got, p.allowed)
+                            for p in exc.problems]) from None
+    if not isinstance(section, dict):   # keys pinned, but nothing cosigned: a failure to report
+        pinned = tuple(PartnerWitness(n, "?", "", k) for n, k in zip(names, args.witness, strict=True))
+        return WitnessTrust(pinned, WitnessRule.EVERY_PARTY, 1), None
+    try:
+        return trust_from_statement(section, args.witness), None
+    except (KeyError, TypeError) as exc:
+        raise InvalidInput([Problem("statement", f"malformed witnessing section: {exc!r}")]) from None
+
+
+def _witnessed(doc: Doc, witnesses: WitnessTrust | None, hosts: HostKeys | None) -> str:
+    """What else was checked, or what was not (for the success line)."""
+    out = ""
+    if witnesses is not None and doc.get("witnessing"):
+        out += "; cosigned by " + (", ".join(doc["witnessing"]["cosigners"]) or "no witness")
+    elif doc.get("witnessing"):
+        why = "the federation file names no witness" if hosts else "give --federation FILE or --witness VKEY"
+        out += f"; cosignatures NOT checked ({why})"
+    attested = sum(1 for e in doc["entries"] if e.get("attestation"))
+    if attested:
+        out += f"; {attested} host attestation(s) " + ("checked" if hosts else
+                                                        "NOT checked (give --federation FILE)")
+    return out
 
 
 def _read_json(path: Path, field: str) -> Doc:
@@ -272,6 +348,13 @@ def _reconcile_text(r: Doc) -> str:
                      f" {s['cross_border_gpu_seconds']:>12.1f} {s['ledger_gpu_seconds']:>12.1f}")
         lines += [f"    {d['ref']} (job {d['job']}): {d['note']} (site {d['site_gpu_seconds']}, "
                   f"Accord {d['accord_gpu_seconds']})" for d in s["differences"]]
+    if r.get("allocations"):   # site enforcement: Slurm's own per-account totals, per allocation
+        lines.append(f"  {'site/project/agreement':<40} {'Slurm GPU-s':>14} {'usage GPU-s':>14} "
+                     f"{'ledger':>12}")
+        lines += [f"  {c['site'] + '/' + c['project'] + '/' + c['agreement']:<40} "
+                  f"{c['slurm_gpu_seconds']:>14.1f} {c['usage_gpu_seconds']:>14.1f} "
+                  f"{c['ledger_gpu_seconds']:>12.1f}"
+                  f"{'' if c['ok'] else '  DIFFERS'}" for c in r["allocations"]]
     return "\n".join(lines)
 
 

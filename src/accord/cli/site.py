@@ -6,6 +6,8 @@
     accord site run --hub URL --site SITE --key FILE --work-dir DIR
                     [--backend local|slurm] [--cluster NAME] [--ca FILE]
                     [--slurm-conf FILE] [--partition P] [--account A]
+                    [--identity create:PREFIX|map:TEMPLATE] [--drift repair|report] [--sync S]
+    accord site status SITE [--json]
 
 ``keygen`` makes the site's Ed25519 key pair and prints the public key for the federation
 file's ``[sites.agent] keys``; ``run`` dials out to the hub and runs its site's jobs with the
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from accord.cli.common import Command
+from accord.cli.common import Api, Command, emit, positionals, segment
 
 
 def _keygen_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +61,21 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="text or json lines")
+    parser.add_argument(
+        "--identity",
+        metavar="POLICY",
+        help="enforce the agreement in Slurm (docs/design/site-enforcement.md): visitors' local users by "
+        "create:PREFIX (useradd PREFIX+USER) or map:TEMPLATE ({user}, {partner}: existing users)",
+    )
+    parser.add_argument(
+        "--drift",
+        choices=("repair", "report"),
+        default="repair",
+        help="hand-made changes to Accord's Slurm accounts: put back (repair) or only report",
+    )
+    parser.add_argument(
+        "--sync", type=float, default=60.0, metavar="S", help="seconds between enforcement syncs"
+    )
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -92,9 +110,47 @@ def run(args: argparse.Namespace) -> int:
             args.log_format,
             args.metrics_port,
             args.metrics_host,
+            args.identity,
+            args.drift,
+            args.sync,
         )
     )
     return 0
+
+
+def status(args: argparse.Namespace, _command: list[str], api: Api) -> int:
+    """``accord site status SITE``: what the site enforces in its Slurm, and how it stands."""
+    return emit(args, api.get(f"/api/v1/sites/{segment(args.site)}/enforcement"), status_text)
+
+
+def identities(args: argparse.Namespace, _command: list[str], api: Api) -> int:
+    """``accord site identities``: your local usernames at the sites."""
+    found = api.get("/api/v1/me/identities")["identities"]
+    return emit(args, found, lambda xs: "\n".join(_identity(x) for x in xs) or "no local identities yet")
+
+
+def status_text(d: dict[str, Any]) -> str:
+    """The site's enforcement state for people."""
+    sync = d["last_sync"]
+    lines = [f"site {d['site']}: " + ("never synced" if sync is None else
+                                      f"last sync {sync['at']} {sync['state']}"
+                                      + (f": {sync['error']}" if sync["error"] else ""))]
+    lines.append("allocations:")
+    lines += [f"  {a['allocation']}  {a['status']:<8} " + (
+        f"{a['account']} {a['gpu_minutes']} GPU-min to {a['end']} {a['state']}"
+        f"{' (' + a['closed_because'] + ')' if a.get('closed_because') else ''}" if "account" in a else "")
+        + (f"  {a['reason']}" if a["reason"] else "") for a in d["allocations"]] or ["  none"]
+    lines.append("identities:")
+    lines += [_identity(x) for x in d["identities"]] or ["  none"]
+    lines.append("drift:" + (f" last found {d['drift_at']}" if d["drift"] else " none found"))
+    lines += [f"  {x}" for x in d["drift"]]
+    return "\n".join(lines)
+
+
+def _identity(x: dict[str, Any]) -> str:
+    where = f" at {x['site']}" if x.get("site") else ""
+    reason = f"  {x['reason']}" if x.get("reason") else ""
+    return f"  {x['user']}{where} → {x['local_user'] or '?'} ({x['state']}){reason}"
 
 
 COMMANDS = (
@@ -106,6 +162,9 @@ COMMANDS = (
                 "keygen", "make the site's Ed25519 key pair", _keygen_arguments, offline=keygen, shared=False
             ),
             Command("run", "run the agent until interrupted", _run_arguments, offline=run, shared=False),
+            Command("status", "a site's Slurm accounts, visitors' local users and drift (operators)",
+                    positionals("site"), run=status),
+            Command("identities", "your local usernames at the sites", run=identities),
         ),
         description="The site agent: dials out to the hub and runs its orders (docs/design/site-agent.md).",
     ),

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from accord.domain.access.audit import AuditRecord
 from accord.domain.access.projects import Allocation, AllocationState, Project, User
@@ -80,8 +80,40 @@ class SiteBackend(Protocol):
         ...
 
 
+class WriteBatch(Protocol):
+    """An open batch of one thread's store writes (see :meth:`JobStore.batch`)."""
+
+    def flush(self) -> None:
+        """Commit what the batch holds now. Raises Unavailable, LeaseLost (nothing written)."""
+        ...
+
+    def flush_if_due(self) -> None:
+        """Commit if the batch has held its writes long enough or gathered enough."""
+        ...
+
+
+@runtime_checkable
+class InStoreBackend(Protocol):
+    """A :class:`SiteBackend` whose calls only read and write the hub's own store (an agent
+    site's orders and reports): the broker makes them inside its batch of writes, so the
+    order and the job's step commit together."""
+
+    in_store: bool
+
+
 class JobStore(Protocol):
     """Durable jobs and their stories."""
+
+    def batch(self) -> AbstractContextManager[WriteBatch]:
+        """Until the block ends, this thread's writes (to every store over the same
+        database) are held in one transaction, each write rolled back alone if it fails, and
+        committed at the batch's flushes and at the end; dropped if an exception leaves
+        the block.
+
+        Raises:
+            Unavailable, LeaseLost: a flush failed (nothing it held was written).
+        """
+        ...
 
     def add_job(self, job: Job, spec_hash: str) -> Job:
         """Insert a new job, or return the existing one with the same owner and key.
@@ -97,6 +129,11 @@ class JobStore(Protocol):
 
     def get_job(self, job_id: str) -> Job:
         """The job. Raises NotFound."""
+        ...
+
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """The jobs of these ids, by id (ids not found are left out; at most a few thousand
+        ids at once)."""
         ...
 
     def save_job(self, job: Job) -> Job:
@@ -271,6 +308,7 @@ class AccessStore(Protocol):
     def memberships(self, user_id: str) -> tuple[frozenset[str], frozenset[str]]: ...
     def add_allocation(self, a: Allocation) -> None: ...
     def save_allocation(self, a: Allocation) -> None: ...
+    def change_allocation(self, a: Allocation, was: Allocation) -> None: ...
     def allocation(self, allocation_id: str) -> Allocation | None: ...
     def allocations(self, *, project: str | None = None,
                     state: AllocationState | None = None) -> list[Allocation]: ...

@@ -44,6 +44,16 @@ class AgentStore(Protocol):
         """A number that changes when this process writes an order for ``site``."""
         ...
 
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(site)`` whenever :meth:`generation` of a site changes (from the
+        committing thread; it must return at once and raise nothing)."""
+        ...
+
+    def changes(self, site: str) -> int:
+        """A number that changes when this process commits an order, acknowledgement, report
+        or loss for ``site``."""
+        ...
+
     def accept(self, site: str, nonce: str, expires_at: float, at: datetime, key_id: str) -> bool:
         """Record a request's nonce and the agent's last word at once; False if a replay."""
         ...

@@ -26,6 +26,8 @@ from accord.domain.access.projects import (
     User,
     check_ident,
     decide,
+    increase,
+    revoke,
     validate_application,
 )
 from accord.domain.access.rules import (
@@ -405,6 +407,39 @@ class AccessService:
         decided = decide(a, approve, p.user, self.clock.now(), reason)
         self.store.save_allocation(decided)
         return decided
+
+    def revoke(self, p: Principal, allocation_id: str, reason: str) -> Allocation:
+        """Withdraw an approved allocation (a programme officer of the granting partner): its
+        sites close its account to new jobs at their next sync.
+
+        Raises:
+            Forbidden (also for an id that does not exist), Conflict (not approved, or changed
+            meanwhile), InvalidInput (no reason).
+        """
+        a = self._decidable(p, allocation_id)
+        changed = revoke(a, p.user, self.clock.now(), reason)
+        self.store.change_allocation(changed, a)
+        return changed
+
+    def increase(self, p: Principal, allocation_id: str, units: float, reason: str) -> Allocation:
+        """Add units to an approved allocation (a programme officer of the granting partner).
+
+        Raises:
+            Forbidden (also for an id that does not exist), Conflict (not approved, or changed
+            meanwhile), InvalidInput (units not positive).
+        """
+        a = self._decidable(p, allocation_id)
+        changed = increase(a, units, p.user, self.clock.now(), reason)
+        self.store.change_allocation(changed, a)
+        return changed
+
+    def _decidable(self, p: Principal, allocation_id: str) -> Allocation:
+        hidden = f"allocation {allocation_id} does not exist or is not yours to decide"
+        a = self.store.allocation(allocation_id)
+        if a is None:
+            raise Forbidden(hidden)
+        can_decide_allocation(p, a.host).require(hidden)
+        return a
 
     def allocations(self, p: Principal, project_id: str | None = None) -> list[Allocation]:
         """Allocations the caller may see: of projects they may see, or granted by (or to)

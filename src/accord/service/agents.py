@@ -28,6 +28,7 @@ from accord.domain.agent.protocol import (
 from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem, Unauthenticated
 from accord.domain.federation.model import BackendKind, Federation, Site
 from accord.ports import AgentStore, Clock, RequestVerifier
+from accord.service.enforcement import EnforcementService
 
 
 class AgentService:
@@ -40,7 +41,9 @@ class AgentService:
         clock: Clock,
         verifier: RequestVerifier,
         nudge: Callable[[], None] = lambda: None,
+        enforcement: EnforcementService | None = None,
     ) -> None:
+        self.enforcement = enforcement  # the desired state agents enforce in their Slurm, and their reports
         self.federation = federation
         self.store = store
         self.clock = clock
@@ -89,6 +92,11 @@ class AgentService:
     def generation(self, site_id: str) -> int:
         """Changes when this process writes an order for the site (a long poll's cue)."""
         return self.store.generation(site_id)
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(site)`` when an order for a site is committed here (a long poll's
+        bell; from the committing thread). Raises nothing."""
+        self.store.listen(listener)
 
     def orders(self, site_id: str) -> list[Order]:
         """The site's orders not yet acknowledged, oldest first (at most :data:`MAX_ORDERS`)."""

@@ -67,7 +67,7 @@ from accord.domain.ledger.usage import usage_from_job
 from accord.domain.placement.forecast import PlacementContext
 from accord.domain.placement.place import forecast_zones, place
 from accord.domain.placement.records import Decision, PoolLoad, after_placing
-from accord.ports import CarbonSource, Clock, JobStore, SiteBackend
+from accord.ports import CarbonSource, Clock, InStoreBackend, JobStore, SiteBackend, WriteBatch
 from accord.service.footprints import footprint_of
 from accord.service.gate import Gate
 from accord.service.log_context import bound
@@ -108,6 +108,7 @@ class _Pass:
     """The facts one pass gathers once and shares between its jobs."""
 
     now: datetime
+    batch: WriteBatch | None = None   # the pass's writes, committed together (see JobStore.batch)
     loads: dict[tuple[str, str], PoolLoad] = field(default_factory=dict)
     context: PlacementContext | None = None
     committed: dict[tuple[str, str, str], float] | None = None   # allocation use not yet in the ledger
@@ -269,11 +270,11 @@ class Broker:
     # ------------------------------------------------------------ the dispatcher pass
     def step(self) -> StepReport:
         """One pass: release, reconsider, place, dispatch and poll. Never raises for one bad job."""
-        with self._lock:
-            p = _Pass(self.clock.now())
+        with self._lock, self.store.batch() as batch:
+            p = _Pass(self.clock.now(), batch)
             for job in self.store.queue([JobState.DEFERRED], BATCH, due_by=p.now):
                 self._drive(job, Timer(self._sid("timer", job), p.now), p)
-            p.loads = self._loads()
+            p.loads = self._loads(p)
             self._reconsider(p)
             placed, waiting = self._place(p)
             dispatched = self._dispatch(p)
@@ -341,6 +342,7 @@ class Broker:
             if backend is None:
                 continue
             try:
+                self._outside(backend, p)
                 with self.telemetry.site_call(site_id, "poll"):
                     statuses = backend.poll([ref for _, ref, _ in tracked])
             except Unavailable as exc:
@@ -351,12 +353,10 @@ class Broker:
                         self._drive(job, SiteDown(self._sid("poll", job), p.now, site_id, str(exc)), p)
                 continue
             self._outages.discard(site_id)
-            for job_id, ref, state in tracked:
-                status = statuses.get(ref)
-                if status is None or not news(state, status.state):
-                    continue
-                job = self.store.get_job(job_id)
-                after = self._drive(job, SiteReported(self._sid("poll", job), p.now, status), p)
+            changed = {job_id: status for job_id, ref, state in tracked
+                       if (status := statuses.get(ref)) is not None and news(state, status.state)}
+            for job in self.store.get_jobs(list(changed)).values():
+                after = self._drive(job, SiteReported(self._sid("poll", job), p.now, changed[job.id]), p)
                 finished += after.state.is_final
         return finished
 
@@ -431,10 +431,12 @@ class Broker:
         return PlacementReviewed(sid, p.now, d, review)
 
     def _hand_over(self, job: Job, i: Dispatch, sid: str, p: _Pass) -> Stimulus:
+        backend = self._backend(i.site)
+        self._outside(backend, p)   # the write-ahead record is durable before the site acts
         now = self.clock.now()
         try:
             with self.telemetry.site_call(i.site, "dispatch"):
-                result = self._backend(i.site).submit(job)
+                result = backend.submit(job)
         except Busy as exc:
             return DispatchRefused(sid, now, str(exc))
         except InDoubt as exc:   # the site may have taken it: stay placed there; look it up next
@@ -445,10 +447,12 @@ class Broker:
         return DispatchConfirmed(sid, now, result.backend_ref, result.gpu_indices, result.adopted)
 
     def _look_up(self, job: Job, i: LookUp, sid: str, p: _Pass) -> Stimulus:
+        backend = self._backend(i.site)
+        self._outside(backend, p)
         now = self.clock.now()
         try:
             with self.telemetry.site_call(i.site, "look_up"):
-                found = self._backend(i.site).look_up(job)
+                found = backend.look_up(job)
         except Unavailable as exc:   # still unknown: never send it elsewhere while it may run here
             return DispatchInDoubt(sid, now, f"cannot look it up: {exc}")
         if found is None:
@@ -461,10 +465,19 @@ class Broker:
             self.store.add_usage(footprint_of(record, self.federation, self.carbon))
 
     # ------------------------------------------------------------ facts
-    def _loads(self) -> dict[tuple[str, str], PoolLoad]:
+    def _outside(self, backend: SiteBackend, p: _Pass | None) -> None:
+        """Before calling ``backend``: commit the pass's writes unless its calls only touch
+        the hub's store (then they join the batch). Raises as :meth:`WriteBatch.flush`."""
+        if p is not None and p.batch is not None and not (
+                isinstance(backend, InStoreBackend) and backend.in_store):
+            p.batch.flush()
+
+    def _loads(self, p: _Pass | None = None) -> dict[tuple[str, str], PoolLoad]:
         loads: dict[tuple[str, str], PoolLoad] = {}
         for site in self.federation.sites:
             backend = self.backends.get(site.id)
+            if backend is not None:
+                self._outside(backend, p)
             try:
                 if backend is None:
                     raise Unavailable("no backend configured")
@@ -516,6 +529,8 @@ class Broker:
         with bound(job_id=job.id, site=job.placement.site if job.placement else None):
             try:
                 yield
+                if p.batch is not None:
+                    p.batch.flush_if_due()
             except LeaseLost:
                 raise  # this replica no longer leads: the pass stops here, nothing more is written
             except Unavailable as exc:

@@ -41,6 +41,7 @@ def hub_sources(
         commit_queued=lambda: committer.queued,
         now=clock.now,
         agents=lambda: agent_state(fed, agents, clock.now()) if agents is not None else {},
+        last_cosigned=lambda: ledger.cosigner.last_cosigned_at() if ledger.cosigner else None,
     )
 
 

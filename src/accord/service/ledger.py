@@ -8,17 +8,20 @@ leaves a record either fully posted or not at all, and it is never posted twice.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
-from accord.domain.errors import Conflict, InvalidInput, NotFound, Problem
+from accord.domain.agent.protocol import SignedUsage
+from accord.domain.errors import Conflict, InvalidInput, NotFound, Problem, Unavailable
 from accord.domain.federation.model import Federation
 from accord.domain.ledger import merkle, signing
+from accord.domain.ledger.cosigned import WitnessedTree, contradictions, trees_in_statement
 from accord.domain.ledger.entries import (
     Closure,
     Entry,
@@ -32,8 +35,12 @@ from accord.domain.ledger.entries import (
 from accord.domain.ledger.statement import build_statement, head_from_json, head_to_json, sign_statement
 from accord.domain.ledger.verify import ChainCheck
 from accord.ports import Clock, LedgerStore
+from accord.service.cosigning import Cosigner, Outcome
 
+Attestations = Callable[[str], tuple[str, SignedUsage] | None]
+"""The host-signed usage with a digest, and its site (the agent store's ``signed_usage``)."""
 GENESIS_HEX = "0" * 64
+log = logging.getLogger(__name__)
 MAX_CORRECTION_UNITS = Decimal(10) ** 12
 
 
@@ -46,14 +53,23 @@ class VerifyReport:
     closures: int
     first_bad_seq: int | None = None
     problem: str = ""
+    cosigned: int = 0
+    """Cosigned trees checked against the database (the hub's record, given statements)."""
+    notes: tuple[str, ...] = ()
+    """What could not be checked (a witness that could not be asked, a statement's
+    cosignatures with no witness key to check them by)."""
 
 
 class LedgerService:
     """Drives the ledger domain through its store and the operator's signing key."""
 
     def __init__(self, federation: Federation, ledger: LedgerStore, clock: Clock,
-                 private_key: bytes, log_id: str) -> None:
+                 private_key: bytes, log_id: str, *, cosigner: Cosigner | None = None,
+                 attestations: Attestations | None = None) -> None:
         self.federation = federation
+        self.cosigner = cosigner
+        """Collects the witnesses' cosignatures (None: the federation names no witness)."""
+        self.attestations = attestations
         self.ledger = ledger
         self.clock = clock
         self.private_key = private_key
@@ -125,8 +141,6 @@ class LedgerService:
             period = next_period(period)
         if period == e.period:
             return e
-        from dataclasses import replace
-
         return replace(e, period=period, memo=(*e.memo, ("ran_in", e.period)))
 
     def correct(self, entry_id: str, kind: str, units: str, reason: str, author: str) -> Entry:
@@ -188,7 +202,31 @@ class LedgerService:
         signed = self.signed_head(period)
         self.ledger.close(Closure(period, signed.head.tree_size, signed.head.root.hex(),
                                   json.dumps(head_to_json(signed)), self.clock.now()))
+        try:
+            self.collect_cosignatures()
+        except Unavailable as exc:   # the period is closed; the next interval collects
+            log.warning("cosigning after closing %s: %s", period, exc)
         return signed
+
+    def collect_cosignatures(self) -> list[Outcome]:
+        """Ask every witness to cosign the ledger's current tree (nothing without witnesses, or
+        when every witness has cosigned it already); the outcomes. A witness that fails is
+        recorded with its reason, never raised.
+
+        Raises:
+            Unavailable: the database cannot be reached.
+        """
+        if self.cosigner is None:
+            return []
+        size, _ = self.ledger.head()
+        if self.cosigner.up_to_date(size):
+            return []
+        outcomes = self.cosigner.collect(self._tree(size))
+        self.cosigner.store.prune([c.tree_size for c in self.ledger.closures()])
+        return outcomes
+
+    def _tree(self, size: int) -> merkle.MerkleTree:
+        return merkle.MerkleTree.build([merkle.leaf_hash(b) for b in self.ledger.leaf_bodies(size)])
 
     def _check_ended(self, period: str, early: bool) -> None:
         """Raises:
@@ -209,7 +247,9 @@ class LedgerService:
         """The signed statement of one agreement for one period.
 
         For a closed period it is proven against the closing head; for an open one,
-        against a freshly signed provisional head.
+        against a freshly signed provisional head. With witnesses, it carries their
+        cosigned checkpoints and is provisional (saying why) until the policy is met; each
+        host-attested entry carries the host's signed usage.
 
         Raises:
             NotFound: no such agreement.
@@ -219,15 +259,11 @@ class LedgerService:
         period = parse_period(period)
         closures = self.ledger.closures()
         closure = next((c for c in closures if c.period == period), None)
-        if closure is not None:
-            signed = head_from_json(json.loads(closure.signed_head))
-            status = "closed"
-        else:
-            signed = self.signed_head(period)
-            status = "provisional"
+        signed = (head_from_json(json.loads(closure.signed_head)) if closure is not None
+                  else self.signed_head(period))
+        reasons = [] if closure else [f"period {period} is open: its head is signed now, not at a close"]
         size = signed.head.tree_size
-        leaves = [merkle.leaf_hash(b) for b in self.ledger.leaf_bodies(size)]
-        tree = merkle.MerkleTree.build(leaves)
+        tree = self._tree(self.cosigner.largest_needed(size) if self.cosigner else size)
         mine = list(self.ledger.entries(agreement=agreement_id, period=period, upto=size))
         previous = [c for c in closures if c.tree_size <= size and c.period < period]
         prev_doc = None
@@ -236,25 +272,70 @@ class LedgerService:
             prev_doc = {"signed_head": json.loads(p.signed_head),
                         "consistency_proof": [h.hex() for h in
                                               tree.consistency_proof(p.tree_size, size)]}
+        witnessing = None
+        if self.cosigner is not None:
+            witnessing, short = self.cosigner.section(agreement.parties, size, tree)
+            reasons += short
         return sign_statement(build_statement(
-            agreement=agreement, period=period, status=status,
+            agreement=agreement, period=period, status="provisional" if reasons else "closed",
             reference_unit=self.federation.reference_unit, entries=mine,
-            proofs={e.seq: tree.inclusion_proof(e.seq) for e in mine},
+            proofs={e.seq: tree.inclusion_proof(e.seq, size) for e in mine},
             signed_head=head_to_json(signed), previous=prev_doc,
-            public_key=self.public_key), self.private_key)
+            public_key=self.public_key, witnessing=witnessing, reasons=reasons,
+            attestations=self._attestations(mine)), self.private_key)
+
+    def cosigners(self, agreement_id: str, limit: int = 12) -> dict[str, Any]:
+        """Who cosigned the ledger's tree behind each of the last ``limit`` closed periods'
+        statements of an agreement (the dashboard's agreement page), and the policy.
+
+        Raises:
+            NotFound: no such agreement.
+            Unavailable: the database cannot be reached.
+        """
+        agreement = self.federation.agreement(agreement_id)
+        w = self.federation.witnessing
+        if self.cosigner is None or w is None:
+            return {"witnessing": False, "periods": []}
+        heads = [(c.period, c.tree_size) for c in self.ledger.closures()][-limit:]
+        mine = w.of_parties(agreement.parties)
+        return {"witnessing": True, "policy": {"rule": w.rule.value, "k": w.k},
+                "witnesses": [{"name": x.name, "partner": x.partner} for x in mine],
+                "periods": self.cosigner.cosigners(agreement.parties, heads[::-1])}
+
+    def _attestations(self, entries: list[Entry]) -> dict[int, dict[str, str]]:
+        """The host-signed usage of each entry that names one and is stored, by seq."""
+        out: dict[int, dict[str, str]] = {}
+        for e in entries:
+            digest = dict(e.memo).get("usage_attestation")
+            found = self.attestations(digest) if digest and self.attestations else None
+            if found is not None:
+                site, u = found
+                out[e.seq] = {"site": site, "body": u.body, "key_id": u.key_id, "signature": u.signature}
+        return out
 
     # ------------------------------------------------------------ verification
-    def verify(self) -> VerifyReport:
-        """Re-derive the chain, the columns, the balances and every closure from the store.
+    def verify(self, statements: Sequence[tuple[str, Mapping[str, Any]]] = (),
+               ask_witnesses: bool = False) -> VerifyReport:
+        """Re-derive the chain, the columns, the balances and every closure from the store,
+        then check the trees the witnesses cosigned against it: those in the hub's record,
+        in the given ``statements`` (source name, document), and, with ``ask_witnesses``,
+        what each witness holds now.
 
         Names the first bad entry: a broken hash, a gap or duplicate in sequence, a
         body that disagrees with its indexed columns or does not balance, a head
-        that does not match, or a closure whose root or signature does not hold.
+        that does not match, or a closure whose root or signature does not hold; and
+        every witness whose cosigned tree the database contradicts, with the sizes.
         A bad ledger is the report, not an exception.
 
         Raises:
             Unavailable: the database cannot be read.
         """
+        report = self._verify_chain()
+        if not report.ok:
+            return report
+        return self._verify_witnessed(report, statements, ask_witnesses)
+
+    def _verify_chain(self) -> VerifyReport:
         size, head_hash = self.ledger.head()
         check = self.ledger.check_chain(max(size, self.ledger.size()))
         if not check.ok:
@@ -267,6 +348,43 @@ class LedgerService:
                                 f"the table has {count} ending {prev[:12]}… (entries removed "
                                 "or appended behind Accord's back)")
         return self._verify_closures(check, count)
+
+    def _verify_witnessed(self, report: VerifyReport, statements: Sequence[tuple[str, Mapping[str, Any]]],
+                          ask_witnesses: bool) -> VerifyReport:
+        """Raises:
+            Unavailable: the database cannot be read."""
+        trees, notes = self._witnessed_trees(statements)
+        if not trees and not ask_witnesses:
+            return replace(report, notes=tuple(notes))
+        tree = self._tree(report.entries)
+        problems = contradictions(trees, tree.size, lambda n: tree.root(n) if n else merkle.EMPTY_ROOT)
+        if ask_witnesses and self.cosigner is not None:
+            found, more = self.cosigner.audit(tree)
+            problems, notes = problems + found, notes + more
+        elif ask_witnesses:
+            notes.append("no witness to ask: the federation file has no [witnessing] table")
+        if problems:
+            return replace(report, ok=False, cosigned=len(trees), notes=tuple(notes),
+                           first_bad_seq=None, problem="; ".join(problems))
+        return replace(report, cosigned=len(trees), notes=tuple(notes))
+
+    def _witnessed_trees(self, statements: Sequence[tuple[str, Mapping[str, Any]]]
+                         ) -> tuple[list[WitnessedTree], list[str]]:
+        """Raises:
+            Unavailable: the database cannot be read."""
+        trees: list[WitnessedTree] = []
+        notes: list[str] = []
+        if self.cosigner is not None:
+            trees += [WitnessedTree(c.witness, c.size, c.root, "the hub's record")
+                      for c in self.cosigner.store.cosignatures() if c.origin == self.cosigner.origin]
+        known = self.federation.witnessing.witnesses if self.federation.witnessing else ()
+        for source, doc in statements:
+            if not known and doc.get("witnessing"):
+                notes.append(f"{source}: its cosignatures are not checked: the federation file "
+                             "names no witness")
+            found, bad = trees_in_statement(doc, self.public_key, known, source)
+            trees, notes = trees + found, notes + bad
+        return trees, notes
 
     def _appended_meanwhile(self, size: int, head_hash: str, count: int) -> bool:
         """Whether the table is longer than the head read at the start only because entries

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from accord.domain.errors import Unavailable
 from accord.domain.federation.model import Federation
-from accord.domain.ledger.entries import next_period, parse_period
+from accord.domain.ledger.entries import Entry, next_period, parse_period
 from accord.domain.ledger.reconcile import SiteReconciliation, reconcile_site
+from accord.domain.ledger.usage import UsageRecord
 from accord.ports import AccountingSource, JobStore
 from accord.service.ledger import LedgerService
 
@@ -27,10 +28,13 @@ def reconcile_period(
     store: JobStore,
     ledger: LedgerService,
     sources: Mapping[str, AccountingSource],
+    by_account: Callable[[str, list[UsageRecord], list[Entry]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Per site: site, usage and ledger GPU-seconds for the period, and the jobs that differ.
 
-    A site whose accounting cannot be read is reported with the reason, not skipped.
+    A site whose accounting cannot be read is reported with the reason, not skipped. With
+    ``by_account`` (site enforcement), also each agent site's Slurm totals per allocation
+    account against the usage and the ledger (``allocations``; they count towards ``ok``).
 
     Raises:
         InvalidInput: not a YYYY-MM period.
@@ -42,14 +46,19 @@ def reconcile_period(
     for site in federation.sites:
         source = sources.get(site.id)
         try:
-            if source is None:
-                raise Unavailable("no accounting source for this site")
+            if source is None or not hasattr(source, "accounting"):   # an agent site: the hub cannot sacct
+                raise Unavailable("no accounting source for this site (an agent site reports its "
+                                  "per-account totals: see allocations)")
             site_usage = source.accounting(start, end)
         except Unavailable as exc:
             sites[site.id] = {"ok": False, "error": str(exc)}
             continue
         sites[site.id] = _as_dict(reconcile_site(site.id, period, site_usage, records, entries))
-    return {"period": period, "ok": all(s["ok"] for s in sites.values()), "sites": sites}
+    report = {"period": period, "ok": all(s["ok"] for s in sites.values()), "sites": sites}
+    if by_account is not None:
+        checks = by_account(period, list(records), list(entries))
+        report.update(allocations=checks, ok=report["ok"] and all(c["ok"] for c in checks))
+    return report
 
 
 def _as_dict(r: SiteReconciliation) -> dict[str, Any]:

@@ -88,9 +88,11 @@ class SiteAgent:
         settings: AgentSettings = AgentSettings(),
         monotonic: Callable[[], float] = time.monotonic,
         files: JobDirectory | None = None,
+        labels: Callable[[str], tuple[str, str]] | None = None,
     ) -> None:
         self.site = site
         self.files = files
+        self.labels = labels  # site enforcement: a job's Slurm account and local user, by its local id
         self.backend = backend
         self.hub = hub
         self.state = state
@@ -106,10 +108,10 @@ class SiteAgent:
         """One round. Raises Unavailable: the hub was not reached (nothing is lost)."""
         self._heartbeat()
         self._take_orders()
-        self._acknowledge()
         held = self.state.held()
-        for job in held:
-            self._carry_out(job)
+        for job in held:            # orders are kept (agent.db) before anything is carried out,
+            self._carry_out(job)    # so acknowledging after the scheduler call loses nothing and
+        self._acknowledge()         # spares a new job the acknowledgement's round trip
         self._report(self.state.held())
         self._send_logs([j for j in held if j.local_id])
 
@@ -296,8 +298,19 @@ class SiteAgent:
             report.gpu_seconds,
             report.exit_code,
             report.energy_j,
+            *self._labels(job.local_id or ""),
         )
         return replace(report, usage=attest.sign(usage, self.key))
+
+    def _labels(self, local_id: str) -> tuple[str, str]:
+        """The job's Slurm account and local user for its signed usage (empty if unknown)."""
+        if self.labels is None or not local_id:
+            return "", ""
+        try:
+            return self.labels(local_id)
+        except Unavailable as exc:
+            log.warning("account and user of %s not read: %s", local_id, exc)
+            return "", ""
 
     # ------------------------------------------------------------ output
     def _send_logs(self, jobs: list[HeldJob]) -> None:

@@ -135,6 +135,8 @@ class HubSources:
     jobs_every_s: float = JOBS_EVERY_S
     # agent site -> (seconds since its agent was last heard from, None: never; orders not yet taken)
     agents: Callable[[], Mapping[str, tuple[float | None, int]]] = dict
+    # when a partner's witness last cosigned the ledger (None: never, or no witnesses)
+    last_cosigned: Callable[[], datetime | None] = lambda: None
 
 
 class HubCollector(Collector):
@@ -189,6 +191,11 @@ class HubCollector(Collector):
             age = (self.sources.now() - closed).total_seconds()
             yield GaugeMetricFamily("accord_ledger_last_closure_age_seconds", "Time since the "
                                     "last period closure (a signed Merkle tree head)", value=age)
+        cosigned = self.sources.last_cosigned()
+        if cosigned is not None:
+            age = (self.sources.now() - cosigned).total_seconds()
+            yield GaugeMetricFamily("accord_ledger_last_cosigned_age_seconds", "Time since a "
+                                    "partner's witness last cosigned the ledger's tree", value=age)
 
     def _queues(self) -> Iterator[Metric]:
         s = self.sources

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from accord.domain.jobs.model import Job, Outcome
 from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.ledger.reconcile import SiteUsage
 from accord.domain.placement.records import PoolLoad
+from accord.ports.enforcement import RunAs
 
 TAG_PREFIX = "accord-"
 BACKOFF_START_S = 2.0
@@ -72,7 +74,8 @@ def slurm_time(seconds: int) -> str:
 class SlurmBackend:
     """One Slurm cluster; see :class:`accord.ports.SiteBackend`."""
 
-    def __init__(self, site: Site, jobs_root: Path, runner: CommandRunner | None = None) -> None:
+    def __init__(self, site: Site, jobs_root: Path, runner: CommandRunner | None = None,
+                 run_as: Callable[[Job], RunAs] | None = None) -> None:
         if site.slurm is None:
             raise Conflict(f"site {site.id} has no [sites.slurm] settings")
         self.site = site
@@ -81,6 +84,7 @@ class SlurmBackend:
         root = Path(site.slurm.workdir) if site.slurm.workdir else jobs_root
         self.root = root / site.id
         self.runner = runner or SubprocessRunner()
+        self.run_as = run_as   # with site enforcement: the job's account and local user
         self.env = {"TZ": "UTC", "SLURM_TIME_FORMAT": "%Y-%m-%dT%H:%M:%S"}
         if site.slurm.slurm_conf:
             self.env["SLURM_CONF"] = site.slurm.slurm_conf
@@ -135,28 +139,39 @@ class SlurmBackend:
         """Submit with ``sbatch`` (the broker has looked the tag up if an earlier submission
         may exist).
 
+        With site enforcement, the job runs as its owner's local user under its allocation's
+        account, in a directory only that user (and root) can enter.
+
         Raises:
-            Conflict: the job is not placed at this site.
+            Conflict: the job is not placed at this site, or no open allocation covers it.
+            Busy: its local user or account is not ready yet.
             Unavailable: Slurm refused or did not answer.
         """
         if job.placement is None or job.placement.site != self.site_id:
             raise Conflict(f"job {job.id} is not placed at site {self.site_id}")
+        who = self.run_as(job) if self.run_as is not None else None
         job_dir = self.root / job.id
         job_dir.mkdir(parents=True, exist_ok=True)
-        job_dir.chmod(0o777)
         script = job_dir / "job.sbatch"
         script.write_text(_batch_script(job))
-        out = self._run("sbatch", "--parsable", *self._sbatch_args(job, job_dir), str(script))
+        if who is None:
+            job_dir.chmod(0o777)
+        else:
+            _own(job_dir, who)
+        args = self._sbatch_args(job, job_dir, who)
+        out = self._run("sbatch", "--parsable", *args, str(script))
         return Dispatched(backend_ref=parse_sbatch_parsable(out))
 
-    def _sbatch_args(self, job: Job, job_dir: Path) -> list[str]:
+    def _sbatch_args(self, job: Job, job_dir: Path, who: RunAs | None = None) -> list[str]:
         args = ["-J", job_tag(job.id), f"--comment=accord:{job.id}", f"--chdir={job_dir}",
                 f"--output={job_dir / 'stdout'}", f"--error={job_dir / 'stderr'}",
                 f"--gpus={job.spec.gpus}", f"--time={slurm_time(job.spec.time_limit_s)}",
                 "--no-requeue",
                 f"--export=ALL,ACCORD_JOB_ID={job.id},ACCORD_SITE={self.site_id}"]
         args += self._partition_args()
-        if self.settings.account:
+        if who is not None:
+            args += ["-A", who.account, f"--uid={who.uid}", f"--gid={who.gid}"]
+        elif self.settings.account:
             args += ["-A", self.settings.account]
         return args
 
@@ -223,6 +238,16 @@ class SlurmBackend:
                         "-j", ref, "-o", ",".join(SACCT_FIELDS))
         records = parse_sacct_parsable(out)
         return records[0] if records else None
+
+
+def _own(job_dir: Path, who: RunAs) -> None:
+    """The job's directory and what is in it the visitor's, mode 0700; its parents only
+    traversable (0711), so no other visitor can list or read it."""
+    for parent in (job_dir.parent, job_dir.parent.parent):
+        parent.chmod(0o711)
+    for path in (job_dir, *job_dir.iterdir()):
+        os.chown(path, who.uid, who.gid)
+    job_dir.chmod(0o700)
 
 
 def _status(entry: QueueEntry | None, record: SlurmRecord | None) -> RemoteStatus:

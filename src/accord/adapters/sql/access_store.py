@@ -208,6 +208,20 @@ class SqlAccess:
             if not done.rowcount:
                 raise Conflict(f"allocation {a.id} was decided already")
 
+    def change_allocation(self, a: Allocation, was: Allocation) -> None:
+        """Store a revocation or an increase of ``was`` (only if it is unchanged meanwhile).
+
+        Raises:
+            Conflict: it changed meanwhile."""
+        with self.store.transaction() as conn:
+            done = conn.execute(update(allocations).where(and_(
+                allocations.c.id == a.id, allocations.c.state == was.state.value,
+                allocations.c.units == was.units))
+                .values(state=a.state.value, units=a.units, decided_by=a.decided_by,
+                        decided_at=a.decided_at, reason=a.reason))
+            if not done.rowcount:
+                raise Conflict(f"allocation {a.id} changed meanwhile; look again")
+
     def allocation(self, allocation_id: str) -> Allocation | None:
         """The allocation, or None."""
         with self.store.transaction() as conn:

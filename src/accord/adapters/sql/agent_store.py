@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from accord.adapters.sql.schema import (
     agent_logs,
@@ -26,6 +25,7 @@ from accord.adapters.sql.schema import (
     agent_usage,
 )
 from accord.adapters.sql.store import SqlStore
+from accord.adapters.sql.upsert import insert_ignore
 from accord.domain.agent.protocol import (
     LOG_JOB_BYTES,
     Ack,
@@ -51,6 +51,8 @@ class SqlAgents:
         self.store = store
         self._lock = threading.Lock()
         self._generation: dict[str, int] = {}
+        self._changes: dict[str, int] = {}
+        self._listeners: list[Callable[[str], None]] = []
         self._purged = 0.0
 
     # ------------------------------------------------------------ orders
@@ -74,9 +76,34 @@ class SqlAgents:
                 )
         if found is not None:
             return _order(found)
-        with self._lock:
-            self._generation[order.site] = self._generation.get(order.site, 0) + 1
+        self.store.after_commit(lambda: self._ring(order.site))
         return order
+
+    def _ring(self, site: str) -> None:
+        """Tell the site's long polls an order was committed for it. Raises nothing."""
+        with self._lock:
+            self._generation[site] = self._generation.get(site, 0) + 1
+            listeners = list(self._listeners)
+        self._changed(site)
+        for listener in listeners:
+            listener(site)
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(site)`` (from the committing thread) whenever :meth:`generation`
+        of a site changes. It must return at once and raise nothing."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _changed(self, site: str) -> None:
+        """Note that the site's orders or statuses changed (see :meth:`changes`). Raises nothing."""
+        with self._lock:
+            self._changes[site] = self._changes.get(site, 0) + 1
+
+    def changes(self, site: str) -> int:
+        """A number that changes whenever this process commits an order, acknowledgement,
+        report or loss for ``site`` (the broker's poll re-reads statuses only then; changes
+        another replica makes are found by its periodic look)."""
+        return self._changes.get(site, 0)
 
     def generation(self, site: str) -> int:
         """A number that changes whenever this process writes an order for ``site`` (a long
@@ -146,7 +173,9 @@ class SqlAgents:
                         .values(acked_at=at, local_id=a.local_id or None)
                     )
                     new += 1
-            return new
+        if new:
+            self.store.after_commit(lambda: self._changed(site))
+        return new
 
     # ------------------------------------------------------------ reports
     def report(self, site: str, reports: Sequence[tuple[Report, str | None]], at: datetime) -> int:
@@ -179,7 +208,9 @@ class SqlAgents:
                 row = _apply(conn, site, rep, digest, current.get(rep.ref), at)
                 if row is not None:  # a later report of the same job in this batch sees this one
                     current[rep.ref], changed = row, changed + 1
-            return changed
+        if changed:
+            self.store.after_commit(lambda: self._changed(site))
+        return changed
 
     def signed_usage(self, digest: str) -> tuple[str, SignedUsage] | None:
         """The site and signed usage with this digest, if stored."""
@@ -277,6 +308,7 @@ class SqlAgents:
                     == 0
                 ):
                     _insert_ignore(conn, agent_status, [row], "ref")
+        self.store.after_commit(lambda: self._changed(site))
 
     def accept(self, site: str, nonce: str, expires_at: float, at: datetime, key_id: str) -> bool:
         """Record a request's nonce and that the site's agent was heard from, in one
@@ -474,11 +506,8 @@ def _order(r: RowMapping) -> Order:
 
 
 def _insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]], *keys: str) -> int:
-    """Insert the rows whose keys are new; how many were (counted by RETURNING: a driver's
-    rowcount for an INSERT ... ON CONFLICT DO NOTHING is not to be trusted, psycopg's is -1)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(rows).on_conflict_do_nothing(index_elements=list(keys))
-    return len(conn.execute(stmt.returning(table.c[keys[0]])).all())
+    """Insert the rows whose keys are new; how many were (see :func:`insert_ignore`)."""
+    return len(insert_ignore(conn, table, rows, *keys))
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

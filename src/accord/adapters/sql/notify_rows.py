@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 
 from accord.adapters.sql.schema import notify_notices
+from accord.adapters.sql.upsert import insert_ignore
 from accord.domain.notify.rules import Notice, job_notice
 
 
@@ -29,10 +29,7 @@ def add_notices(conn: Connection, notices: Iterable[Notice], at: datetime) -> in
     rows = list({n.key: notice_row(n, at) for n in notices}.values())
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (dialect.insert(notify_notices).values(rows).on_conflict_do_nothing(index_elements=["key"])
-            .returning(notify_notices.c.key))
-    return len(conn.execute(stmt).all())
+    return len(insert_ignore(conn, notify_notices, rows, "key"))
 
 
 def job_notices(conn: Connection, job_id: str, owner: str, hold: Mapping[str, Any] | None,

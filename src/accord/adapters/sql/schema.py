@@ -160,6 +160,30 @@ ledger_closures = Table(
     Column("closed_at", UTCDateTime, nullable=False),
 )
 
+# ── witnesses (0012): what each partner's witness last cosigned, and every cosignature ──
+witness_status = Table(
+    "witness_status",
+    metadata,
+    Column("witness", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),            # the size it last cosigned (0: none)
+    Column("root", String(64), nullable=False),
+    Column("error", Text, nullable=True),                  # why the last attempt failed; NULL: it did not
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("cosigned_at", UTCDateTime, nullable=True),
+)
+
+witness_cosignatures = Table(
+    "witness_cosignatures",
+    metadata,
+    Column("witness", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("root", String(64), nullable=False),            # hex
+    Column("origin", String(300), nullable=False),
+    Column("signature", Text, nullable=False),             # the cosignature line, as the witness sent it
+    Column("timestamp", BigInteger, nullable=False),       # the cosignature's POSIX time
+    PrimaryKeyConstraint("witness", "size", name="pk_witness_cosignatures"),
+)
+
 # ── access (0005): people, roles, tokens, projects, allocations, compliance, audit ──
 users = Table(
     "users",
@@ -489,4 +513,18 @@ job_outputs = Table(
     Column("size", BigInteger, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("ref", "name", name="pk_job_outputs"),
+)
+
+# ── site enforcement (0013): what each agent says of its accounts, identities and drift ──
+site_links = Table(
+    "site_links",
+    metadata,
+    Column("site", String(64), nullable=False),
+    Column("kind", String(20), nullable=False),            # identity, grant, sync
+    Column("subject", String(120), nullable=False),        # user id, allocation id, "" (sync)
+    Column("state", String(20), nullable=False),           # a LinkState, a GrantStatus, ok/error
+    Column("value", String(120), nullable=False),          # the local user, the Slurm account
+    Column("reason", Text, nullable=False),                # why (an error), or the drift lines
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("site", "kind", "subject", name="pk_site_links"),
 )

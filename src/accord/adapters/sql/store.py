@@ -8,8 +8,8 @@ read the same version cannot both save.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from accord.adapters.sql.batching import Batch, Turns, batching, open_batch
 from accord.adapters.sql.fencing import check_fence
 from accord.adapters.sql.notify_rows import job_notices
 from accord.adapters.sql.schema import job_events, jobs, usage_records
@@ -105,6 +107,7 @@ class SqlStore:
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url)
+        self._turns = Turns() if self.engine.dialect.name == "sqlite" else None   # see batching.py
         if auto_migrate:
             migrate(self.engine)
 
@@ -121,12 +124,39 @@ class SqlStore:
             Unavailable: the database cannot be reached.
             LeaseLost: this thread works under a lease another replica has taken over.
         """
+        batch = open_batch(self.engine)
+        if batch is not None:   # a savepoint in this thread's batch (see batching.py)
+            with batch.savepoint() as conn:
+                yield conn
+            return
         try:
-            with self.engine.begin() as conn:
+            with self._turn(), self.engine.begin() as conn:
                 check_fence(conn)
                 yield conn
         except OperationalError as exc:
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
+
+    def _turn(self) -> AbstractContextManager[None]:
+        return nullcontext() if self._turns is None else self._turns.held()
+
+    def batch(self) -> AbstractContextManager[Batch]:
+        """Until the block ends, this thread's transactions are savepoints of one, committed
+        at the batch's flushes (see :mod:`accord.adapters.sql.batching`).
+
+        Raises:
+            Unavailable, LeaseLost: as :meth:`Batch.flush`.
+        """
+        return batching(self.engine, self._turns)
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once this thread's writes so far are committed: at once, or when its
+        open batch is flushed (dropped with the batch if it is rolled back). Raises what
+        ``hook`` raises when run at once."""
+        batch = open_batch(self.engine)
+        if batch is None:
+            hook()
+        else:
+            batch.after_commit(hook)
 
     def add_job(self, job: Job, spec_hash: str) -> Job:
         """See :meth:`accord.ports.JobStore.add_job`."""
@@ -187,14 +217,19 @@ class SqlStore:
                 raise NotFound(f"no job {job_id!r}")
             return self._load(conn, [row])[0]
 
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """See :meth:`accord.ports.JobStore.get_jobs`."""
+        ids = list(dict.fromkeys(job_ids))
+        with self.transaction() as conn:
+            rows = [r for chunk in _chunks(ids, 500)
+                    for r in conn.execute(select(jobs).where(jobs.c.id.in_(chunk))).mappings()]
+            return {j.id: j for j in self._load(conn, rows)}
+
     def save_job(self, job: Job) -> Job:
         """See :meth:`accord.ports.JobStore.save_job`."""
         with self.transaction() as conn:
-            result = conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job.id, jobs.c.version == job.version)
-                .values(**_mutable_row(job), version=job.version + 1)
-            )
+            result = conn.execute(_SAVE, {**_mutable_row(job), "version": job.version + 1,
+                                          "b_id": job.id, "b_version": job.version})
             if result.rowcount != 1:
                 stored = conn.execute(
                     select(jobs.c.version).where(jobs.c.id == job.id)).scalar_one_or_none()
@@ -202,9 +237,7 @@ class SqlStore:
                     raise NotFound(f"no job {job.id!r}")
                 raise Conflict(f"job {job.id} was changed by someone else (version {stored}, "
                                f"read at {job.version}); reload and retry")
-            known = conn.execute(
-                select(func.count()).select_from(job_events).where(job_events.c.job_id == job.id)
-            ).scalar_one()
+            known = conn.execute(_EVENTS_KNOWN, {"b_id": job.id}).scalar_one()
             fresh = [_event_row(job.id, e) for e in job.story if e.seq >= known]
             if fresh:
                 conn.execute(insert(job_events), fresh)
@@ -320,6 +353,11 @@ class SqlStore:
             ).mappings():
                 events[e["job_id"]].append(e)
         return [_job_from(r, events[r["id"]]) for r in rows]
+
+
+# Built once (SQLAlchemy then compiles them once): the dispatcher saves a job at every step.
+_SAVE = update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.version == bindparam("b_version"))
+_EVENTS_KNOWN = select(func.count()).select_from(job_events).where(job_events.c.job_id == bindparam("b_id"))
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

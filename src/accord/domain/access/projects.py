@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from accord.domain.access.rules import Affiliation, Grant
@@ -56,6 +56,7 @@ class AllocationState(enum.Enum):
     REQUESTED = "requested"
     APPROVED = "approved"
     REFUSED = "refused"
+    REVOKED = "revoked"     # was approved; withdrawn by the granting partner (no new jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +146,39 @@ def decide(allocation: Allocation, approve: bool, by: str, at: datetime, reason:
     return Allocation(allocation.id, allocation.project, allocation.agreement, allocation.host,
                       allocation.units, allocation.start, allocation.end, allocation.sites, state,
                       allocation.requested_by, allocation.requested_at, by, at, reason.strip() or None)
+
+
+MAX_UNITS = 1e12
+
+
+def revoke(allocation: Allocation, by: str, at: datetime, reason: str) -> Allocation:
+    """The approved allocation withdrawn: no new jobs under it, here or at its sites.
+
+    Raises:
+        Conflict: it is not approved.
+        InvalidInput: no reason.
+    """
+    if allocation.state is not AllocationState.APPROVED:
+        raise Conflict(f"allocation {allocation.id} is {allocation.state.value}; only an approved one "
+                       "can be revoked")
+    if not reason.strip():
+        raise InvalidInput([Problem("reason", "a revocation needs a reason", reason, "a sentence")])
+    return replace(allocation, state=AllocationState.REVOKED, decided_by=by, decided_at=at,
+                   reason=reason.strip()[:500])
+
+
+def increase(allocation: Allocation, more: float, by: str, at: datetime, reason: str) -> Allocation:
+    """The approved allocation with ``more`` units.
+
+    Raises:
+        Conflict: it is not approved.
+        InvalidInput: ``more`` is not positive, or the total would exceed the bound.
+    """
+    if allocation.state is not AllocationState.APPROVED:
+        raise Conflict(f"allocation {allocation.id} is {allocation.state.value}; only an approved one "
+                       "can be increased")
+    if not 0 < more <= MAX_UNITS or allocation.units + more > MAX_UNITS:
+        raise InvalidInput([Problem("units", "must be a positive increase", str(more),
+                                    f"a number > 0, the total at most {MAX_UNITS:g}")])
+    return replace(allocation, units=allocation.units + float(more), decided_by=by, decided_at=at,
+                   reason=reason.strip()[:500] or allocation.reason)

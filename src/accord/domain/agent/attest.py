@@ -3,7 +3,8 @@ accounting saw it, and the Ed25519 signature the site's agent puts on them.
 
 The body is UTF-8 JSON with sorted keys and no spaces (``v``, ``site``, ``ref``, ``job_id``,
 ``local_id``, ``cluster``, ``state``, ``start``, ``end``, ``gpus``, ``gpu_seconds``,
-``exit_code``, ``energy_j``); its SHA-256 (hex) is the attestation's id, carried by the usage
+``exit_code``, ``energy_j``, and with site enforcement ``account`` and ``user``: the Slurm
+account and local user the job ran as); its SHA-256 (hex) is the attestation's id, carried by the usage
 record and by every ledger entry made of it. Anyone holding the site's public key (from the
 federation file) can check a body and its signature offline.
 """
@@ -43,6 +44,8 @@ class Usage:
     gpu_seconds: float
     exit_code: int | None
     energy_j: float | None
+    account: str = ""    # with site enforcement: the Slurm account the job ran under
+    user: str = ""       # and the local user it ran as (both left out of the body when empty)
 
 
 def key_id(public_raw: bytes) -> str:
@@ -66,6 +69,8 @@ def canonical(u: Usage) -> str:
         "gpu_seconds": u.gpu_seconds,
         "exit_code": u.exit_code,
         "energy_j": u.energy_j,
+        **({"account": u.account} if u.account else {}),
+        **({"user": u.user} if u.user else {}),
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
@@ -127,6 +132,8 @@ def parse(body: str) -> Usage:
             float(d["gpu_seconds"]),
             d["exit_code"],
             d["energy_j"],
+            str(d.get("account", "")),
+            str(d.get("user", "")),
         )
         _check_figures(u)
     except (ValueError, KeyError, TypeError) as exc:

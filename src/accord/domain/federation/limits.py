@@ -72,13 +72,16 @@ RULE_FLOP = Bound("`compliance.large_runs.flop`", 10**30, "FLOP")
 ALLOCATION_THRESHOLD = Bound("`allocations.warn_at`, `lower_at`, `hold_at` (fractions of an allocation)", 10)
 WEIGHT = Bound("each `federation.placement` weight", 100)
 SLOT_MINUTES = Bound("`federation.placement.slot_minutes` (from 5, dividing a day)", 240, "minutes")
+WITNESSES = Bound("`[[witnessing.witnesses]]`", 100, "tables")
+WITNESS_INTERVAL_S = Bound("`witnessing.interval_s` (from 1)", 86_400, "seconds")
+WITNESS_TIMEOUT_S = Bound("`witnessing.timeout_s` (from 1)", 60, "seconds")
 
 #: Every bound, in the order the docs list them.
 BOUNDS: tuple[Bound, ...] = (
     FILE_BYTES, TEXT, PATH, THEME, THEMES, GPU_MODELS, GPU_MODEL_NAME, MEMORY_GB, TDP_W, PEAK_TFLOPS,
     RATES, UNITS_PER_GPU_HOUR, PARTNERS, INSTITUTIONS, SITES, POOLS, POOL_GPUS, POWER_W, PUE,
     AGREEMENTS, QUOTAS, QUOTA_UNITS, FLEXIBILITY_H, COUNTRIES, RULES, RULE_GPU_HOURS, RULE_FLOP,
-    ALLOCATION_THRESHOLD, WEIGHT, SLOT_MINUTES,
+    ALLOCATION_THRESHOLD, WEIGHT, SLOT_MINUTES, WITNESSES, WITNESS_INTERVAL_S, WITNESS_TIMEOUT_S,
 )
 
 #: Dates (agreements' ``start`` and ``end``, rates' ``valid_from`` and ``valid_until``) are

@@ -211,6 +211,44 @@ class PlacementWeights:
     slot_s: int = 1800
 
 
+class WitnessRule(enum.Enum):
+    """Which cosignatures make an agreement's statement complete (``[witnessing] policy``)."""
+
+    EVERY_PARTY = "every-party"   # at least ``k`` witnesses of each party of the agreement
+    K_OF_N = "k-of-n"             # at least ``k`` of the n witnesses of the agreement's parties
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerWitness:
+    """A witness a partner runs (``accord witness serve``): its short name, partner, URL (the
+    ``add-checkpoint`` endpoint is under it) and cosignature verifier key (``name+hex8+base64``,
+    type 0x04, as ``accord witness keygen`` prints it)."""
+
+    name: str
+    partner: str
+    url: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Witnessing:
+    """``[witnessing]``: the partners' witnesses of the ledger and the cosigning policy
+    (``docs/design/witnesses.md``). ``interval_s``: the hub asks every witness to cosign its
+    current tree this often (and at every period close); ``timeout_s`` bounds one request;
+    ``origin`` names the log in its checkpoints (None: ``accord.example/ledger/<log id>``)."""
+
+    witnesses: tuple[PartnerWitness, ...]
+    rule: WitnessRule = WitnessRule.EVERY_PARTY
+    k: int = 1
+    interval_s: float = 300.0
+    timeout_s: float = 10.0
+    origin: str | None = None
+
+    def of_parties(self, parties: tuple[str, ...]) -> tuple[PartnerWitness, ...]:
+        """The witnesses of these partners, in file order."""
+        return tuple(w for w in self.witnesses if w.partner in parties)
+
+
 @dataclass(frozen=True, slots=True)
 class Federation:
     """Everything Accord knows about the partnership, as loaded from one file."""
@@ -226,6 +264,7 @@ class Federation:
     themes: tuple[str, ...] = field(default=())
     placement: PlacementWeights = field(default_factory=PlacementWeights)
     compliance: Compliance = field(default_factory=Compliance)
+    witnessing: Witnessing | None = None
 
     def site(self, site_id: str) -> Site:
         """The site with this id.

@@ -33,13 +33,14 @@ from accord.domain.federation.model import (
     Site,
     SlurmSettings,
 )
+from accord.domain.federation.witnessing import parse_witnessing
 from accord.domain.fieldreader import COUNTRY_ALLOWED, FieldReader, is_country_code
 
 Doc = Mapping[str, object]
 
 TOP_KEYS = (
     "federation", "gpu_models", "exchange_rates", "partners", "institutions", "sites", "agreements",
-    "compliance", "allocations",
+    "compliance", "allocations", "witnessing",
 )
 
 
@@ -80,6 +81,7 @@ def parse_federation(doc: Doc) -> Federation:
         for i, t in enumerate(r.tables(doc, "agreements", "", max_items=lim.AGREEMENTS.maximum))
     )
     compliance = parse_compliance(r, doc, partner_ids, inst_ids, themes)
+    witnessing = parse_witnessing(r, doc, partner_ids)
     _check_all(r, models, partner_ids, inst_ids, sites, agreements, rates, model_names)
     name = r.text(head, "name", "federation", max_length=TEXT)
     unit = r.text(head, "reference_unit", "federation", max_length=TEXT)
@@ -97,6 +99,7 @@ def parse_federation(doc: Doc) -> Federation:
         themes=themes,
         placement=placement,
         compliance=compliance,
+        witnessing=witnessing,
     )
 
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation.model import Agreement
 from accord.domain.ledger import merkle, signing
+from accord.domain.ledger.cosigned import HostKeys, WitnessTrust, check_attestation, check_witnessing
 from accord.domain.ledger.entries import Entry, balances, canonical, chain_hash, from_document
 
 FORMAT = "accord-statement/1"
@@ -72,21 +73,31 @@ def build_statement(
     signed_head: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
     public_key: bytes,
+    witnessing: Mapping[str, Any] | None = None,
+    reasons: Sequence[str] = (),
+    attestations: Mapping[int, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The statement document (JSON-ready)."""
+    """The statement document (JSON-ready): ``witnessing`` is the cosigned checkpoints'
+    section (None: no witnesses), ``reasons`` why it is provisional, ``attestations`` the
+    host-signed usage of entries by seq."""
+    attested = attestations or {}
     return {
         "format": FORMAT,
         "agreement": {"id": agreement.id, "name": agreement.name, "parties": list(agreement.parties)},
         "period": period,
         "status": status,
+        "provisional_reasons": list(reasons),
         "unit": reference_unit,
         "totals": _totals(entries),
         "memo": _memo(entries),
         "entries": [{"leaf_index": e.seq, "hash": e.hash,
                      "body": canonical(e).decode("utf-8"),
-                     "inclusion_proof": [p.hex() for p in proofs[e.seq]]} for e in entries],
+                     "inclusion_proof": [p.hex() for p in proofs[e.seq]],
+                     "attestation": dict(attested[e.seq]) if e.seq in attested else None}
+                    for e in entries],
         "tree_head": dict(signed_head),
         "previous": dict(previous) if previous else None,
+        "witnessing": dict(witnessing) if witnessing is not None else None,
         "key_id": key_id(public_key),
     }
 
@@ -134,13 +145,17 @@ def _document_signature_ok(doc: Mapping[str, Any], public_key: bytes) -> bool:
 
 
 def verify_statement(doc: Mapping[str, Any], public_key: bytes,
-                     previous: Mapping[str, Any] | None = None) -> list[str]:
+                     previous: Mapping[str, Any] | None = None, *,
+                     witnesses: WitnessTrust | None = None,
+                     hosts: HostKeys | None = None) -> list[str]:
     """Every reason the statement cannot be trusted; an empty list means it verifies.
 
     Checks: the format; the key id; the tree head's signature; each entry's chain
     hash, balance, agreement and period, and its inclusion in the signed tree; the
     totals against the entries; the consistency proof from the earlier head it
     names (and, given ``previous``, that this one extends that statement's head).
+    Given ``witnesses``, the cosigned checkpoints and the policy (naming the witnesses
+    missing); given ``hosts``, every entry's host attestation.
     Never raises on malformed input: malformations are reported.
     """
     for what, given in (("the statement", doc), ("the earlier statement", previous)):
@@ -148,7 +163,7 @@ def verify_statement(doc: Mapping[str, Any], public_key: bytes,
             return [f"{what} is not a statement: a JSON {_json_kind(given)}, not an object "
                     "(expected the JSON object 'accord statement --format json' writes)"]
     try:
-        return _verify(doc, public_key, previous)
+        return _verify(doc, public_key, previous) + _verify_trust(doc, public_key, witnesses, hosts)
     except (KeyError, TypeError, ValueError, AttributeError, InvalidInput, ArithmeticError) as exc:
         return [f"the statement is malformed: {type(exc).__name__}: {exc}"]
 
@@ -195,6 +210,22 @@ def _verify(doc: Mapping[str, Any], public_key: bytes,
         named = doc.get("previous") or {}
         if not named or head_from_json(named["signed_head"]).head != prev_head:
             errors.append("this statement does not name the given earlier statement's head")
+    return errors
+
+
+def _verify_trust(doc: Mapping[str, Any], public_key: bytes, witnesses: WitnessTrust | None,
+                  hosts: HostKeys | None) -> list[str]:
+    """The witnesses' cosignatures and the hosts' attestations (``cosigned.py``)."""
+    head = head_from_json(doc["tree_head"]).head
+    _, errors = check_witnessing(doc.get("witnessing"), head, public_key,
+                                 list(doc["agreement"]["parties"]), witnesses)
+    if hosts is None:
+        return errors
+    for i, item in enumerate(doc["entries"]):
+        entry = from_document(json.loads(item["body"]), item["hash"])
+        problem = check_attestation(entry, item.get("attestation"), hosts)
+        if problem:
+            errors.append(f"entry {i} (leaf {item.get('leaf_index')}, {entry.id}): {problem}")
     return errors
 
 
@@ -252,6 +283,18 @@ def to_csv(doc: Mapping[str, Any]) -> str:
     return out.getvalue()
 
 
+def _witnessed_html(doc: Mapping[str, Any]) -> str:
+    """The cosigners and the reasons a statement is provisional, as HTML (escaped)."""
+    w = doc.get("witnessing")
+    out = ""
+    if w:
+        out += f" Cosigned by: {escape(', '.join(w['cosigners']) or 'no witness yet')}."
+    reasons = doc.get("provisional_reasons") or []
+    if reasons:
+        out += f" Provisional: {escape('; '.join(reasons))}."
+    return out
+
+
 def to_html(doc: Mapping[str, Any]) -> str:
     """The statement for people (every value escaped)."""
     t = doc["totals"]
@@ -277,7 +320,7 @@ border-bottom:1px solid #ccc;text-align:left}}.n{{text-align:right}}</style></he
 <p>Status: <strong>{escape(doc['status'])}</strong>. Parties: {escape(', '.join(a['parties']))}.
 Signed tree head: size {doc['tree_head']['tree_size']}, root
 <code>{escape(doc['tree_head']['root'])}</code>, key <code>{escape(doc['key_id'][:16])}…</code>.
-Verify with <code>accord statement verify FILE.json --key PUBKEY</code>.</p>
+Verify with <code>accord statement verify FILE.json --key PUBKEY</code>.{_witnessed_html(doc)}</p>
 {table('Net balance per partner (provided − used)', t['net_by_partner'])}
 {table('Per direction (requester→host)', t['by_direction'])}
 {table('Per site', t['by_site'])}

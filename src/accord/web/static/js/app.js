@@ -10,6 +10,7 @@ import {renderAgreements, renderAgreement} from "./pages/agreements.js";
 import {renderEmissions} from "./pages/emissions.js";
 import {renderAudit, renderCompliance} from "./pages/oversight.js";
 import {renderNotifications} from "./pages/notifications.js";
+import {renderSites, renderSite} from "./pages/sites.js";
 
 const ROUTES = [
   [/^$/, "overview", renderOverview],
@@ -22,6 +23,8 @@ const ROUTES = [
   [/^compliance$/, "compliance", renderCompliance],
   [/^audit$/, "audit", renderAudit],
   [/^notifications$/, "notifications", renderNotifications],
+  [/^sites$/, "sites", renderSites],
+  [/^sites\/([^/]+)$/, "sites", renderSite],
 ];
 
 const main = document.getElementById("main");
@@ -38,6 +41,7 @@ export function can(me, what) {
     case "agreements": return has("admin", "programme_officer", "auditor") && scope("ledger:read");
     case "audit": return has("admin", "auditor") && (scope("audit:read") || scope("ledger:read"));
     case "compliance": return has("admin", "auditor", "site_operator", "programme_officer") && scope("compliance");
+    case "sites": return has("admin", "site_operator", "programme_officer", "auditor") && scope("projects:read");
     case "submit": return scope("jobs:write");
     case "jobs": return scope("jobs:read");
     default: return true;

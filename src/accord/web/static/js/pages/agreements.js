@@ -40,12 +40,14 @@ export async function renderAgreement(ctx) {
   }
   const quotas = h("div", {});
   const balance = h("div", {});
+  const cosigners = h("div", {});
   const months = lastMonths(MONTHS);
   add(ctx.main, h("h1", {}, info.name),
     h("p", {class: "lead"}, `${info.agreement}: between ${info.parties.join(" and ")}, ${info.start} to ${info.end}` +
       ` (${info.in_force ? "in force" : "not in force"}). Themes: ${info.themes.join(", ")}. Sectors: ${info.sectors.join(", ")}.`),
     h("section", {"aria-labelledby": "q-h"}, h("h2", {id: "q-h"}, "Quota used per direction"), quotas),
     h("section", {"aria-labelledby": "b-h"}, h("h2", {id: "b-h"}, "Balance over time"), balance),
+    h("section", {"aria-labelledby": "c-h"}, h("h2", {id: "c-h"}, "Cosigners of the statements"), cosigners),
     statements(info, months));
 
   const showQuotas = (doc) => fill(quotas, doc.quotas.length ? doc.quotas.map((q) =>
@@ -59,11 +61,17 @@ export async function renderAgreement(ctx) {
     fill(balance, balanceView(info, months, docs));
   }
   await refreshBalance();
+  async function refreshCosigners() {
+    const doc = await api(`/api/v1/agreements/${encodeURIComponent(id)}/cosigners`);
+    if (ctx.current()) fill(cosigners, cosignersView(doc));
+  }
+  await refreshCosigners().catch(() => {});
   ctx.every(5000, async () => {
     try {
       const doc = await api(`/api/v1/agreements/${encodeURIComponent(id)}/quotas`);
       if (ctx.current()) showQuotas(doc);
       await refreshBalance();
+      await refreshCosigners();
     } catch { /* the next refresh tries again */ }
   });
 }
@@ -86,6 +94,26 @@ function balanceView(info, months, docs) {
       categories: months, series: directions.map((d) => ({label: d})),
       values: directions.map((d) => docs.map((doc) => Number(doc.by_direction[d] || 0))), unit: info.unit})
       : h("p", {class: "muted"}, `No units crossed a border under ${info.agreement} in these months.`),
+  ];
+}
+
+function cosignersView(doc) {
+  if (!doc.witnessing) {
+    return h("p", {class: "muted"}, "The federation file names no witness: the statements are signed by the " +
+      "operator alone.");
+  }
+  const rule = doc.policy.rule === "k-of-n" ? `any ${doc.policy.k} of the parties' witnesses`
+    : `${doc.policy.k} witness${doc.policy.k === 1 ? "" : "es"} of each party`;
+  return [
+    h("p", {}, `Each closed period's statement carries the partners' witnesses' cosignatures of the ledger's ` +
+      `tree; it is complete once ${rule} cosigned (witnesses: ${doc.witnesses.map((w) => `${w.name} (${w.partner})`).join(", ")}).`),
+    table("Cosigners per closed period", [
+      {label: "Period", cell: (r) => r.period},
+      {label: "Tree size", num: true, cell: (r) => num(r.tree_size)},
+      {label: "Status", cell: (r) => r.complete ? "complete" : "provisional"},
+      {label: "Cosigned by", cell: (r) => r.cosigners.map((c) => `${c.name} (${c.partner})`).join(", ") || "nobody yet"},
+      {label: "Missing", cell: (r) => r.missing.map((m) => m.reason).join("; ") || "—"},
+    ], doc.periods, "No period is closed yet."),
   ];
 }
 
