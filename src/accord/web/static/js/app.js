@@ -2,7 +2,7 @@
 // one page at a time, and the page's periodic refreshes (stopped when it is left).
 
 import {api, clearToken, token, whenUnauthorised, ApiError} from "./api.js";
-import {h, fill} from "./dom.js";
+import {announce, h, fill} from "./dom.js";
 import {renderSignIn} from "./pages/signin.js";
 import {renderOverview} from "./pages/overview.js";
 import {renderJobs, renderJob, renderSubmit} from "./pages/jobs.js";
@@ -49,12 +49,6 @@ export function can(me, what) {
 }
 
 /** Tell screen-reader users something once (polite live region). */
-export function announce(text) {
-  const region = document.getElementById("announce");
-  region.textContent = "";
-  setTimeout(() => { region.textContent = text; }, 50);
-}
-
 function stopTimers() {
   timers.forEach(clearInterval);
   timers = [];

@@ -164,3 +164,11 @@ export function co2(kg) {
 export function plural(n, word) {
   return `${num(n)} ${word}${Number(n) === 1 ? "" : "s"}`;
 }
+
+// Say `text` to screen readers (the page's live region): cleared first, so that the same
+// text said twice is announced twice.
+export function announce(text) {
+  const region = document.getElementById("announce");
+  region.textContent = "";
+  setTimeout(() => { region.textContent = text; }, 50);
+}

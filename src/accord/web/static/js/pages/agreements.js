@@ -2,9 +2,8 @@
 // download and verify (signatures and proofs checked by the server's offline verifier).
 
 import {api, query, ApiError} from "../api.js";
-import {announce} from "../app.js";
 import {lineChart, barChart, meter} from "../charts.js";
-import {h, add, fill, num, lastMonths, field, saveBlob, table} from "../dom.js";
+import {announce, h, add, fill, num, lastMonths, field, saveBlob, table} from "../dom.js";
 
 const MONTHS = 6;
 

@@ -2,8 +2,7 @@
 // (its story, why it was placed where it is, its output, energy and emissions).
 
 import {api, query, ApiError} from "../api.js";
-import {announce} from "../app.js";
-import {h, add, fill, num, co2, when, duration, badge, field, setFieldError, table} from "../dom.js";
+import {announce, h, add, fill, num, co2, when, duration, badge, field, setFieldError, table} from "../dom.js";
 
 const STATES = ["submitted", "held", "deferred", "placed", "dispatched", "running", "completed", "failed",
   "cancelled", "timed_out"];
