@@ -68,7 +68,7 @@ class SqlAgents:
             "job": None if order.job is None else json.dumps(order.job, sort_keys=True),
         }
         with self.store.transaction() as conn:
-            if _insert_ignore(conn, agent_orders, [row], "id"):
+            if insert_ignore(conn, agent_orders, [row], "id"):
                 found = None
             else:
                 found = (
@@ -259,7 +259,7 @@ class SqlAgents:
                 conn.execute(update(agent_sites).where(agent_sites.c.site == site).values(**values)).rowcount
                 == 0
             ):
-                _insert_ignore(conn, agent_sites, [{"site": site, "loads": "{}", **values}], "site")
+                insert_ignore(conn, agent_sites, [{"site": site, "loads": "{}", **values}], "site")
 
     def last_seen(self, site: str) -> AgentSeen | None:
         """When the site's agent was last heard from, with the loads it last reported."""
@@ -307,7 +307,7 @@ class SqlAgents:
                     ).rowcount
                     == 0
                 ):
-                    _insert_ignore(conn, agent_status, [row], "ref")
+                    insert_ignore(conn, agent_status, [row], "ref")
         self.store.after_commit(lambda: self._changed(site))
 
     def accept(self, site: str, nonce: str, expires_at: float, at: datetime, key_id: str) -> bool:
@@ -319,7 +319,7 @@ class SqlAgents:
             if now - self._purged > PURGE_EVERY_S:
                 conn.execute(delete(agent_nonces).where(agent_nonces.c.expires_at < now))
                 self._purged = now
-            if not _insert_ignore(
+            if not insert_ignore(
                 conn,
                 agent_nonces,
                 [{"site": site, "nonce": nonce, "expires_at": expires_at}],
@@ -332,7 +332,7 @@ class SqlAgents:
                 conn.execute(update(agent_sites).where(agent_sites.c.site == site).values(**values)).rowcount
                 == 0
             ):
-                _insert_ignore(conn, agent_sites, [{"site": site, "loads": "{}", **values}], "site")
+                insert_ignore(conn, agent_sites, [{"site": site, "loads": "{}", **values}], "site")
         return True
 
     def append_log(self, site: str, chunk: LogChunk) -> int:
@@ -375,7 +375,7 @@ def _add_usage(conn: Connection, site: str, ref: str, digest: str, signed: Signe
     """
     old = conn.execute(select(agent_usage.c.digest).where(agent_usage.c.ref == ref)).scalar()
     if old is None:
-        _insert_ignore(
+        insert_ignore(
             conn,
             agent_usage,
             [
@@ -443,7 +443,7 @@ def _apply(
         "updated_at": at,
     }
     if old is None:
-        _insert_ignore(conn, agent_status, [row], "ref")
+        insert_ignore(conn, agent_status, [row], "ref")
         return row
     was = RemoteState(old["state"])
     if was.is_final and was is not RemoteState.LOST:
@@ -503,11 +503,6 @@ def _order(r: RowMapping) -> Order:
         None if r["job"] is None else json.loads(r["job"]),
         r["acked_at"],
     )
-
-
-def _insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]], *keys: str) -> int:
-    """Insert the rows whose keys are new; how many were (see :func:`insert_ignore`)."""
-    return len(insert_ignore(conn, table, rows, *keys))
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, RowMapping, and_, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from accord.adapters.sql.schema import witness_cosignatures, witness_status
 from accord.adapters.sql.store import SqlStore
+from accord.adapters.sql.upsert import insert_ignore
 from accord.domain.ledger.merkle import EMPTY_ROOT
 from accord.ports.witnesses import StoredCosignature, WitnessStatus
 
@@ -59,11 +59,9 @@ class SqlCosignatures:
         c = cosignature
         with self.store.transaction() as conn:
             _ensure(conn, c.witness, at)
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            conn.execute(dialect.insert(witness_cosignatures).values(
-                witness=c.witness, size=c.size, root=c.root.hex(), origin=c.origin,
-                signature=c.signature, timestamp=c.timestamp).on_conflict_do_nothing(
-                index_elements=["witness", "size"]))
+            insert_ignore(conn, witness_cosignatures, [{
+                "witness": c.witness, "size": c.size, "root": c.root.hex(), "origin": c.origin,
+                "signature": c.signature, "timestamp": c.timestamp}], "witness", "size")
             conn.execute(update(witness_status).where(witness_status.c.witness == c.witness)
                          .values(error=None, attempted_at=at, cosigned_at=at))
             conn.execute(update(witness_status).where(
@@ -129,10 +127,9 @@ def _ensure(conn: Connection, witness: str, at: datetime) -> None:
     """A status row for ``witness`` (size 0) if it has none."""
     if conn.execute(select(witness_status.c.witness).where(witness_status.c.witness == witness)).first():
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(witness_status).values(
-        witness=witness, size=0, root=EMPTY_ROOT.hex(), error=None, attempted_at=at,
-        cosigned_at=None).on_conflict_do_nothing(index_elements=["witness"]))
+    insert_ignore(conn, witness_status, [{
+        "witness": witness, "size": 0, "root": EMPTY_ROOT.hex(), "error": None, "attempted_at": at,
+        "cosigned_at": None}], "witness")
 
 
 def _cosignature(r: RowMapping) -> StoredCosignature:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from accord.adapters.sql.schema import agent_orders, job_outputs, stored_files
 from accord.adapters.sql.store import SqlStore
+from accord.adapters.sql.upsert import insert_ignore
 from accord.domain.agent.protocol import OrderKind
 from accord.domain.errors import Conflict
 from accord.domain.jobs.files import OutputFile
@@ -113,9 +113,5 @@ def _within(conn: Connection, o: OutputFile, limits: tuple[int, int]) -> None:
 
 
 def _put(conn: Connection, sha: str, data: bytes, by: str, at: datetime) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(
-        dialect.insert(stored_files)
-        .values(sha256=sha, size=len(data), data=data, created_at=at, uploaded_by=by[:200])
-        .on_conflict_do_nothing(index_elements=["sha256"])
-    )
+    insert_ignore(conn, stored_files, [{"sha256": sha, "size": len(data), "data": data, "created_at": at,
+                                         "uploaded_by": by[:200]}], "sha256")

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from accord.adapters.sql import notify_rows
 from accord.adapters.sql.schema import (
@@ -22,6 +21,7 @@ from accord.adapters.sql.schema import (
     users,
 )
 from accord.adapters.sql.store import SqlStore
+from accord.adapters.sql.upsert import insert_ignore
 from accord.domain.notify.rules import (
     Channel,
     Delivery,
@@ -91,10 +91,7 @@ class SqlNotifications:
                  "target": t, "state": DeliveryState.PENDING.value, "attempts": 0, "next_at": at,
                  "created_at": at} for u, c, t in targets]
         with self.store.transaction() as conn:
-            if rows:
-                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-                conn.execute(dialect.insert(notify_deliveries).values(rows)
-                             .on_conflict_do_nothing(index_elements=["id"]))
+            insert_ignore(conn, notify_deliveries, rows, "id")
             conn.execute(update(notify_notices).where(notify_notices.c.key == key).values(fanned_out=1))
 
     def due(self, now: datetime, limit: int = 50) -> list[Delivery]:
