@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from tests.agent_world import Tls
-from tests.integration.server import free_port
+from tests.integration.server import free_port, stop_group
 
 
 def ip(*args: str, ns: str | None = None) -> None:
@@ -163,11 +163,6 @@ class NamespacedHub:
         subprocess.run(["pkill", "-KILL", "-u", self.user], capture_output=True, check=False)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc, signal.SIGINT)
         subprocess.run(["pkill", "-KILL", "-u", self.user], capture_output=True, check=False)

@@ -19,6 +19,20 @@ import httpx
 from accord.cli import main
 
 
+def stop_group(proc: subprocess.Popen[Any], first: signal.Signals = signal.SIGTERM,
+               timeout: float = 20) -> None:
+    """Stop a child started with ``start_new_session=True`` and its whole process group:
+    ``first``, then SIGKILL after ``timeout`` seconds. Raises nothing if it has already ended."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, first)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +32,7 @@ from accord.domain.ledger.note import (
 from accord.domain.ledger.signing import generate_private_key, public_key, public_key_to_pem
 from accord.domain.ledger.witness import encode_add_checkpoint
 from tests.conftest import fresh_pg_schema
+from tests.integration.server import stop_group
 
 pytestmark = [pytest.mark.integration]
 
@@ -107,27 +106,30 @@ def start_witness(tmp: Path, host: str, state: str) -> WitnessProcess:
     return WitnessProcess(host, vkey, process, f"http://{host}:{port}")
 
 
-def wait_until_up(witness: WitnessProcess) -> None:
+def wait_answering(process: subprocess.Popen[str], url: str, what: str) -> None:
+    """Until the witness at ``url`` answers an add-checkpoint (any status), at most 60 s.
+
+    Raises:
+        AssertionError: it exited, or did not answer in time (with its output).
+    """
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if witness.process.poll() is not None:
-            raise AssertionError(f"witness at {witness.host} exited: {witness.process.communicate()}")
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited: {process.communicate()}")
         try:
-            witness.post(b"")
+            httpx.post(f"{url}/add-checkpoint", content=b"", timeout=5)
             return
         except httpx.TransportError:
             time.sleep(0.1)
-    raise AssertionError(f"witness at {witness.host} did not answer within 60 s")
+    raise AssertionError(f"{what} did not answer within 60 s")
+
+
+def wait_until_up(witness: WitnessProcess) -> None:
+    wait_answering(witness.process, witness.url, f"witness at {witness.host}")
 
 
 def stop(witness: WitnessProcess) -> None:
-    if witness.process.poll() is None:
-        os.killpg(witness.process.pid, signal.SIGTERM)
-        try:
-            witness.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(witness.process.pid, signal.SIGKILL)
-            witness.process.wait()
+    stop_group(witness.process)
     witness.process.communicate()
 
 

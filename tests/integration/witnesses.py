@@ -4,17 +4,13 @@ that was down comes back as it was)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from tests.integration.test_witness import accord, free_port
+from tests.integration.server import stop_group
+from tests.integration.test_witness import accord, free_port, wait_answering
 
 
 @dataclass
@@ -51,26 +47,11 @@ class PartnerWitnessProcess:
                    "--state", self.state, "--port", str(self.port), "--host", self.host]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"witness {self.name} exited: {self.process.communicate()}")
-            try:
-                httpx.post(f"{self.url}/add-checkpoint", content=b"", timeout=5)
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"witness {self.name} did not answer within 60 s")
+        wait_answering(self.process, self.url, f"witness {self.name}")
 
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
         self.process.communicate()
         self.process = None
