@@ -120,6 +120,24 @@ def backend_for(site: Site, o: AgentOptions, enforcer: SiteEnforcer | None = Non
     return LocalBackend(site, o.work_dir / "jobs")
 
 
+INTERVALS = {"--heartbeat": (1.0, 600.0), "--resync": (10.0, 7 * 86400.0), "--sync": (1.0, 86400.0)}
+"""The agent's intervals in seconds, (least, most) each (``docs/design/site-agent.md``)."""
+
+
+def check_intervals(o: AgentOptions) -> None:
+    """Refuse an interval out of :data:`INTERVALS` (NaN and infinity included).
+
+    Raises:
+        InvalidInput: naming each option, its value and the range allowed.
+    """
+    given = {"--heartbeat": o.heartbeat_s, "--resync": o.resync_s, "--sync": o.sync_s}
+    problems = [Problem(name, "is out of range", str(value), f"{lo:g} to {hi:g} seconds")
+                for name, value in given.items()
+                for lo, hi in [INTERVALS[name]] if not lo <= value <= hi]
+    if problems:
+        raise InvalidInput(problems)
+
+
 def enforcer_for(o: AgentOptions, link: EnforcementLink) -> SiteEnforcer | None:
     """The site's enforcer when ``--identity`` is given.
 
@@ -149,6 +167,7 @@ def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
         raise InvalidInput(
             [Problem("--cluster", "is required with --backend slurm", None, "the Slurm cluster name")]
         )
+    check_intervals(o)
     log_context.configure(o.log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     private = keys.load(o.key, "--key")
