@@ -32,7 +32,7 @@ from accord.domain.enforcement.identity import parse_policy
 from accord.domain.errors import AccordError, InvalidInput, Problem, Unavailable
 from accord.domain.federation.model import BackendKind, GpuPool, LocalSettings, Site, SlurmSettings
 from accord.ports import HubLink, SiteBackend
-from accord.ports.enforcement import EnforcementLink
+from accord.ports.enforcement import AppliedTree, EnforcementLink
 from accord.service import log_context
 from accord.service.site_agent import AgentSettings, SiteAgent
 from accord.service.site_enforcer import EnforcementSettings, SiteEnforcer
@@ -138,7 +138,8 @@ def check_intervals(o: AgentOptions) -> None:
         raise InvalidInput(problems)
 
 
-def enforcer_for(o: AgentOptions, link: EnforcementLink) -> SiteEnforcer | None:
+def enforcer_for(o: AgentOptions, link: EnforcementLink,
+                 memory: AppliedTree | None = None) -> SiteEnforcer | None:
     """The site's enforcer when ``--identity`` is given.
 
     Raises:
@@ -154,7 +155,8 @@ def enforcer_for(o: AgentOptions, link: EnforcementLink) -> SiteEnforcer | None:
         raise InvalidInput([Problem("--drift", "is not a drift setting", o.drift, "repair, report")])
     env = {"TZ": "UTC", **({"SLURM_CONF": o.slurm_conf} if o.slurm_conf else {})}
     settings = EnforcementSettings(policy, o.drift == "repair", o.sync_s)
-    return SiteEnforcer(link, SacctmgrAccounts(o.cluster, env), UnixUsers(), settings, SystemClock())
+    return SiteEnforcer(link, SacctmgrAccounts(o.cluster, env), UnixUsers(), settings, SystemClock(),
+                        memory=memory)
 
 
 def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
@@ -172,8 +174,8 @@ def run(o: AgentOptions, stop: threading.Event | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     private = keys.load(o.key, "--key")
     link = HttpHubLink(o.hub, o.site, private, ca=o.ca)
-    enforcer = enforcer_for(o, link)
     state = SqliteAgentState(o.work_dir / "agent.db")
+    enforcer = enforcer_for(o, link, state)
     if enforcer is not None:
         _open_to_visitors(o.work_dir)
     metrics = AgentMetrics(lambda: len(state.held()))

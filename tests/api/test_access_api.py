@@ -143,6 +143,22 @@ def test_only_members_submit_to_a_project_and_cannot_tell_if_others_exist(world:
     assert r.status_code == 422 and r.json()["problems"][0]["field"] == "partner"
 
 
+def test_a_removed_member_submits_no_more_and_the_pi_stays(world: World) -> None:
+    w = world
+    w.ok("alice", "POST", "/api/v1/projects/climate-a/members", json={"user": "bob"})
+    w.submit("bob", project="climate-a")
+    project = w.ok("alice", "DELETE", "/api/v1/projects/climate-a/members/bob")
+    assert "bob" not in project["members"]
+    r = w.call("bob", "POST", "/api/v1/jobs", json={"command": ["true"], "project": "climate-a"})
+    assert r.status_code == 403
+    again = w.call("alice", "DELETE", "/api/v1/projects/climate-a/members/bob")
+    assert again.status_code == 404 and "not a member" in again.json()["detail"]
+    pi = w.call("alice", "DELETE", "/api/v1/projects/climate-a/members/alice")
+    assert pi.status_code == 409 and "leads project climate-a" in pi.json()["detail"]
+    audit = w.ok("admin", "GET", "/api/v1/audit", params={"action": "project.member"})
+    assert any("remove bob" in str(x) for x in audit["records"]), audit
+
+
 def test_denied_parties_are_refused_with_the_rule_and_facts(world: World) -> None:
     w = world
     w.ok("rex", "POST", "/api/v1/projects", json={"id": "rex-p", "name": "Rex", "partner": "kr"})

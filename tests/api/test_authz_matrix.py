@@ -31,7 +31,7 @@ from accord.adapters.sql.agent_store import SqlAgents
 from accord.adapters.sql.campaign_store import SqlCampaigns
 from accord.adapters.sql.file_store import SqlFiles
 from accord.domain.agent import attest
-from accord.domain.agent.protocol import Order, OrderKind, Report, order_id
+from accord.domain.agent.protocol import CheckedReport, Order, OrderKind, Report, order_id
 from accord.domain.campaigns.campaign import CollectedLog
 from accord.domain.jobs.files import OutputFile
 from accord.domain.jobs.site import RemoteState
@@ -107,6 +107,14 @@ def fresh_allocation(user: str, project: str, host: str) -> Fresh:
         a = w.ok(user, "POST", f"/api/v1/projects/{project}/allocations",
                  json={"agreement": "uk-fr", "host": host, "units": 1, "start": MONTH0, "end": MONTH1})
         return {"alloc": a["id"]}
+    return make
+
+
+def fresh_member(pi: str, project: str, user: str) -> Fresh:
+    """``user`` (again) a member of ``project``, to be removed."""
+    def make(w: World) -> Names:
+        w.ok(pi, "POST", f"/api/v1/projects/{project}/members", json={"user": user})
+        return {}
     return make
 
 
@@ -219,7 +227,7 @@ def signed_usage(w: World) -> str:
     store.add_order(Order(order_id(u.ref, kind), "paris", kind, u.ref, u.job_id, start))
     report = Report(u.ref, RemoteState.COMPLETED, u.local_id, u.start, u.end, 0, 1, 3600.0, usage=signed)
     digest = attest.digest(signed.body)
-    store.report("paris", [(report, digest)], T0)
+    store.report("paris", [CheckedReport(report, digest)], T0)
     return digest
 
 
@@ -380,6 +388,9 @@ MATRIX: list[Case] = [
          "/api/v1/projects/climate-a/members", body={"user": "zed"}, lacks=("projects:write",)),
     Case("POST", "/api/v1/projects/{project_id}/allocations", frozenset({"alice", "root"}),
          "/api/v1/projects/climate-a/allocations", body=ALLOCATION, lacks=("projects:write",)),
+    Case("DELETE", "/api/v1/projects/{project_id}/members/{user_id}", frozenset({"alice", "root"}),
+         "/api/v1/projects/climate-a/members/zed", lacks=("projects:write",),
+         fresh=fresh_member("alice", "climate-a", "zed")),
     # decided by a programme officer of the granting (host) partner: not the admin
     Case("POST", "/api/v1/allocations/{allocation_id}/decision", frozenset({"pofr"}),
          "/api/v1/allocations/{alloc}/decision", body=DECIDE, lacks=("projects:write",),
@@ -508,6 +519,7 @@ HIDDEN: list[tuple[str, str, str, str, Any]] = [
     ("bob", "GET", "/api/v1/users/{U}", "U", None),
     ("bob", "GET", "/api/v1/projects/{P}", "P", None),
     ("bob", "POST", "/api/v1/projects/{P}/members", "P", {"user": "zed"}),
+    ("bob", "DELETE", "/api/v1/projects/{P}/members/zed", "P", None),
     ("bob", "POST", "/api/v1/projects/{P}/allocations", "P", ALLOCATION),
     ("bob", "POST", "/api/v1/allocations/{a2}/decision", "a2", DECIDE),
     ("root", "POST", "/api/v1/allocations/{a2}/decision", "a2", DECIDE),

@@ -66,7 +66,8 @@ def test_migration_0004_keeps_older_records_with_empty_figures(db_url: str) -> N
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0003")
         old = {c.name: getattr(usage(7), c.name, None) for c in usage_records.columns
-               if c.name not in ("energy_kwh", "emissions_g", "intensity_source", "attestation")}
+               if c.name not in ("energy_kwh", "emissions_g", "intensity_source", "attestation",
+                                 "account", "local_user")}
         old["recorded_at"] = START
         conn.execute(insert(usage_records), [old])  # only the columns 0003 made
     engine.dispose()

@@ -321,6 +321,12 @@ def test_two_visitors_get_their_own_users_and_directories(world: World) -> None:
         signed = ok(c.get(f"/api/v1/usage/attestations/{entries[0]['memo']['usage_attestation']}"))
     body = json.loads(signed["body"])
     assert body["user"] == "jz-ada" and body["account"] == f"acc-{a_uk}", body
+    # ... and so does the usage record at the hub, and the job's outcome
+    with w.client("ada") as c:
+        usage = ok(c.get(f"/api/v1/jobs/{jobs['ada']}/footprint"))
+        outcome = ok(c.get(f"/api/v1/jobs/{jobs['ada']}"))["outcome"]
+    assert (usage["account"], usage["local_user"]) == (f"acc-{a_uk}", "jz-ada"), usage
+    assert (outcome["account"], outcome["local_user"]) == (f"acc-{a_uk}", "jz-ada"), outcome
 
     # usage back by account: Slurm's own per-account totals agree with Accord's usage
     seen: list[Any] = []
@@ -330,13 +336,53 @@ def test_two_visitors_get_their_own_users_and_directories(world: World) -> None:
             report = ok(c.get("/api/v1/ledger/reconcile", params={"period": month()}))
         seen[:] = [report]
         found = report.get("allocations", [])
-        wanted = (("jeanzay", "evals"), ("isambard", "climat"))
-        mine = [x for x in found if (x["site"], x["project"]) in wanted]
+        mine = [x for x in found if x["allocation"] in (a_uk, a_fr)]
         return mine if len(mine) == 2 and all(x["ok"] and x["slurm_gpu_seconds"] > 0 for x in mine) else None
     try:
-        wait_for("per-account totals that agree", checks, timeout=60)
+        mine = wait_for("per-allocation totals that agree", checks, timeout=60)
     except AssertionError:
         raise AssertionError(seen) from None
+    by = {x["allocation"]: x for x in mine}
+    assert by[a_uk]["account"] == f"acc-{a_uk}" and by[a_uk]["users"] == ["jz-ada"], by
+    assert by[a_fr]["site"] == "isambard" and by[a_fr]["users"] == ["is-odile"], by
+    assert abs(by[a_uk]["usage_gpu_seconds"] - by[a_uk]["slurm_gpu_seconds"]) <= 60, by
+
+
+def test_a_removed_member_leaves_the_account_and_report_only_drift_stays(world: World) -> None:
+    w, site = world, "isambard"
+    agent = w.agents[site]
+    with w.client("odile") as c:
+        ok(c.post("/api/v1/projects", json={"id": "ocean", "name": "Ocean", "partner": "fr"}))
+        ok(c.post("/api/v1/projects/ocean/members", json={"user": "claire"}))
+    alloc = allocate(w, "odile", "ocean", "uk", site, 1)
+    account = f"acc-{alloc}"
+    wait_for("claire's association", lambda: [account, "is-claire", "", "", "", ""] in associations(site))
+
+    # removed at the hub: out of the account within a sync, her identity shown as removed
+    with w.client("odile") as c:
+        assert "claire" not in ok(c.delete("/api/v1/projects/ocean/members/claire"))["members"]
+    wait_for("the association gone",
+             lambda: not any(r[:2] == [account, "is-claire"] for r in associations(site)))
+    assert [account, "is-odile", "", "", "", ""] in associations(site)
+    assert identity_of(w, site, "claire").get("state") == "removed"
+
+    # a site that only reports drift: the hand-made limit is shown at the hub and left alone
+    agent.stop()
+    agent.args += ["--drift", "report"]
+    try:
+        agent.start()
+        slurm(site, "sacctmgr", "-i", "modify", "account", "where", f"name={account}", f"cluster={site}",
+              "set", "GrpTRESMins=gres/gpu=777")
+        wait_for("the drift reported", lambda: any(account in d and "reported only" in d
+                                                   for d in status(w, site)["drift"]), timeout=30)
+        time.sleep(5)   # two more syncs: still the hand-made value
+        assert [account, "", "acc-pj-ocean", "gres/gpu=777", "", ""] in associations(site)
+    finally:
+        agent.stop()
+        del agent.args[-2:]
+        agent.start()
+    wait_for("put back once the site repairs again",
+             lambda: [account, "", "acc-pj-ocean", "gres/gpu=60", "", ""] in associations(site))
 
 
 def test_bad_input_is_reported_at_the_hub_and_nothing_half_built(world: World) -> None:

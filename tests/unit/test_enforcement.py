@@ -4,8 +4,10 @@ the wire format, and the enforcer's sync over real in-memory fakes of Slurm and 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -30,7 +32,9 @@ from accord.domain.enforcement.planner import (
     allocation_account,
     apply,
     desired_tree,
+    parse_tree,
     plan,
+    tree_doc,
 )
 from accord.domain.enforcement.usage import AccountUsage
 from accord.domain.enforcement.wire import (
@@ -90,6 +94,25 @@ def test_an_allocation_becomes_gpu_minutes_through_the_sites_rate(fed: Federatio
     assert not bad and grants[0].gpu_minutes == gpu_minutes(100, rate)
     assert grants[0].members == ("ada", "bob") and grants[0].end == date(2026, 12, 31)
     assert grants[0].state is GrantState.OPEN
+
+
+def test_an_allocation_over_several_sites_is_split_by_their_gpus(fed: Federation) -> None:
+    """uk has isambard-ai (5,448 GPUs) and dawn (1,024): an allocation naming both (or none)
+    gives each its GPUs' share, so the two limits together never buy more than the units."""
+    projects = {"evals": _project()}
+    for sites in (("isambard-ai", "dawn"), ()):
+        a = replace(_allocation(fed, 1000, "dawn"), sites=sites)
+        got = {}
+        for s in ("isambard-ai", "dawn"):
+            [g], bad = site_grants(fed, s, [a], projects, NOW.date())
+            rate = max(fed.rate(p.gpu_model, NOW).units_per_gpu_hour for p in fed.site(s).pools)
+            got[s] = (g.gpu_minutes, rate)
+            assert not bad
+        assert got["dawn"][0] == gpu_minutes(1000 * 1024 / 6472, got["dawn"][1])
+        assert got["isambard-ai"][0] == gpu_minutes(1000 * 5448 / 6472, got["isambard-ai"][1])
+        assert sum(m / 60 * r for m, r in got.values()) <= 1000
+    alone = site_grants(fed, "dawn", [_allocation(fed, 1000, "dawn")], projects, NOW.date())[0][0]
+    assert alone.gpu_minutes == gpu_minutes(1000, got["dawn"][1])
 
 
 def test_what_the_site_cannot_express_is_named(fed: Federation) -> None:
@@ -380,6 +403,34 @@ def test_drift_is_put_back_or_only_reported() -> None:
                       slurm.tree.users)
     report = e.sync()
     assert "reported only" in report.drift[0] and slurm.tree.accounts["acc-al1"].limits == Limits(5)
+
+
+def test_after_a_restart_a_hand_made_change_is_still_drift(tmp_path: Path) -> None:
+    """The tree last applied is kept in the agent's state file: a restarted agent that only
+    reports drift leaves a change made by hand while it was down, and says so."""
+    from accord.adapters.agent_state import SqliteAgentState
+    hub, slurm = FakeHub([grant(1, ("ada",))]), FakeSlurm()
+    settings = EnforcementSettings(parse_policy("create:v-"), repair_drift=False)
+    state = SqliteAgentState(tmp_path / "agent.db")
+    SiteEnforcer(hub, slurm, FakeUsers(), settings, Clock(), memory=state).sync()
+    state.close()
+    slurm.tree = Tree({**slurm.tree.accounts, "acc-al1": Assoc("acc-al1", "acc-pj-p1", limits=Limits(5))},
+                      slurm.tree.users)
+    again = SqliteAgentState(tmp_path / "agent.db")
+    assert again.load_tree() is not None
+    report = SiteEnforcer(hub, slurm, FakeUsers(), settings, Clock(), memory=again).sync()
+    assert report.drift and "reported only" in report.drift[0], report.drift
+    assert slurm.tree.accounts["acc-al1"].limits == Limits(5)
+    without = SiteEnforcer(hub, slurm, FakeUsers(), settings, Clock()).sync()   # no memory: the hub's
+    assert not without.drift and slurm.tree.accounts["acc-al1"].limits == Limits(60)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["acc-a", "acc-b"]), st.sampled_from(["", "u1"]),
+                          st.none() | st.integers(0, 10**12)), max_size=6))
+def test_the_kept_tree_round_trips(rows: list[tuple[str, str, int | None]]) -> None:
+    tree = Tree({a: Assoc(a, "root", limits=Limits(g, g, None)) for a, _, g in rows},
+                frozenset((a, u) for a, u, _ in rows if u))
+    assert parse_tree(json.loads(json.dumps(tree_doc(tree)))) == tree
 
 
 def test_the_policy_never_takes_a_system_or_foreign_user() -> None:

@@ -20,7 +20,7 @@ from accord.domain.federation.model import Federation, PlacementWeights
 from accord.domain.jobs.model import JobSpec
 from accord.domain.placement import index
 from accord.domain.placement.forecast import PlacementContext, ZoneForecast
-from accord.domain.placement.index import _index, _remember
+from accord.domain.placement.index import _INDEXES, _index, _remember
 from accord.domain.placement.place import allowed_pools, place
 from accord.domain.placement.records import PoolLoad, Rejection, Verdict
 from tests.conftest import SMALL_FEDERATION, T0
@@ -374,6 +374,7 @@ def test_remember_holds_at_most_4096_entries() -> None:
 
 def test_a_federation_is_indexed_once() -> None:
     fed = parse_federation_text(SMALL_FEDERATION)
+    _INDEXES.clear()   # the cache holds 8: federations other tests indexed would push these out
     ix = _index(fed)
     assert ix.fed is fed and _index(fed) is ix
     other = parse_federation_text(SMALL_FEDERATION)   # equal, but another federation

@@ -190,6 +190,7 @@ def _remote(s: AgentStatus | None) -> RemoteStatus:
     if not s.state.is_final:
         return RemoteStatus(s.state, s.started_at, reason=reason)
     outcome = Outcome(
-        s.exit_code, s.started_at, s.ended_at, s.gpu_seconds, reason, s.gpus, s.energy_j, s.attestation
+        s.exit_code, s.started_at, s.ended_at, s.gpu_seconds, reason, s.gpus, s.energy_j, s.attestation,
+        s.account, s.local_user,
     )
     return RemoteStatus(s.state, s.started_at, outcome, reason)

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from accord.domain.agent.protocol import HeldJob, Order, OrderKind, Stream
+from accord.domain.enforcement.planner import Tree, parse_tree, tree_doc
 from accord.domain.jobs.codec import iso, parse_iso
 from accord.domain.jobs.site import RemoteState
 
@@ -29,6 +30,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   ref TEXT PRIMARY KEY, job_id TEXT NOT NULL, job TEXT NOT NULL, local_id TEXT,
   submitting INTEGER NOT NULL DEFAULT 0, cancel INTEGER NOT NULL DEFAULT 0,
   reported TEXT, done INTEGER NOT NULL DEFAULT 0, note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS kept (
+  key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS logs (
   ref TEXT NOT NULL, stream TEXT NOT NULL, sent INTEGER NOT NULL, cut INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (ref, stream));
@@ -158,6 +161,23 @@ class SqliteAgentState:
         with self._tx() as db:
             row = db.execute("SELECT received_at FROM orders WHERE id = ?", (order_id,)).fetchone()
         return None if row is None else parse_iso(row[0])
+
+    def load_tree(self) -> Tree | None:
+        """See :class:`accord.ports.enforcement.AppliedTree` (an unreadable one is None: the
+        next sync then treats every difference as a change at the hub)."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM kept WHERE key = 'applied_tree'").fetchone()
+        try:
+            return None if row is None else parse_tree(json.loads(row[0]))
+        except ValueError:
+            return None
+
+    def save_tree(self, tree: Tree) -> None:
+        """See :class:`accord.ports.enforcement.AppliedTree`."""
+        doc = json.dumps(tree_doc(tree), separators=(",", ":"))
+        with self._tx() as db:
+            db.execute("INSERT INTO kept (key, value) VALUES ('applied_tree', ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (doc,))
 
     def close(self) -> None:
         """Close the file."""

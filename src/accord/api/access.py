@@ -209,6 +209,12 @@ def add_member(project_id: str, body: MemberRequest, request: Request,
     return _project(s.access.add_member(p, project_id, body.user))
 
 
+@router.delete("/api/v1/projects/{project_id}/members/{user_id}", tags=["projects"])
+def remove_member(project_id: str, user_id: str, request: Request, s: Svc, p: Caller) -> dict[str, Any]:
+    note_audit(request, "project.member", f"project {project_id}", (), f"remove {user_id[:64]}")
+    return _project(s.access.remove_member(p, project_id, user_id))
+
+
 @router.post("/api/v1/projects/{project_id}/allocations", status_code=201, tags=["projects"])
 def apply(project_id: str, body: AllocationRequest, request: Request,
           s: Svc, p: Caller) -> dict[str, Any]:

@@ -9,7 +9,8 @@ projects, allocations, compliance holds, the audit log, and a job's preview.
     accord user add ID --name N --institution I [--email E] [--oidc-issuer X --oidc-subject Y]
     accord user show ID | grant ID ROLE [--partner P | --site S | --global]
     accord user second ID --institution I --kind secondment|placement --start D --end D
-    accord project create ID --name N --partner P [--theme T] | list | show ID | add-member ID USER
+    accord project create ID --name N --partner P [--theme T] | list | show ID
+    accord project add-member ID USER | remove-member ID USER
     accord allocation apply PROJECT --agreement A --host H --units U --start YYYY-MM --end YYYY-MM
     accord allocation list [--project P] [--state S] | approve ID [--reason R] | refuse ID --reason R
     accord allocation revoke ID --reason R | increase ID --units U [--reason R]
@@ -213,6 +214,12 @@ def project_add_member(args: argparse.Namespace, _command: list[str], api: Api) 
     return emit(args, project, lambda x: f"added {args.user} to {x['id']}\n" + _project_text(x))
 
 
+def project_remove_member(args: argparse.Namespace, _command: list[str], api: Api) -> int:
+    """``accord project remove-member ID USER``."""
+    project = api.delete(f"/api/v1/projects/{segment(args.id)}/members/{segment(args.user)}")
+    return emit(args, project, lambda x: f"removed {args.user} from {x['id']}\n" + _project_text(x))
+
+
 def allocation_apply(args: argparse.Namespace, _command: list[str], api: Api) -> int:
     """``accord allocation apply PROJECT ...``."""
     body = {"agreement": args.agreement, "host": args.host, "units": args.units, "start": args.start,
@@ -322,7 +329,9 @@ COMMANDS = (
            leaf("create", "create a project that you lead", project_create, _project_create_arguments),
            leaf("list", "the projects you may see", project_list),
            leaf("show", "a project and its allocations", project_show, positionals("id")),
-           leaf("add-member", "add a member (the PI)", project_add_member, positionals("id", "user"))),
+           leaf("add-member", "add a member (the PI)", project_add_member, positionals("id", "user")),
+           leaf("remove-member", "remove a member (the PI); the sites take them out of its accounts",
+                project_remove_member, positionals("id", "user"))),
     group("allocation", "allocations under agreements: apply, decide, list",
            leaf("apply", "apply for an allocation (the PI)", allocation_apply, _allocation_apply_arguments),
            leaf("list", "the allocations you may see", allocation_list, _allocation_list_arguments),

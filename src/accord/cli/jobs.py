@@ -194,6 +194,9 @@ def _show_text(j: Doc) -> str:
         o = j["outcome"]
         lines.append(f"  outcome:  exit {o['exit_code']}, {o['gpu_seconds']:.1f} GPU-seconds, "
                      f"{o['started_at']} → {o['ended_at']}")
+        if o.get("account") or o.get("local_user"):   # the site enforces the agreement
+            who, account = o.get("local_user") or "-", o.get("account") or "-"
+            lines.append(f"  ran as:   {who} in Slurm account {account}")
     lines += _footprint_lines(j.get("footprint"))
     lines.append("  story:")
     for e in j["story"]:

@@ -348,14 +348,23 @@ def _reconcile_text(r: Doc) -> str:
                      f" {s['cross_border_gpu_seconds']:>12.1f} {s['ledger_gpu_seconds']:>12.1f}")
         lines += [f"    {d['ref']} (job {d['job']}): {d['note']} (site {d['site_gpu_seconds']}, "
                   f"Accord {d['accord_gpu_seconds']})" for d in s["differences"]]
-    if r.get("allocations"):   # site enforcement: Slurm's own per-account totals, per allocation
-        lines.append(f"  {'site/project/agreement':<40} {'Slurm GPU-s':>14} {'usage GPU-s':>14} "
+    if r.get("allocations"):   # site enforcement: Slurm's own totals, per allocation's account
+        lines.append(f"  {'site/allocation (account)':<44} {'Slurm GPU-s':>14} {'usage GPU-s':>14} "
                      f"{'ledger':>12}")
-        lines += [f"  {c['site'] + '/' + c['project'] + '/' + c['agreement']:<40} "
-                  f"{c['slurm_gpu_seconds']:>14.1f} {c['usage_gpu_seconds']:>14.1f} "
-                  f"{c['ledger_gpu_seconds']:>12.1f}"
-                  f"{'' if c['ok'] else '  DIFFERS'}" for c in r["allocations"]]
+        lines += [_allocation_line(c) for c in r["allocations"]]
     return "\n".join(lines)
+
+
+def _allocation_line(c: Doc) -> str:
+    """One allocation's row; usage naming no allocation's account has no Slurm figure."""
+    if c["allocation"] is None:
+        name = f"{c['site']}/{c['project']}/{c['agreement']} (no allocation's account)"
+        slurm = f"{'-':>14}"
+    else:
+        name = f"{c['site']}/{c['allocation']} ({c['account']})"
+        slurm = f"{c['slurm_gpu_seconds']:>14.1f}"
+    return (f"  {name:<44} {slurm} {c['usage_gpu_seconds']:>14.1f} {c['ledger_gpu_seconds']:>12.1f}"
+            f"{'' if c['ok'] else '  DIFFERS'}")
 
 
 def _balances(b: Doc) -> str:

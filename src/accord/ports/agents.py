@@ -12,6 +12,7 @@ from accord.domain.agent.protocol import (
     Ack,
     AgentSeen,
     AgentStatus,
+    CheckedReport,
     HeldJob,
     LogChunk,
     Order,
@@ -70,7 +71,7 @@ class AgentStore(Protocol):
         """Mark orders delivered; how many were new. Raises NotFound, Forbidden (another site's)."""
         ...
 
-    def report(self, site: str, reports: Sequence[tuple[Report, str | None]], at: datetime) -> int:
+    def report(self, site: str, reports: Sequence[CheckedReport], at: datetime) -> int:
         """Store reports (with their usage digests); how many changed. Raises NotFound,
         Forbidden (another site's job), Conflict (an end reported differently)."""
         ...

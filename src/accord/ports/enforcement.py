@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from accord.domain.enforcement.planner import Action, Assoc
+from accord.domain.enforcement.planner import Action, Assoc, Tree
 from accord.domain.enforcement.usage import AccountUsage
 from accord.domain.enforcement.wire import LinkRecord, SiteReport
 
@@ -92,6 +92,17 @@ class LocalUsers(Protocol):
         Raises:
             Unavailable: useradd failed (its message in the error).
         """
+
+
+class AppliedTree(Protocol):
+    """Where the agent keeps the account tree it last applied in full, so that after a
+    restart a hand-made change is still told apart from a change at the hub."""
+
+    def load_tree(self) -> Tree | None:
+        """The tree last saved (None: none yet, or unreadable)."""
+
+    def save_tree(self, tree: Tree) -> None:
+        """Keep ``tree`` (replacing the last)."""
 
 
 class EnforcementLink(Protocol):

@@ -49,7 +49,15 @@ from accord.domain.access.rules import (
     can_read_project,
     sees_audit_record,
 )
-from accord.domain.errors import Forbidden, InvalidInput, NotFound, Problem, RateLimited, Unauthenticated
+from accord.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Problem,
+    RateLimited,
+    Unauthenticated,
+)
 from accord.domain.federation.model import Federation
 from accord.ports import AccessStore, Clock, StoredToken
 
@@ -373,6 +381,21 @@ class AccessService:
             raise InvalidInput([Problem("user", "is not an enrolled user", user_id, "an enrolled user id")]) \
                 from None
         self.store.add_member(project_id, user_id)
+        return self.project(p, project_id)
+
+    def remove_member(self, p: Principal, project_id: str, user_id: str) -> Project:
+        """Remove a member (the PI or an admin). The sites that enforce the project's
+        allocations take the member's association out of its accounts at their next sync.
+
+        Raises:
+            Forbidden; NotFound: not a member; Conflict: the PI (who leads the project).
+        """
+        project = self.project(p, project_id)
+        can_manage_project(p, self.facts(project)).require()
+        if user_id == project.pi:
+            raise Conflict(f"{user_id} leads project {project_id} and cannot be removed from it")
+        if not self.store.remove_member(project_id, user_id):
+            raise NotFound(f"{user_id!r} is not a member of project {project_id}")
         return self.project(p, project_id)
 
     # ------------------------------------------------------------ allocations

@@ -15,6 +15,7 @@ from typing import Any
 from accord.domain.agent import attest
 from accord.domain.agent.protocol import (
     MAX_ORDERS,
+    CheckedReport,
     Order,
     Report,
     Resync,
@@ -122,15 +123,13 @@ class AgentService:
         site = self._agent_site(site_id)
         assert site.agent is not None
         now = self.clock.now()
-        checked: list[tuple[Report, str | None]] = []
-        for rep in parse_reports(doc):
-            checked.append((rep, self._usage(site, rep)))
+        checked = [self._usage(site, rep) for rep in parse_reports(doc)]
         changed = self.store.report(site.id, checked, now)
         if changed:
             self.nudge()
         return changed
 
-    def _usage(self, site: Site, rep: Report) -> str | None:
+    def _usage(self, site: Site, rep: Report) -> CheckedReport:
         assert site.agent is not None
         ran = rep.state.is_final and rep.started_at is not None
         if rep.usage is None:
@@ -145,10 +144,10 @@ class AgentService:
                         )
                     ]
                 )
-            return None
+            return CheckedReport(rep)
         usage = attest.verify(rep.usage, site.agent.keys)
         attest.check_report(usage, rep, site.id)
-        return attest.digest(rep.usage.body)
+        return CheckedReport(rep, attest.digest(rep.usage.body), usage.account, usage.user)
 
     def heartbeat(self, signed: SignedRequest, doc: object) -> Resync:
         """Note the agent's loads; on a resynchronisation (``held`` given), mark lost every

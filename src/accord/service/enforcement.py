@@ -79,15 +79,17 @@ class EnforcementService:
 
     def account_checks(self, period: str, records: Iterable[UsageRecord],
                        entries: Iterable[Entry]) -> list[dict[str, Any]]:
-        """Per agent site and allocation group: Slurm's own per-account GPU-seconds (as the
-        site's agent last reported them) against Accord's usage and the ledger, for ``period``."""
+        """Per agent site and allocation: Slurm's own GPU-seconds in the allocation's account
+        (as the site's agent last reported them) against Accord's usage records naming that
+        account and the ledger entries charging them, for ``period``; then the site's usage
+        that names no allocation's account, per project and agreement."""
         records, entries = list(records), list(entries)
         out = []
         for site in (s.id for s in self.federation.sites if s.backend is BackendKind.AGENT):
             grants, _ = self.grants(site)
             slurm = self.links.site_usage(site, period)
-            out += [{"site": c.site, "project": c.project, "agreement": c.agreement,
-                     "accounts": list(c.accounts),
+            out += [{"site": c.site, "allocation": c.allocation, "project": c.project,
+                     "agreement": c.agreement, "account": c.account or None, "users": list(c.users),
                      "slurm_gpu_seconds": round(c.slurm_gpu_seconds, 3),
                      "usage_gpu_seconds": round(c.usage_gpu_seconds, 3),
                      "ledger_gpu_seconds": round(c.ledger_gpu_seconds, 3), "ok": c.ok}

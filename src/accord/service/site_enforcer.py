@@ -39,7 +39,14 @@ from accord.domain.enforcement.wire import (
 from accord.domain.errors import Busy, Conflict, InvalidInput, Unavailable
 from accord.domain.jobs.model import Job
 from accord.ports import Clock
-from accord.ports.enforcement import EnforcementLink, LocalAccount, LocalUsers, RunAs, SlurmAccounts
+from accord.ports.enforcement import (
+    AppliedTree,
+    EnforcementLink,
+    LocalAccount,
+    LocalUsers,
+    RunAs,
+    SlurmAccounts,
+)
 
 log = logging.getLogger("accord.agent")
 MARK = "accord visitor"   # the GECOS of users the agent made
@@ -68,7 +75,7 @@ class SiteEnforcer:
 
     def __init__(self, hub: EnforcementLink, accounts: SlurmAccounts, users: LocalUsers,
                  settings: EnforcementSettings, clock: Clock,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, memory: AppliedTree | None = None) -> None:
         self.hub = hub
         self.accounts = accounts
         self.users = users
@@ -76,7 +83,8 @@ class SiteEnforcer:
         self.clock = clock
         self.monotonic = monotonic
         self._synced_at = float("-inf")
-        self._previous: Tree | None = None
+        self.memory = memory
+        self._previous: Tree | None = memory.load_tree() if memory is not None else None
         self._grants: list[SiteGrant] = []
         self._links: dict[str, tuple[Link, LocalAccount | None]] = {}
         self._ready: set[str] = set()     # allocation accounts made with their limits
@@ -128,8 +136,10 @@ class SiteEnforcer:
                 if a.kind is not ActionKind.NOTE and (self.settings.repair_drift or not a.drift)]
         outcome = self._carry_out(todo)
         after = actual_tree(self.accounts.associations())
-        if not outcome.failed:
+        if not outcome.failed and desired != self._previous:
             self._previous = desired
+            if self.memory is not None:
+                self.memory.save_tree(desired)
         drift = [_drift_line(a, a in outcome.done) for a in actions if a.drift]
         self._ready = {n for n, have in after.accounts.items()
                        if n in desired.accounts and have.limits == desired.accounts[n].limits}

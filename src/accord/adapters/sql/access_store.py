@@ -181,6 +181,13 @@ class SqlAccess:
         except IntegrityError:
             pass
 
+    def remove_member(self, project_id: str, user_id: str) -> bool:
+        """Remove a member; False if the user was not one."""
+        with self.store.transaction() as conn:
+            gone = conn.execute(delete(project_members).where(project_members.c.project == project_id,
+                                                              project_members.c.user_id == user_id))
+        return bool(gone.rowcount)
+
     def memberships(self, user_id: str) -> tuple[frozenset[str], frozenset[str]]:
         """The projects the user belongs to, and those they lead."""
         with self.store.transaction() as conn:

@@ -31,10 +31,10 @@ from accord.domain.agent.protocol import (
     Ack,
     AgentSeen,
     AgentStatus,
+    CheckedReport,
     LogChunk,
     Order,
     OrderKind,
-    Report,
     SignedUsage,
     Stream,
 )
@@ -178,7 +178,7 @@ class SqlAgents:
         return new
 
     # ------------------------------------------------------------ reports
-    def report(self, site: str, reports: Sequence[tuple[Report, str | None]], at: datetime) -> int:
+    def report(self, site: str, reports: Sequence[CheckedReport], at: datetime) -> int:
         """Store what the agent says of its jobs, each with the digest of its signed usage
         (checked by the caller; kept with the report, once), in one transaction; a report no
         newer than the stored one changes nothing. How many changed.
@@ -187,7 +187,7 @@ class SqlAgents:
             NotFound: a reference the hub never dispatched here. Forbidden: another site's.
             Conflict: a job already reported ended is reported ended differently.
         """
-        refs = [r.ref for r, _ in reports]
+        refs = [c.report.ref for c in reports]
         with self.store.transaction() as conn:
             owners = dict(
                 conn.execute(
@@ -202,10 +202,11 @@ class SqlAgents:
                 for r in conn.execute(select(agent_status).where(agent_status.c.ref.in_(refs))).mappings()
             }
             changed = 0
-            for rep, digest in reports:
+            for checked in reports:
+                rep, digest = checked.report, checked.digest
                 if digest is not None and rep.usage is not None:
                     _add_usage(conn, site, rep.ref, digest, rep.usage, at)
-                row = _apply(conn, site, rep, digest, current.get(rep.ref), at)
+                row = _apply(conn, site, checked, current.get(rep.ref), at)
                 if row is not None:  # a later report of the same job in this batch sees this one
                     current[rep.ref], changed = row, changed + 1
         if changed:
@@ -418,7 +419,7 @@ def _append(conn: Connection, chunk: LogChunk, row: RowMapping | None, size: int
 
 
 def _apply(
-    conn: Connection, site: str, rep: Report, digest: str | None, old: Mapping[str, Any] | None, at: datetime
+    conn: Connection, site: str, checked: CheckedReport, old: Mapping[str, Any] | None, at: datetime
 ) -> dict[str, Any] | None:
     """Store one report if it says something new (the same report again, or one of an
     earlier state, does not); the row stored, or None if nothing changed.
@@ -426,6 +427,7 @@ def _apply(
     Raises:
         Conflict: an ended job reported ended with other figures.
     """
+    rep, digest = checked.report, checked.digest
     row = {
         "ref": rep.ref,
         "site": site,
@@ -439,6 +441,8 @@ def _apply(
         "energy_j": rep.energy_j,
         "reason": rep.reason,
         "attestation": digest,
+        "account": checked.account or None,
+        "local_user": checked.local_user or None,
         "lost": 0,
         "updated_at": at,
     }
@@ -489,6 +493,8 @@ def _status(row: RowMapping | None, acked: bool) -> AgentStatus:
         row["energy_j"],
         row["reason"],
         row["attestation"],
+        row["account"] or "",
+        row["local_user"] or "",
     )
 
 

@@ -115,6 +115,8 @@ usage_records = Table(
     Column("emissions_g", Float, nullable=True),
     Column("intensity_source", Text, nullable=True),
     Column("attestation", String(64), nullable=True),      # 0010: SHA-256 of the host-signed usage
+    Column("account", String(120), nullable=True),         # 0014: the Slurm account it ran under
+    Column("local_user", String(120), nullable=True),      # 0014: the site's local user it ran as
     Index("ix_usage_job", "job_id"),
     Index("ix_usage_site_start", "site", "start"),
     Index("ix_usage_start", "start"),
@@ -445,6 +447,8 @@ agent_status = Table(
     Column("energy_j", Float, nullable=True),
     Column("reason", Text, nullable=False),
     Column("attestation", String(64), nullable=True),      # SHA-256 of the signed usage body
+    Column("account", String(120), nullable=True),         # 0014: from the signed usage
+    Column("local_user", String(120), nullable=True),      # 0014: from the signed usage
     Column("lost", Integer, nullable=False),               # 1: the agent said it does not hold it
     Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -26,6 +26,7 @@ from accord.domain.agent.protocol import Report, SignedUsage
 from accord.domain.errors import Forbidden, InvalidInput, Problem
 
 VERSION = 1
+MAX_LABEL = 120   # characters of a Slurm account or local user name
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,9 @@ def _check_figures(u: Usage) -> None:
     e = u.energy_j
     if e is not None and (isinstance(e, bool) or not isinstance(e, int | float) or not 0 <= e < math.inf):
         raise ValueError("energy_j must be a finite number from 0, or null")
+    for name, label in (("account", u.account), ("user", u.user)):
+        if len(label) > MAX_LABEL or not label.isprintable():
+            raise ValueError(f"{name} must be at most {MAX_LABEL} printable characters")
 
 
 def check_report(u: Usage, report: Report, site: str) -> None:

@@ -100,6 +100,17 @@ class Report:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckedReport:
+    """A report as the hub takes it: the digest of its signed usage (checked), and the Slurm
+    account and local user that usage names (site enforcement; empty otherwise)."""
+
+    report: Report
+    digest: str | None = None
+    account: str = ""
+    local_user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LogChunk:
     """``data`` of one stream of one job, from byte ``offset``; ``truncated``: the agent cut
     the stream at its cap and says so."""
@@ -378,6 +389,8 @@ class AgentStatus:
     energy_j: float | None = None
     reason: str = ""
     attestation: str | None = None
+    account: str = ""      # from the signed usage: the Slurm account the job ran under
+    local_user: str = ""   # ... and the local user it ran as
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,7 +125,7 @@ def site_grants(fed: Federation, site_id: str, allocations: Sequence[Allocation]
     grants: list[SiteGrant] = []
     bad: list[Unexpressible] = []
     for a in [x for x in allocations if at_site(x, fed, site_id)][:MAX_GRANTS]:
-        grant = _grant(a, projects.get(a.project), rate, model, today)
+        grant = _grant(a, projects.get(a.project), rate, model, today, site_share(fed, a, site_id))
         if isinstance(grant, SiteGrant):
             grants.append(grant)
         else:
@@ -133,19 +133,32 @@ def site_grants(fed: Federation, site_id: str, allocations: Sequence[Allocation]
     return grants, bad
 
 
+def site_share(fed: Federation, a: Allocation, site_id: str) -> float:
+    """The part of an allocation's units a site enforces: all of them at its only site; over
+    several sites (those it names, or all of the host's), each site's part of their GPUs, so
+    the sites' limits together never buy more than the units.
+    """
+    sites = [s for s in fed.sites if s.partner == a.host and (not a.sites or s.id in a.sites)]
+    total = sum(s.total_gpus for s in sites)
+    if len(sites) <= 1 or total <= 0:
+        return 1.0
+    return fed.site(site_id).total_gpus / total
+
+
 def _grant(a: Allocation, project: Project | None, rate: float | None, model: str,
-           today: date) -> SiteGrant | Unexpressible:
+           today: date, share: float = 1.0) -> SiteGrant | Unexpressible:
     if project is None:
         return Unexpressible(a.id, Problem("project", "is not known at the hub", a.project))
     if rate is None:
         return Unexpressible(a.id, Problem("gpu_model", "has no exchange rate in the federation, "
                                            "so the site cannot turn units into GPU-minutes", model,
                                            "a GPU model with an exchange rate"))
-    minutes = gpu_minutes(a.units, rate)
+    minutes = gpu_minutes(a.units * share, rate)
     if minutes < 1:
-        return Unexpressible(a.id, Problem("units", f"buy less than one GPU-minute of {model} "
+        part = "" if share == 1.0 else f" (this site's {share:.1%} share of them, by GPUs)"
+        return Unexpressible(a.id, Problem("units", f"buy less than one GPU-minute of {model}{part} "
                                            f"({rate:g} units per GPU-hour)", f"{a.units:g}",
-                                           f"at least {rate / 60:.6g} units"))
+                                           f"at least {rate / 60 / share:.6g} units"))
     state, reason = state_of(a, today)
     members = tuple(sorted(project.members))[:MAX_MEMBERS]
     return SiteGrant(a.id, a.project, project.partner, a.agreement, members, minutes,

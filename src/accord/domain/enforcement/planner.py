@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from accord.domain.enforcement.grants import GrantState, SiteGrant
 
@@ -239,3 +240,34 @@ def apply(tree: Tree, action: Action) -> Tree:
     elif action.kind is ActionKind.REMOVE_USER:
         users.discard((action.account, action.user))
     return Tree(accounts, frozenset(users))
+
+
+def tree_doc(t: Tree) -> dict[str, Any]:
+    """A tree as JSON-ready data (the agent keeps the tree it last applied across restarts)."""
+    return {"accounts": [[a.account, a.parent, a.user, a.limits.gpu_minutes, a.limits.submit_jobs,
+                          a.limits.jobs] for a in sorted(t.accounts.values(), key=lambda a: a.account)],
+            "users": sorted([list(u) for u in t.users])}
+
+
+def parse_tree(d: Any) -> Tree:
+    """Inverse of :func:`tree_doc`.
+
+    Raises:
+        ValueError: not a tree document.
+    """
+    try:
+        accounts = {str(a): Assoc(str(a), str(p), str(u), Limits(_limit(g), _limit(s), _limit(j)))
+                    for a, p, u, g, s, j in d["accounts"]}
+        users = frozenset((str(a), str(u)) for a, u in d["users"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a tree document: {exc}") from None
+    return Tree(accounts, users)
+
+
+def _limit(v: Any) -> int | None:
+    """Raises ValueError: not an integer or null."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"limit {v!r} is not an integer")
+    return v

@@ -150,6 +150,8 @@ def encode_outcome(o: Outcome | None) -> dict[str, Any] | None:
     }
     if o.attestation is not None:
         d["attestation"] = o.attestation
+    if o.account or o.local_user:
+        d["account"], d["local_user"] = o.account, o.local_user
     return d
 
 
@@ -159,7 +161,7 @@ def decode_outcome(d: dict[str, Any] | None) -> Outcome | None:
         return None
     return Outcome(d["exit_code"], parse_iso(d["started_at"]), parse_iso(d["ended_at"]),
                    float(d["gpu_seconds"]), d["reason"], int(d.get("gpus", 0)), d.get("energy_j"),
-                   d.get("attestation"))
+                   d.get("attestation"), str(d.get("account", "")), str(d.get("local_user", "")))
 
 
 def encode_job(job: Job, *, with_story: bool = True) -> dict[str, Any]:
@@ -260,6 +262,8 @@ def encode_usage(r: UsageRecord) -> dict[str, Any]:
         "mean_intensity_g_per_kwh": mean,
         "intensity_source": r.intensity_source,
         "attestation": r.attestation,
+        "account": r.account,
+        "local_user": r.local_user,
     }
 
 

@@ -183,6 +183,8 @@ class Outcome:
     gpus: int = 0
     energy_j: float | None = None
     attestation: str | None = None   # SHA-256 of the usage the host signed (agent sites)
+    account: str = ""                # with site enforcement: the Slurm account it ran under
+    local_user: str = ""             # ... and the site's local user it ran as
 
 
 class DispatchStatus(enum.Enum):

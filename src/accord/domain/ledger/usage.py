@@ -32,6 +32,8 @@ class UsageRecord:
     over the actual run) and ``intensity_source`` (which data gave the emissions, or
     ``"unavailable: <reason>"`` when none could) are set when the job ends; None on
     records made before that, and ``emissions_g`` is None when no intensity was had.
+    ``account`` and ``local_user`` name the Slurm account and the site's local user the job
+    ran as, where the site enforces the agreement (taken from the host-signed usage).
     """
 
     id: str
@@ -54,6 +56,8 @@ class UsageRecord:
     emissions_g: float | None = None
     intensity_source: str | None = None
     attestation: str | None = None   # SHA-256 of the usage the host signed (agent sites)
+    account: str | None = None       # site enforcement: the Slurm account the job ran under
+    local_user: str | None = None    # ... and the local user it ran as (both host-signed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,8 @@ def usage_from_job(job: Job, federation: Federation) -> UsageRecord | None:
         exit_code=o.exit_code,
         energy_j=o.energy_j,
         attestation=o.attestation,
+        account=o.account or None,
+        local_user=o.local_user or None,
     )
 
 

@@ -252,6 +252,7 @@ function factsView(job) {
   ];
   if (o) rows.push(["Ran", `${when(o.started_at)} → ${when(o.ended_at)}`], ["Exit code", String(o.exit_code)],
     ["GPU-hours", num(o.gpu_seconds / 3600, true)]);
+  if (o && (o.account || o.local_user)) rows.push(["Ran as", `${o.local_user || "—"} in Slurm account ${o.account || "—"}`]);
   return h("dl", {class: "facts"}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
