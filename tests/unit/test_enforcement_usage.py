@@ -58,3 +58,19 @@ def test_usage_naming_no_allocation_is_its_own_row_checked_against_the_ledger() 
     over = entry(record(5, 5000, None))
     checks = compare_allocations("jz", "2026-11", [], [], [old], [entry(old), over])
     assert [(c.allocation, c.ok) for c in checks] == [(None, False)]
+
+
+def test_the_reconcile_text_shows_each_allocation_and_the_rest() -> None:
+    from accord.cli.ledger import _reconcile_text
+    report = {"period": "2026-11", "ok": False, "sites": {"jz": {"ok": False, "error": "an agent site"}},
+              "allocations": [
+                  {"site": "jz", "allocation": "al1", "project": "evals", "agreement": "uk-fr",
+                   "account": "acc-al1", "users": ["jz-ada"], "slurm_gpu_seconds": 3600.0,
+                   "usage_gpu_seconds": 3600.0, "ledger_gpu_seconds": 3600.0, "ok": True},
+                  {"site": "jz", "allocation": None, "project": "evals", "agreement": "uk-fr",
+                   "account": None, "users": [], "slurm_gpu_seconds": 0.0,
+                   "usage_gpu_seconds": 900.0, "ledger_gpu_seconds": 5900.0, "ok": False}]}
+    text = _reconcile_text(report)
+    assert "jz/al1 (acc-al1)" in text and "3600.0" in text
+    row = next(line for line in text.splitlines() if "no allocation's account" in line)
+    assert "jz/evals/uk-fr" in row and row.rstrip().endswith("DIFFERS") and " - " in row
