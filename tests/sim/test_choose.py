@@ -1,18 +1,23 @@
 """The simulator's fast path, ``placement.choose``, decides exactly as ``place()``: the same
 verdict, pool, start and agreement on random federations, loads, quotas and forecasts (the
-cases of the brute-force reference test), with and without a context."""
+cases of the brute-force reference test), with and without a context; and the simulator's
+kernel, from the domain's terms as arrays and the standing table in scalar form
+(``placement.table``), decides exactly as ``choose``."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 
 from accord.domain.federation.model import Federation
 from accord.domain.jobs.model import JobSpec
+from accord.domain.placement import table
 from accord.domain.placement.forecast import PlacementContext
-from accord.domain.placement.pick import pick
+from accord.domain.placement.pick import KW_BEST, OK, ROWS, START, pick
 from accord.domain.placement.place import choose, place, pool_keys, standing_terms
 from accord.domain.placement.records import TIE, PoolLoad, Verdict
 from tests.unit.test_placement_reference import cases
@@ -87,3 +92,55 @@ def test_pick_chooses_what_choose_chooses(
         want = choose(spec, fed, free, queued, available, at, context=context)
         got = choose(spec, fed, free, queued, available, at, context=context, pick=pick)
         assert got == want
+
+
+def _from_table(spec: JobSpec, fed: Federation, free: np.ndarray, queued: np.ndarray, available: np.ndarray,
+                at: datetime, ctx: PlacementContext | None) -> tuple[Verdict, int, float, int, float]:
+    """choose()'s answer worked out as the simulator's loop does: the domain's terms as
+    arrays, the standing table in scalar form (``placement.table``), then ``pick``."""
+    if ctx is not None:
+        fed = replace(fed, placement=ctx.weights)
+    lim, alts, count = table.requester_terms(spec, fed, at, ctx is not None)
+    quota, balance = table.quota_arrays(fed, ctx)
+    ids = [p.id for p in fed.partners]
+    requester = ids.index(spec.partner) if spec.partner in ids else -1
+    table.fill_limits(lim, alts, count, quota, balance, requester, ctx is not None)
+    fz, fv, fp = table.forecast_arrays(fed, ctx)
+    w = table.weights(fed, ctx is not None, fz[:, 0] == 1.0)
+    n = len(free)
+    rows, agreement, transient = np.zeros((ROWS, n)), np.zeros(n, np.int64), np.zeros(n, np.bool_)
+    s0 = at.timestamp()
+    deadline = spec.deadline.timestamp() if spec.deadline is not None else math.nan
+    table.fill_table(spec.gpus, spec.time_limit_s, s0, deadline, table.eligible(spec, fed), lim, alts, count,
+                     w, fz, fv, fp, rows, agreement, transient)
+    top = pick(spec.gpus, free, queued, available, rows, float(w[table.W_EMISSIONS]), np.empty(n))
+    if top < 0:
+        wait = bool(((rows[OK] == 1.0) & ~available).any() or transient.any())
+        return (Verdict.WAIT if wait else Verdict.REJECT), -1, s0, -1, math.nan
+    start = float(rows[START, top]) if ctx is not None else s0
+    grams = spec.gpus * float(rows[KW_BEST, top]) / 3600
+    return (Verdict.DEFER if start > s0 else Verdict.PLACE), top, start, int(agreement[top]), grams
+
+
+@settings(max_examples=400, deadline=None)
+@given(cases())
+def test_the_standing_table_in_scalar_form_gives_chooses_answer(
+        case: tuple[JobSpec, Federation, dict[tuple[str, str], PoolLoad], datetime, PlacementContext],
+) -> None:
+    """What the simulator's loop decides with (``placement.table.fill_table`` and the terms
+    it is fed, then ``pick``) is choose()'s Choice, with and without a context: verdict,
+    pool, start, agreement and estimate (jobs as the simulator makes them: no earliest start,
+    no project allocations)."""
+    spec, fed, loads, at, ctx = case
+    assume(spec.earliest_start is None and spec.project not in ctx.allocations)
+    free, queued, available = _arrays(fed, loads)
+    ids = [a.id for a in fed.agreements]
+    for context in (ctx, None):
+        want = choose(spec, fed, free, queued, available, at, context=context)
+        verdict, pool, start, agreement, grams = _from_table(spec, fed, free, queued, available, at, context)
+        assert (verdict, pool) == (want.verdict, want.pool)
+        if pool < 0:
+            continue
+        assert agreement == (ids.index(want.agreement.id) if want.agreement is not None else -1)
+        assert start == want.start_s
+        assert (math.isnan(grams) and want.emissions_g is None) or grams == want.emissions_g

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "accord"
-CORE = ("kernel.py", "run_state.py", "native.py", "native_run.py", "model.py", "accounting.py", "oracle.py",
+CORE = ("kernel.py", "run_state.py", "native.py", "native_sites.py", "native_run.py", "jit.py", "model.py",
+        "accounting.py", "oracle.py",
         "metrics.py", "replications.py", "sites.py", "forecast.py")
 
 

@@ -86,6 +86,7 @@ class SimLedger:
         self.ended: deque[tuple[float, float, str, str, int, float, int]] = deque()   # (read, end, ...)
         self.sites: dict[int, tuple[Site, GpuPool]] = {}
         self.rates: dict[tuple[str, int], float] = {}
+        self.months: dict[int, str] = {}   # UTC day number -> its month, "YYYY-MM"
         self.count = 0
 
     def post(self, agreement: str, requester: str, pool: int, site: Site, gpu_pool: GpuPool, gpus: int,
@@ -110,8 +111,8 @@ class SimLedger:
         while ended and ended[0][0] <= upto:
             _, end, agreement, requester, pool, start, gpus = ended.popleft()
             site, gpu_pool = self.sites[pool]
-            month = datetime.fromtimestamp(start, UTC).strftime("%Y-%m")
-            if datetime.fromtimestamp(end, UTC).strftime("%Y-%m") != month:
+            month = self._month(start)
+            if self._month(end) != month:
                 self._enter(agreement, requester, site, gpu_pool, gpus, start, end)
                 continue
             row = batch.setdefault((agreement, requester, pool, month), [math.inf, -math.inf, 0.0])
@@ -119,6 +120,17 @@ class SimLedger:
         for (agreement, requester, pool, _), (start, end, gpu_seconds) in batch.items():
             site, gpu_pool = self.sites[pool]
             self._enter(agreement, requester, site, gpu_pool, 0, start, end, gpu_seconds)
+
+    def _month(self, t: float) -> str:
+        """``datetime.fromtimestamp(t, UTC).strftime("%Y-%m")``, remembered per UTC day (not
+        in a day's last second, where rounding to the microsecond may reach the next day)."""
+        day, into = divmod(t, 86_400)
+        month = self.months.get(int(day)) if into < 86_399 else None
+        if month is None:
+            month = datetime.fromtimestamp(t, UTC).strftime("%Y-%m")
+            if into < 86_399:
+                self.months[int(day)] = month
+        return month
 
     def _enter(self, agreement: str, requester: str, site: Site, gpu_pool: GpuPool, gpus: int, start: float,
                end: float, gpu_seconds: float | None = None) -> None:

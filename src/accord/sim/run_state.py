@@ -3,9 +3,9 @@
 and the per-job outcome, with a job's spec, the posting of a job's usage and the energy and
 emissions of every job once the run is over.
 
-The Python event loop (:class:`accord.sim.kernel.Simulation`, which extends
-:class:`RunState`) and the compiled loop's glue (:mod:`accord.sim.native_run`) both work on
-it, so neither imports the other for it.
+A run (:class:`accord.sim.kernel.Simulation`, which extends :class:`RunState`) and the
+kernel loop's glue (:mod:`accord.sim.native_run`) both work on it, so neither imports the
+other for it.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class RunState:
         self.out = Outcome.empty(len(workload))
         self.residency = tuple((federation.partner(p).country,) for p in workload.partners)
         self.outages = checked_outages(settings.outages, (s.id for s in federation.sites))
+        self.fills = 0   # standing tables the compiled loop filled (decisions no table cache answered)
 
     def account(self, runs: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]] | None = None,
                 ) -> None:
