@@ -35,8 +35,10 @@ import numpy as np
 
 from accord.domain.placement import pick as placement_pick
 from accord.domain.placement import records as placement_records
+from accord.domain.placement import scalar as placement_scalar
 from accord.domain.placement import table as placement_table
 from accord.domain.placement.pick import KW_BEST, START
+from accord.domain.placement.scalar import _slots
 from accord.domain.placement.table import (
     FIRST,
     FLEX,
@@ -44,7 +46,7 @@ from accord.domain.placement.table import (
     W_EMISSIONS,
     W_FORECASTS,
     W_GAPS,
-    _slots,
+    W_SLOT,
     fill_table,
 )
 from accord.sim import forecast as sim_forecast
@@ -143,7 +145,7 @@ def _table(job, s0, jobs, terms, tables, si):
     keys, at = tables[3], tables[4]
     c, d = cls[job], int(req[job])
     if w[W_CONTEXT] == 1.0:   # the table depends on the run time and window (the forecasts)
-        span = -1 if math.isnan(dl[job]) else _slots(d, s0, dl[job], -1.0, w)
+        span = -1 if math.isnan(dl[job]) else _slots(d, s0, dl[job], -1.0, w[W_EMISSIONS], w[W_SLOT])
         key_d, key_s = d, s0
     else:                     # only on the job's class
         span, key_d, key_s = 0, 0, 0.0
@@ -492,7 +494,7 @@ def build(compiled: bool = True) -> types.SimpleNamespace:
     for f in placement_table.SCALAR:
         chosen[f.__name__] = (f, LEAN)
     shared: dict[str, Any] = {}
-    for module in (placement_pick, placement_table, sim_forecast, native_sites, globals()):
+    for module in (placement_pick, placement_scalar, placement_table, sim_forecast, native_sites, globals()):
         shared.update(module if isinstance(module, dict) else vars(module))
     if compiled:
         from numba import njit  # imported on first use: numba takes a second or two to load

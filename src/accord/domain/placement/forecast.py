@@ -8,20 +8,15 @@ Pure, no I/O.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from accord.domain.carbon.series import IntensitySeries, resample
 from accord.domain.errors import InvalidInput, Problem
 from accord.domain.federation.model import PlacementWeights
-from accord.domain.placement.records import TIE
-
-_COST_MEMO = 64        # run durations whose per-slot costs a forecast keeps
+from accord.domain.placement.scalar import _cost, _integral, best_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +40,7 @@ class ZoneForecast:
     source: str
     _prefix: tuple[float, ...] = field(init=False, repr=False, compare=False)
     _mean: float = field(init=False, repr=False, compare=False)
-    # Memos for the hot path: per run duration, the integral of a run from each slot
-    # boundary; per (first start, duration, later slots), the best start (see best_start).
-    _costs: dict[int, list[float]] = field(init=False, repr=False, compare=False)
+    # The memo of the hot path: per (first start, duration, later slots), the best start.
     _best: dict[tuple[float, int, int], tuple[float, float, float]] = field(
         init=False, repr=False, compare=False)
 
@@ -61,7 +54,6 @@ class ZoneForecast:
             prefix.append(prefix[-1] + v * self.step_s)
         object.__setattr__(self, "_prefix", tuple(prefix))
         object.__setattr__(self, "_mean", prefix[-1] / (len(self.values) * self.step_s))
-        object.__setattr__(self, "_costs", {})
         object.__setattr__(self, "_best", {})
 
     @staticmethod
@@ -82,51 +74,19 @@ class ZoneForecast:
 
     def integral(self, a: float, b: float) -> float:
         """∫ intensity over [a, b) (epoch seconds), in (g/kWh)·s."""
-        return self._antiderivative(b) - self._antiderivative(a)
+        return _integral(self.origin_s, self.step_s, len(self.values), self._mean, self.values, self._prefix,
+                         a, b)
 
     def run_costs(self, duration_s: int) -> list[float]:
         """The integral of a run of ``duration_s`` from each slot boundary of the grid."""
-        costs = self._costs.get(duration_s)
-        if costs is None:
-            if len(self._costs) >= _COST_MEMO:
-                self._costs.clear()
-            costs = self._run_costs(duration_s)
-            self._costs[duration_s] = costs
-        return costs
-
-    def _run_costs(self, duration_s: int) -> list[float]:
-        """:meth:`run_costs` computed, with numpy, in the same float operations as
-        :meth:`integral` (so the same figures): runs that end on the grid are prefix
-        differences; the last ``q`` run past its end, where the mean stands in."""
-        step, n, t0 = self.step_s, len(self.values), self.origin_s
-        q, rest = divmod(duration_s, step)
-        p, v = np.array(self._prefix), np.array(self.values)
-        inside = p[q:n] - p[:max(0, n - q)] + v[q:n] * rest
-        j = np.arange(max(0, n - q), n)
-        x = t0 + j * step + duration_s
-        off = x - t0
-        u = off / step
-        past = u >= n
-        i = np.where(past, 0, np.minimum(u.astype(np.int64), n - 1))
-        end = np.where(past, p[n] + self._mean * (off - n * step), p[i] + v[i] * (off - i * step))
-        out: list[float] = np.concatenate([inside, end - p[j]]).tolist()
-        return out
-
-    def window(self, duration_s: int, first: int, count: int) -> list[float]:
-        """Integrals of runs of ``duration_s`` from slot boundaries ``first`` .. ``first +
-        count - 1`` (indices of the grid; outside it, the mean stands in)."""
-        costs = self.run_costs(duration_s)
-        if first >= 0 and first + count <= len(costs):
-            return costs[first:first + count]
-        t0, step = self.origin_s, self.step_s
-        return [self.integral(t0 + j * step, t0 + j * step + duration_s)
-                for j in range(first, first + count)]
+        n, t0, step = len(self.values), self.origin_s, self.step_s
+        values, prefix = self.values, self._prefix
+        return [_cost(t0, step, n, self._mean, values, prefix, j, duration_s, True) for j in range(n)]
 
     def best_start(self, s0: float, duration_s: int, slots: int) -> tuple[float, float, float]:
         """(integral if the run starts at ``s0``, the lowest integral, its start) over ``s0``
-        and the next ``slots`` slot boundaries (epoch seconds; integrals in (g/kWh)·s).
-        Integrals within :data:`TIE` (relative) of the lowest count as equal, and equal
-        ones go to the earliest start: waiting longer for the same emissions gains nothing.
+        and the next ``slots`` slot boundaries (epoch seconds; integrals in (g/kWh)·s), by the
+        module's :func:`best_start` (cached per arguments).
 
         >>> f = ZoneForecast("GB", 0.0, 3600, (300.0, 100.0, 50.0, 200.0), "test")
         >>> f.best_start(0.0, 7200, 3)[1:]        # 1 h + 2 h at 100 and 50 g/kWh
@@ -137,29 +97,10 @@ class ZoneForecast:
         if hit is None:
             if len(self._best) >= 4096:
                 self._best.clear()
-            now = self.integral(s0, s0 + duration_s)
-            hit = (now, now, s0)
-            if slots:
-                first = math.floor((s0 - self.origin_s) / self.step_s) + 1
-                seg = self.window(duration_s, first, slots)
-                low = min(seg)
-                if low < now - TIE * abs(now):
-                    i = seg.index(low)
-                    if i and min(seg[:i]) <= low + TIE * abs(low):
-                        i = next(k for k, c in enumerate(seg) if c <= low + TIE * abs(low))
-                    hit = (now, seg[i], self.origin_s + (first + i) * self.step_s)
+            hit = best_start(self.origin_s, self.step_s, len(self.values), self._mean, self.values,
+                             self._prefix, s0, duration_s, slots)
             self._best[key] = hit
         return hit
-
-    def _antiderivative(self, x: float) -> float:
-        u = (x - self.origin_s) / self.step_s
-        n = len(self.values)
-        if u <= 0:
-            return self._mean * (x - self.origin_s)
-        if u >= n:
-            return self._prefix[n] + self._mean * (x - self.origin_s - n * self.step_s)
-        i = int(u)
-        return self._prefix[i] + self.values[i] * (x - self.origin_s - i * self.step_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,5 +139,3 @@ class PlacementContext:
     def slot_s(self) -> int:
         """The spacing of candidate start times, in seconds."""
         return self.weights.slot_s
-
-

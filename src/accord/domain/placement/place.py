@@ -18,7 +18,8 @@ defines it: :mod:`~accord.domain.placement.records` (the verdict, loads, candida
 decision and its explanation, :class:`Choice`, the shared constants),
 :mod:`~accord.domain.placement.forecast` (:class:`ZoneForecast`, :class:`PlacementContext`),
 :mod:`~accord.domain.placement.index` (the per-federation index and caches, internal),
-:mod:`~accord.domain.placement.scoring` (the decision itself, ``_Placer``, internal) and
+:mod:`~accord.domain.placement.scoring` (the decision itself, ``_Placer``, internal),
+:mod:`~accord.domain.placement.scalar` (the scalar arithmetic it shares with the simulator) and
 :mod:`~accord.domain.placement.pick` (:func:`~accord.domain.placement.pick.pick`, choose()'s
 last step in scalar form, what the simulator compiles).
 """

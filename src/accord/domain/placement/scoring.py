@@ -5,6 +5,11 @@ per grid zone in the job's window and picks the winner, both for
 :func:`~accord.domain.placement.place.place` (a full :class:`Decision`, with its alternatives,
 reference and notes) and for :func:`~accord.domain.placement.place.choose` (a bare
 :class:`Choice`). :func:`_reciprocity` is the reciprocity term of one move.
+
+The scalar arithmetic it shares with the simulator's compiled kernel (the quota's slack, the
+reciprocity of a move, the terms abroad under a later agreement, the start window, the best
+start per zone) is declared once, in :mod:`accord.domain.placement.scalar`, and called
+from here.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from numpy.typing import NDArray
 from accord.domain.carbon.series import HOUR_S
 from accord.domain.federation.model import Agreement, Federation, QuotaPeriod
 from accord.domain.jobs.model import JobSpec
+from accord.domain.placement import scalar
 from accord.domain.placement.forecast import PlacementContext
 from accord.domain.placement.index import Bools, Floats, _Hosts, _index, _Pool, _remember
 from accord.domain.placement.pick import (
@@ -39,7 +45,6 @@ from accord.domain.placement.pick import (
 )
 from accord.domain.placement.records import (
     ALTERNATIVES,
-    MAX_START_SLOTS,
     TIE,
     Candidate,
     Choice,
@@ -306,8 +311,8 @@ class _Placer:
             most, gap = np.where(h.home | (h.has & (ctx is None)), math.inf, -math.inf), np.zeros(n)
             for i, (p, a) in enumerate(zip(self.ix.pools, h.first, strict=True)):
                 if a is not None and ctx is not None and not math.isnan(h.rate[i]):
-                    left = ctx.quota_left.get((a.id, requester, p.partner), math.inf) + 1e-9
-                    most[i] = left / h.rate[i] if h.rate[i] > 0 else math.inf if left >= 0 else -math.inf
+                    left = ctx.quota_left.get((a.id, requester, p.partner), math.inf)
+                    most[i] = scalar._most(left, h.rate[i])
                     balance = ctx.balances.get(a.id, {})
                     gap[i] = balance.get(p.partner, 0.0) - balance.get(requester, 0.0)
             if ctx is None:   # the pre-carbon placement: wait and border only
@@ -337,7 +342,7 @@ class _Placer:
             if not isinstance(self.agreements, list):
                 self.agreements = list(self.agreements)
             self.agreements[k], recip[k] = found
-            part[k] = w.reciprocity * recip[k] + w.border + w.cost * self.hosts.rate_or_0[k]
+            part[k] = scalar._abroad_part(recip[k], w.reciprocity, w.border, w.cost, self.hosts.rate_or_0[k])
             ok[k] = True
 
     def _down(self, k: int) -> Rejection:
@@ -379,7 +384,7 @@ class _Placer:
                 continue
             units = self.gpu_hours * rate
             left = self.ctx.quota_left.get((a.id, requester, host), math.inf) if self.ctx else math.inf
-            if units <= left + 1e-9:
+            if scalar._covers(units, left):
                 balance = self.ctx.balances.get(a.id, {}) if self.ctx else {}
                 return a, _reciprocity(balance, requester, host, units)
             span = "in total" if quota.per is QuotaPeriod.AGREEMENT else f"this {quota.per.value}"
@@ -391,19 +396,14 @@ class _Placer:
 
     # ── when: the window and the best start per zone ──
     def _slots(self, agreement: Agreement | None) -> int:
-        """How many slot boundaries after s0 the job may start at (0: start at s0 only)."""
-        if self.ctx is None or self.w.emissions <= 0:
+        """How many slot boundaries after s0 the job may start at (0: start at s0 only), by
+        :func:`~accord.domain.placement.scalar._slots`."""
+        if self.ctx is None:
             return 0
-        d = self.spec.time_limit_s
-        if self.spec.deadline is not None:
-            latest = self.spec.deadline.timestamp() - d
-        elif agreement is not None:
-            latest = self.s0_s + agreement.default_flexibility_hours * HOUR_S
-        else:
-            return 0
-        step = self.ctx.slot_s
-        count = math.floor(latest / step) - math.floor(self.s0_s / step)
-        return max(0, min(MAX_START_SLOTS - 1, count))
+        deadline = self.spec.deadline.timestamp() if self.spec.deadline is not None else math.nan
+        flex = agreement.default_flexibility_hours if agreement is not None else -1.0
+        d, step = self.spec.time_limit_s, self.ctx.slot_s
+        return scalar._slots(d, self.s0_s, deadline, flex, self.w.emissions, step)
 
     def _starts(self) -> Floats:
         """Per pool (rows): ∫ intensity (g/kWh·s) of the run started at s0, the lowest ∫
@@ -525,7 +525,4 @@ def _reciprocity(balance: Mapping[str, float], requester: str, host: str, units:
     >>> _reciprocity({"uk": 30.0, "fr": -30.0}, "uk", "fr", 10.0)   # fr owes uk: it repays
     -1.0
     """
-    if units <= 0:
-        return 0.0
-    gap = balance.get(host, 0.0) - balance.get(requester, 0.0)
-    return (abs(gap + 2 * units) - abs(gap)) / (2 * units)
+    return scalar._moved(balance.get(host, 0.0) - balance.get(requester, 0.0), units)

@@ -10,11 +10,15 @@ that may still take it, the best start in its window per zone) is :func:`fill_ta
 written with plain loops over numbers and arrays so it can be compiled (numba) as
 :func:`~accord.domain.placement.pick.pick` is.
 
-The arithmetic is ``_Placer._make_rules``, ``_misfits``, ``_find_abroad``, ``_starts``,
-``_make_fixed`` and ``ZoneForecast.best_start``'s, operation for operation (the same float
-results); the simulator's tests run its loop over these against the loop that calls
-:func:`~accord.domain.placement.place.choose` and ask for the same run, job for job.
-Projects' allocations are not modelled here (the simulator has none).
+The scalar facts come from :mod:`~accord.domain.placement.scalar`, which the broker's
+``_Placer`` calls too: the quota's slack and the GPU-hours it admits, the reciprocity term
+of a move, the terms of a pool abroad under a later agreement, the start window and the
+best start in it. The per-pool loops below restate, for all pools at once, what
+``_Placer._make_rules``, ``_misfits`` and ``_make_fixed`` compute with numpy (interpreted,
+these loops would cost the broker several times its decision time), operation for
+operation (the same float results); ``tests/sim/test_choose.py`` checks them against
+:func:`~accord.domain.placement.place.choose`. Projects' allocations are not modelled here
+(the simulator has none).
 
 Pure: no I/O.
 """
@@ -34,7 +38,17 @@ from accord.domain.jobs.model import JobSpec
 from accord.domain.placement.forecast import PlacementContext
 from accord.domain.placement.index import _index
 from accord.domain.placement.pick import BEST, KW_BEST, KW_NOW, OK, PART, REF, SPEND, START, WAIT_SCALE
-from accord.domain.placement.records import MAX_START_SLOTS, TIE
+from accord.domain.placement.scalar import (
+    _abroad_part,
+    _anti,
+    _cost,
+    _covers,
+    _integral,
+    _most,
+    _moved,
+    _slots,
+    best_start,
+)
 from accord.domain.placement.scoring import _Placer
 
 Floats = NDArray[np.float64]
@@ -114,8 +128,7 @@ def fill_limits(lim: Floats, alts: Floats, count: Ints, quota: Floats, balance: 
         if not context:
             most = math.inf if home or a >= 0 else -math.inf
         elif a >= 0 and not math.isnan(rate):
-            left = (quota[a, requester, host] if requester >= 0 and host >= 0 else math.inf) + 1e-9
-            most = left / rate if rate > 0 else math.inf if left >= 0 else -math.inf
+            most = _most(quota[a, requester, host] if requester >= 0 and host >= 0 else math.inf, rate)
             gap = _gap(balance, a, requester, host)
         lim[MOST, k] = most
         lim[GAP_RATE, k] = gap / rate if context and rate > 0 else gap
@@ -199,10 +212,9 @@ def _misfit(k: int, gh: float, lim: Floats, alts: Floats, count: Ints, w: Floats
         if math.isnan(rate):
             continue
         units = gh * rate
-        if units <= alts[k, j, ALT_LEFT] + 1e-9:
-            gap = alts[k, j, ALT_GAP]
-            recip = 0.0 if units <= 0 else (abs(gap + 2 * units) - abs(gap)) / (2 * units)
-            table[PART, k] = w[W_RECIPROCITY] * recip + w[W_BORDER] + w[W_COST] * lim[RATE0, k]
+        if _covers(units, alts[k, j, ALT_LEFT]):
+            recip = _moved(alts[k, j, ALT_GAP], units)
+            table[PART, k] = _abroad_part(recip, w[W_RECIPROCITY], w[W_BORDER], w[W_COST], lim[RATE0, k])
             agreement[k] = int(alts[k, j, ALT_ID])
             return True
         renew = renew or alts[k, j, ALT_RENEW] == 1.0
@@ -218,7 +230,7 @@ def _when(gpus: int, d: int, s0: float, deadline: float, lim: Floats, alts: Floa
         now, low, start = math.nan, math.nan, s0
         z = int(lim[ZONE, k])
         if w[W_CONTEXT] == 1.0 and w[W_FORECASTS] == 1.0 and fz[z, F_HAS] == 1.0:
-            slots = _slots(d, s0, deadline, _flex(k, lim, alts, count, agreement), w)
+            slots = _slots(d, s0, deadline, _flex(k, lim, alts, count, agreement), w[W_EMISSIONS], w[W_SLOT])
             now, low, start = best_start(fz[z, F_ORIGIN], int(w[W_SLOT]), int(fz[z, F_N]), fz[z, F_MEAN],
                                          fv[z], fp[z], s0, d, slots)
         ok = table[OK, k] == 1.0
@@ -250,80 +262,8 @@ def _flex(k: int, lim: Floats, alts: Floats, count: Ints, agreement: Ints) -> fl
     return -1.0
 
 
-def _slots(d: int, s0: float, deadline: float, flex_h: float, w: Floats) -> int:
-    """``_Placer._slots``: how many slot boundaries after ``s0`` the job may start at."""
-    if w[W_EMISSIONS] <= 0:
-        return 0
-    if not math.isnan(deadline):
-        latest = deadline - d
-    elif flex_h >= 0:
-        latest = s0 + flex_h * HOUR_S
-    else:
-        return 0
-    step = w[W_SLOT]
-    count = math.floor(latest / step) - math.floor(s0 / step)
-    return int(max(0, min(MAX_START_SLOTS - 1, count)))
-
-
-def best_start(origin: float, step: int, n: int, mean: float, values: Floats, prefix: Floats, s0: float,
-               d: int, slots: int) -> tuple[float, float, float]:
-    """``ZoneForecast.best_start`` over the forecast's arrays: (∫ if the run starts at
-    ``s0``, the lowest ∫, its start). Raises nothing."""
-    now = _integral(origin, step, n, mean, values, prefix, s0, s0 + d)
-    if not slots:
-        return now, now, s0
-    first = math.floor((s0 - origin) / step) + 1
-    low, at = math.inf, 0
-    inside = first >= 0 and first + slots <= n
-    for i in range(slots):
-        c = _cost(origin, step, n, mean, values, prefix, first + i, d, inside)
-        if c < low:
-            low, at = c, i
-    if not low < now - TIE * abs(now):
-        return now, now, s0
-    for i in range(at):   # an earlier start within TIE of the lowest: waiting gains nothing
-        if _cost(origin, step, n, mean, values, prefix, first + i, d, inside) <= low + TIE * abs(low):
-            at = i
-            break
-    low = _cost(origin, step, n, mean, values, prefix, first + at, d, inside)
-    return now, low, origin + (first + at) * step
-
-
-def _cost(origin: float, step: int, n: int, mean: float, values: Floats, prefix: Floats, j: int, d: int,
-          inside: bool) -> float:
-    """``ZoneForecast.window``'s integral of a run of ``d`` s from slot boundary ``j``: by
-    ``run_costs``'s formula when the window is inside the grid, else by ``integral``."""
-    if not inside:
-        return _integral(origin, step, n, mean, values, prefix, origin + j * step, origin + j * step + d)
-    q, rest = d // step, d % step
-    if j < n - q:
-        return float(prefix[j + q] - prefix[j] + values[j + q] * rest)
-    off = origin + j * step + d - origin
-    u = off / step
-    if u >= n:
-        end = prefix[n] + mean * (off - n * step)
-    else:
-        i = min(int(u), n - 1)
-        end = prefix[i] + values[i] * (off - i * step)
-    return float(end - prefix[j])
-
-
-def _integral(origin: float, step: int, n: int, mean: float, values: Floats, prefix: Floats, a: float,
-              b: float) -> float:
-    return _anti(origin, step, n, mean, values, prefix, b) - _anti(origin, step, n, mean, values, prefix, a)
-
-
-def _anti(origin: float, step: int, n: int, mean: float, values: Floats, prefix: Floats, x: float) -> float:
-    u = (x - origin) / step
-    if u <= 0:
-        return mean * (x - origin)
-    if u >= n:
-        return float(prefix[n] + mean * (x - origin - n * step))
-    i = int(u)
-    return float(prefix[i] + values[i] * (x - origin - i * step))
-
-
-SCALAR = (fill_table, _misfit, _when, _flex, _slots, best_start, _cost, _integral, _anti, fill_limits, _gap)
+SCALAR = (fill_table, _misfit, _when, _flex, _slots, best_start, _cost, _integral, _anti, fill_limits, _gap,
+          _moved, _most, _covers, _abroad_part)
 """The functions a compiled loop compiles together (they call each other by name)."""
 
 
