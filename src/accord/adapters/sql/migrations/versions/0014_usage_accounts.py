@@ -18,15 +18,10 @@ TABLES = ("usage_records", "agent_status")
 
 
 def upgrade() -> None:
-    # 0010 creates agent_status from the schema module, so a database made from scratch
-    # already has the columns there: add only what is missing.
-    inspector = sa.inspect(op.get_bind())
     for table in TABLES:
-        have = {c["name"] for c in inspector.get_columns(table)}
         with op.batch_alter_table(table) as batch:
-            for name in ("account", "local_user"):
-                if name not in have:
-                    batch.add_column(sa.Column(name, sa.String(120), nullable=True))
+            batch.add_column(sa.Column("account", sa.String(120), nullable=True))
+            batch.add_column(sa.Column("local_user", sa.String(120), nullable=True))
 
 
 def downgrade() -> None:
