@@ -127,19 +127,26 @@ def test_the_loop_agrees_on_the_real_philly_trace(policy: Policy, backfill: bool
 
 def test_the_interpreted_loop_agrees_on_300_philly_jobs_carbon_aware() -> None:
     """The same source interpreted, on a slice of the real trace with a tight quota."""
+    work, carbon = _philly(300, load=3.0)
+    fed = federation([("a", "uk", "GB", 16), ("b", "fr", "FR", 16), ("c", "de", "DE", 16)], 6.0, 100.0)
+    assert_same(fed, work, carbon, Settings(Policy.CARBON_RECIPROCITY, replan_s=600.0))
+
+
+def _philly(jobs: int, load: float = 1.0) -> tuple[Workload, dict[str, IntensitySeries]]:
+    """The first ``jobs`` of the real Philly trace (at most 16 GPUs each, homes by virtual
+    cluster over uk, fr and de) and the real intensity of GB, FR and DE."""
     from accord.sim.runner import load_carbon
 
     path = shared_data_dir() / "traces" / "philly_sia.csv"
     trace = scale(parse_trace(path.read_text(encoding="utf-8"), str(path), TraceFormat.PHILLY),
-                  jobs=300, load=3.0)
-    fed = federation([("a", "uk", "GB", 16), ("b", "fr", "FR", 16), ("c", "de", "DE", 16)], 6.0, 100.0)
+                  jobs=jobs, load=load)
     home, partners = assign_homes(trace, {"uk": 2.0, "fr": 1.0, "de": 1.0}, HomeRule.GROUP, 1,
                                   ["de", "fr", "uk"])
     work = Workload(trace.submit_s + T0_S, np.minimum(trace.gpus, 16), trace.runtime_s, trace.requested_s,
                     home, partners, "ai", "academia", None)
     carbon, _ = load_carbon(shared_data_dir() / "carbon", ["GB", "FR", "DE"],
                             flat("GB", 1.0).start, flat("GB", 1.0, hours=24 * 120).end)
-    assert_same(fed, work, carbon, Settings(Policy.CARBON_RECIPROCITY, replan_s=600.0))
+    return work, carbon
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -170,15 +177,6 @@ def _same_without_renewing(fed: Federation, work: Workload, carbon: dict[str, In
 
 
 def test_contexts_the_loop_makes_itself_on_the_real_philly_trace() -> None:
-    from accord.sim.runner import load_carbon
-
-    path = shared_data_dir() / "traces" / "philly_sia.csv"
-    trace = scale(parse_trace(path.read_text(encoding="utf-8"), str(path), TraceFormat.PHILLY), jobs=3000)
+    work, carbon = _philly(3000)
     fed = federation([("a", "uk", "GB", 32), ("b", "fr", "FR", 32), ("c", "de", "DE", 16)], 6.0, 400.0)
-    home, partners = assign_homes(trace, {"uk": 2.0, "fr": 1.0, "de": 1.0}, HomeRule.GROUP, 1,
-                                  ["de", "fr", "uk"])
-    work = Workload(trace.submit_s + T0_S, np.minimum(trace.gpus, 16), trace.runtime_s, trace.requested_s,
-                    home, partners, "ai", "academia", None)
-    carbon, _ = load_carbon(shared_data_dir() / "carbon", ["GB", "FR", "DE"],
-                            flat("GB", 1.0).start, flat("GB", 1.0, hours=24 * 120).end)
     _same_without_renewing(fed, work, carbon, Settings(Policy.CARBON_RECIPROCITY, replan_s=600.0))
