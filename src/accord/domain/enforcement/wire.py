@@ -9,13 +9,15 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from accord.domain.access.projects import IDENT, IDENT_ALLOWED
 from accord.domain.enforcement.grants import MAX_GRANTS, MAX_MEMBERS, GrantState, SiteGrant, Unexpressible
 from accord.domain.enforcement.identity import LinkState
 from accord.domain.enforcement.usage import AccountUsage
 from accord.domain.errors import InvalidInput, Problem
+
+E = TypeVar("E", bound=enum.Enum)
 
 MAX_LINKS = 5_000      # identities in one report
 MAX_DRIFT = 200        # drift lines in one report
@@ -71,6 +73,18 @@ def desired_doc(grants: Sequence[SiteGrant], bad: Sequence[Unexpressible]) -> di
                         "state": g.state.value, "reason": g.reason} for g in grants],
             "unexpressible": [{"allocation": u.allocation, "field": u.problem.where,
                                "reason": str(u.problem)} for u in bad]}
+
+
+def _member(d: Mapping[str, Any], key: str, kind: type[E], what: str, where: str,
+            problems: list[Problem]) -> E | None:
+    """``d[key]`` as a member of the enum ``kind``; None, and a problem naming the values
+    allowed, if it is not one."""
+    try:
+        return kind(d.get(key))
+    except ValueError:
+        problems.append(Problem(f"{where}.{key}", f"is not {what}", str(d.get(key))[:40],
+                                ", ".join(str(s.value) for s in kind)))
+        return None
 
 
 def _text(d: Mapping[str, Any], key: str, where: str, problems: list[Problem], limit: int = MAX_ID,
@@ -184,11 +198,8 @@ def _link(d: object, w: str, problems: list[Problem]) -> Link | None:
         problems.append(Problem(w, "must be an object", str(d)[:80]))
         return None
     user, local = _text(d, "user", w, problems), _text(d, "local_user", w, problems, required=False)
-    try:
-        state = LinkState(d.get("state"))
-    except ValueError:
-        problems.append(Problem(f"{w}.state", "is not a linking state", str(d.get("state"))[:40],
-                                ", ".join(s.value for s in LinkState)))
+    state = _member(d, "state", LinkState, "a linking state", w, problems)
+    if state is None:
         return None
     return Link(user, local, state, _text(d, "reason", w, problems, MAX_TEXT, required=False))
 
@@ -198,11 +209,8 @@ def _grant_report(d: object, w: str, problems: list[Problem]) -> GrantReport | N
         problems.append(Problem(w, "must be an object", str(d)[:80]))
         return None
     allocation = _text(d, "allocation", w, problems)
-    try:
-        status = GrantStatus(d.get("status"))
-    except ValueError:
-        problems.append(Problem(f"{w}.status", "is not a status", str(d.get("status"))[:40],
-                                ", ".join(s.value for s in GrantStatus)))
+    status = _member(d, "status", GrantStatus, "a status", w, problems)
+    if status is None:
         return None
     return GrantReport(allocation, status, _text(d, "account", w, problems, required=False),
                        _text(d, "reason", w, problems, MAX_TEXT, required=False))
