@@ -9,15 +9,14 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from accord.domain.access.projects import IDENT, IDENT_ALLOWED
 from accord.domain.enforcement.grants import MAX_GRANTS, MAX_MEMBERS, GrantState, SiteGrant, Unexpressible
 from accord.domain.enforcement.identity import LinkState
 from accord.domain.enforcement.usage import AccountUsage
 from accord.domain.errors import InvalidInput, Problem
-
-E = TypeVar("E", bound=enum.Enum)
+from accord.domain.fieldreader import E, FieldReader
 
 MAX_LINKS = 5_000      # identities in one report
 MAX_DRIFT = 200        # drift lines in one report
@@ -75,16 +74,13 @@ def desired_doc(grants: Sequence[SiteGrant], bad: Sequence[Unexpressible]) -> di
                                "reason": str(u.problem)} for u in bad]}
 
 
-def _member(d: Mapping[str, Any], key: str, kind: type[E], what: str, where: str,
-            problems: list[Problem]) -> E | None:
-    """``d[key]`` as a member of the enum ``kind``; None, and a problem naming the values
-    allowed, if it is not one."""
-    try:
-        return kind(d.get(key))
-    except ValueError:
-        problems.append(Problem(f"{where}.{key}", f"is not {what}", str(d.get(key))[:40],
-                                ", ".join(str(s.value) for s in kind)))
-        return None
+def _member(d: Mapping[str, Any], key: str, kind: type[E], where: str, problems: list[Problem]) -> E | None:
+    """``d[key]`` as a member of the enum ``kind`` (:meth:`FieldReader.choice`); None, and a
+    problem naming the values allowed, if it is not one."""
+    reader = FieldReader()
+    found = reader.choice(d, key, where, kind)
+    problems.extend(reader.problems)
+    return found
 
 
 def _text(d: Mapping[str, Any], key: str, where: str, problems: list[Problem], limit: int = MAX_ID,
@@ -198,7 +194,7 @@ def _link(d: object, w: str, problems: list[Problem]) -> Link | None:
         problems.append(Problem(w, "must be an object", str(d)[:80]))
         return None
     user, local = _text(d, "user", w, problems), _text(d, "local_user", w, problems, required=False)
-    state = _member(d, "state", LinkState, "a linking state", w, problems)
+    state = _member(d, "state", LinkState, w, problems)
     if state is None:
         return None
     return Link(user, local, state, _text(d, "reason", w, problems, MAX_TEXT, required=False))
@@ -209,7 +205,7 @@ def _grant_report(d: object, w: str, problems: list[Problem]) -> GrantReport | N
         problems.append(Problem(w, "must be an object", str(d)[:80]))
         return None
     allocation = _text(d, "allocation", w, problems)
-    status = _member(d, "status", GrantStatus, "a status", w, problems)
+    status = _member(d, "status", GrantStatus, w, problems)
     if status is None:
         return None
     return GrantReport(allocation, status, _text(d, "account", w, problems, required=False),
