@@ -163,6 +163,10 @@ class Gate:
         return False
 
 
+# due at the next exchange: acks, running reports, jobs to report completed after it, completed reports
+Due = tuple[list[Ack], list[Report], list[tuple[Order, str, datetime]], list[Report]]
+
+
 class SimAgent(threading.Thread):
     """One site's agent: what ``accord site run`` sends, over the real signed client, for
     jobs that end as soon as they start."""
@@ -181,7 +185,9 @@ class SimAgent(threading.Thread):
         self.site, self.key, self.stats, self.stop, self.gate = site, key, stats, stop, gate
         self.link = HttpHubLink(hub, site, key, timeout_s=60.0)
         self.wait_s, self.heartbeat_s, self.run_s = args.wait, args.heartbeat, args.run_ms / 1000
+        self.exchange = args.protocol == "exchange"
         self.count = 0
+        self.due: Due = ([], [], [], [])
 
     def run(self) -> None:
         beat_at, synced = float("-inf"), False
@@ -193,6 +199,9 @@ class SimAgent(threading.Thread):
                     self.stats.timed("heartbeat", lambda h=held: self.link.heartbeat(loads, h))  # type: ignore[misc]
                     beat_at, synced = time.monotonic(), True
                 if self.gate is not None and not self.gate.open(self.site):
+                    continue
+                if self.exchange:
+                    self.exchange_round()
                     continue
                 start = time.perf_counter()
                 orders = self.link.orders(self.wait_s)
@@ -207,11 +216,41 @@ class SimAgent(threading.Thread):
                 self.stop.wait(0.5)
         self.link.close()
 
+    def exchange_round(self) -> None:
+        """``--protocol exchange``: one request carries the last answer's acknowledgements and
+        ``running`` reports, the answer before's ``completed`` reports, and fetches orders;
+        it long-polls only when it carries nothing (so what it carries is timed as taken)."""
+        acks, running, completing, done = self.due
+        start = time.perf_counter()
+        orders = self.link.exchange(acks, running + done, 0.0 if acks or running or done else self.wait_s)
+        took = time.perf_counter() - start
+        carried = "+".join(k for k, v in (("acks", acks), ("reports", running + done)) if v) or "nothing"
+        self.stats.note(f"exchange ({carried}; {'answered' if orders else 'empty'})", took)
+        now = time.monotonic()
+        with self.stats.lock:
+            self.stats.acked_at.extend(now for _ in acks)
+            self.stats.completed += len(done)
+            self.stats.completed_at.extend(now for _ in done)
+        ended = datetime.now(UTC)
+        done = [self.completed(o, local, started, ended) for o, local, started in completing]
+        local = {o.id: self.local_id() for o in orders}
+        runs = [o for o in orders if o.kind is OrderKind.DISPATCH]
+        if self.gate is not None and not self.gate.reports:
+            runs = []
+        started = datetime.now(UTC)
+        self.due = (
+            [Ack(o.id, local[o.id]) for o in orders],
+            [Report(o.ref, RemoteState.RUNNING, local[o.id], started) for o in runs],
+            [(o, local[o.id], started) for o in runs],
+            done,
+        )
+
+    def local_id(self) -> str:
+        self.count += 1
+        return f"{self.site}-{self.count}"
+
     def carry_out(self, orders: list[Order]) -> None:
-        local = {}
-        for o in orders:
-            self.count += 1
-            local[o.id] = f"{self.site}-{self.count}"
+        local = {o.id: self.local_id() for o in orders}
         self.stats.timed("ack", lambda: self.link.ack([Ack(o.id, local[o.id]) for o in orders]))
         now = time.monotonic()
         with self.stats.lock:
@@ -509,7 +548,7 @@ def report_preloaded(args: argparse.Namespace, rounds: list[Round]) -> None:
         )
         if s.errors:
             print(f"    agent errors: {len(s.errors)} (first: {s.errors[0][:200]})")
-        answered = s.latency.get("orders (answered)", [])
+        answered = [x for k, v in s.latency.items() if "answered" in k for x in v]
         print(
             f"    hub CPU {1000 * r.hub_cpu / max(1, r.done):.2f} ms per order; agents' CPU "
             f"{1000 * r.my_cpu / max(1, r.done):.2f} ms per order; orders per answered long poll "
@@ -543,6 +582,11 @@ def main() -> None:
     )
     parser.add_argument("--heartbeat", type=float, default=10.0, help="agents' heartbeat seconds")
     parser.add_argument("--run-ms", type=float, default=0.0, help="simulated run time of each job")
+    parser.add_argument(
+        "--protocol", choices=("exchange", "separate"), default="exchange",
+        help="exchange: one POST /exchange a round (as accord site run); separate: GET /orders, "
+        "POST /acks, POST /reports (the protocol before /exchange)",
+    )  # fmt: skip
     parser.add_argument("--profile", type=Path, help="py-spy the hub during the agent phase into this file")
     parser.add_argument(
         "--preloaded", type=int, default=0, metavar="N",
@@ -559,7 +603,8 @@ def main() -> None:
     sites = list(private)
     print(
         f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}; hub: accord up "
-        f"(plain HTTP, 127.0.0.1), store {args.store}; {args.agents} agents as threads of this process; "
+        f"(plain HTTP, 127.0.0.1), store {args.store}; {args.agents} agents as threads of this process "
+        f"({args.protocol} protocol); "
         f"load average {os.getloadavg()[0]:.1f} at the start"
     )
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -707,7 +752,7 @@ def report(
             f"  {kind:<30} {len(ms):7d} {pct(ms, 0.5):8.1f} {pct(ms, 0.9):8.1f} {pct(ms, 0.99):8.1f} "
             f"{max(ms, default=float('nan')):8.1f}"
         )
-    mean_batch = n / max(1, len(stats.latency.get("ack", [])))
+    mean_batch = n / max(1, sum(len(v) for k, v in stats.latency.items() if k == "ack" or "(acks" in k))
     requests = sum(len(v) for v in stats.latency.values())
     print(
         f"\n  orders per ack request: {mean_batch:.1f}; "

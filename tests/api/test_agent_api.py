@@ -257,6 +257,42 @@ def test_a_running_then_final_report_in_one_request_ends_the_job(hub: Hub) -> No
     assert "completed" in row
 
 
+def test_one_exchange_acknowledges_reports_and_fetches_the_next_orders(hub: Hub) -> None:
+    h = hub
+    first = h.dispatch("isambard")
+    second = h.dispatch("isambard")
+    ack = [{"order": first["id"], "local_id": "77"}]
+    running = Report(first["ref"], RemoteState.RUNNING, "77", h.clock.now())
+    doc = {"acks": ack, **reports(running)}
+    got = h.ok("isambard", "POST", "/exchange", doc, params={"wait": 0})
+    assert (got["new"], got["changed"]) == (1, 1)
+    assert [o["id"] for o in got["orders"]] == [second["id"]]  # the acknowledged one is not sent again
+    assert h.ok("isambard", "POST", "/exchange", doc) == {"new": 0, "changed": 0, "orders": got["orders"]}
+    h.services.broker.step()
+    assert h.client.get(f"/api/v1/jobs/{first['job_id']}", headers=ADMIN).json()["state"] == "running"
+    final = usage_of(h, first, "isambard")
+    done = {"acks": [{"order": second["id"], "local_id": "78"}], **reports(final)}
+    assert h.ok("isambard", "POST", "/exchange", done) == {"new": 1, "changed": 1, "orders": []}
+    h.services.broker.step()
+    assert h.client.get(f"/api/v1/jobs/{first['job_id']}", headers=ADMIN).json()["state"] == "completed"
+    actions = [a.action for a in h.audit() if a.actor == "site:isambard"]
+    assert actions.count("agent.exchange") == 3
+    h.ok("isambard", "POST", "/exchange", {}, params={"wait": 0})  # only a poll: not audited
+    assert [a.action for a in h.audit() if a.actor == "site:isambard"] == actions
+
+
+def test_an_exchange_is_taken_whole_or_not_at_all(hub: Hub) -> None:
+    h = hub
+    mine, theirs = h.dispatch("isambard"), h.dispatch("jeanzay")
+    running = Report(theirs["ref"], RemoteState.RUNNING, "1", h.clock.now())
+    doc = {"acks": [{"order": mine["id"], "local_id": "5"}], **reports(running)}
+    refused(h, 403, "belongs to another site", lambda: h.agent("isambard", "POST", "/exchange", doc))
+    bad = {"acks": [{"order": 5}], "reports": [{"ref": "x", "state": "done"}]}
+    got = refused(h, 422, "is not a state", lambda: h.agent("isambard", "POST", "/exchange", bad))
+    assert {p["field"] for p in got["problems"]} == {"acks[0].order", "reports[0].state"}
+    assert [o["id"] for o in h.ok("isambard", "GET", "/orders")["orders"]] == [mine["id"]]
+
+
 def test_an_agent_sees_only_its_own_sites_orders(hub: Hub) -> None:
     h = hub
     mine, theirs = h.dispatch("isambard"), h.dispatch("jeanzay")
@@ -359,6 +395,7 @@ def test_no_signature_no_entry_not_even_with_the_admin_token(hub: Hub) -> None:
         ("GET", "/orders"),
         ("POST", "/acks"),
         ("POST", "/reports"),
+        ("POST", "/exchange"),
         ("POST", "/heartbeat"),
         ("POST", "/logs?ref=x&stream=stdout&offset=0"),
     ):

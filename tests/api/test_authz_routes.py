@@ -38,6 +38,7 @@ AGENT_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/agent/v1/orders"): "the orders for the agent's own site",
     ("POST", "/api/agent/v1/acks"): "the agent holds orders of its own site",
     ("POST", "/api/agent/v1/reports"): "what the agent says of its own site's jobs, usage signed by the site",
+    ("POST", "/api/agent/v1/exchange"): "acks and reports of its own site's, then its own site's orders",
     ("POST", "/api/agent/v1/heartbeat"): "the agent's loads and what it holds",
     ("POST", "/api/agent/v1/logs"): "output of its own site's jobs, streamed home",
     ("GET", "/api/agent/v1/inputs/{sha256}"): "an input file of one of its own site's jobs",

@@ -70,12 +70,13 @@ def test_jobs_cross_to_agent_sites_and_come_home_signed(tmp_path: Path) -> None:
                 assert f"hello from {job['site']} {i}" in logs["stdout"], logs
                 assert f"err {i}" in logs["stderr"], logs
             # The agent's own metrics, scraped as the site's Prometheus would (jeanzay ran 3 jobs).
-            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-            samples = dict(
-                line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
-            )
+            samples = agent_metrics(metrics_port)
+            deadline = time.monotonic() + 15  # the final reports rode a long poll: marked when it returns
+            while float(samples["accord_agent_jobs_held"]) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                samples = agent_metrics(metrics_port)
             assert float(samples['accord_agent_orders_received_total{kind="dispatch"}']) == 3
-            assert float(samples['accord_agent_hub_requests_total{call="report",outcome="ok"}']) >= 1
+            assert float(samples['accord_agent_hub_requests_total{call="exchange",outcome="ok"}']) >= 1
             assert float(samples['accord_agent_scheduler_calls_total{call="submit",outcome="ok"}']) == 3
             assert float(samples["accord_agent_jobs_held"]) == 0
             hub_metrics = client.get("/metrics").text
@@ -175,3 +176,9 @@ def test_inputs_go_with_the_job_and_declared_outputs_come_home(tmp_path: Path) -
     finally:
         agent.stop()
         hub.stop()
+
+
+def agent_metrics(port: int) -> dict[str, str]:
+    """The agent's metric samples, as the site's Prometheus would scrape them."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))

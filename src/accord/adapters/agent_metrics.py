@@ -131,6 +131,12 @@ class MeteredHub:
     def report(self, reports: Sequence[Report]) -> None:
         self._call("report", lambda: self.inner.report(reports))
 
+    def exchange(self, acks: Sequence[Ack], reports: Sequence[Report], wait_s: float) -> list[Order]:
+        got = self._call("exchange", lambda: self.inner.exchange(acks, reports, wait_s))
+        for o in got:
+            self.m.orders.labels(o.kind.value).inc()
+        return got
+
     def heartbeat(self, loads: Mapping[str, PoolLoad], held: Sequence[str] | None) -> Resync:
         return self._call("heartbeat", lambda: self.inner.heartbeat(loads, held))
 

@@ -108,11 +108,17 @@ class HttpHubLink:
 
     def ack(self, acks: Sequence[Ack]) -> None:
         """See :meth:`accord.ports.HubLink.ack`."""
-        self._post("/acks", {"acks": [{"order": a.order, "local_id": a.local_id} for a in acks]})
+        self._post("/acks", {"acks": [_ack_doc(a) for a in acks]})
 
     def report(self, reports: Sequence[Report]) -> None:
         """See :meth:`accord.ports.HubLink.report`."""
         self._post("/reports", {"reports": [report_doc(r) for r in reports]})
+
+    def exchange(self, acks: Sequence[Ack], reports: Sequence[Report], wait_s: float) -> list[Order]:
+        """See :meth:`accord.ports.HubLink.exchange`."""
+        doc = {"acks": [_ack_doc(a) for a in acks], "reports": [report_doc(r) for r in reports]}
+        body = json.dumps(doc).encode()
+        return parse_orders(self._call("POST", "/exchange", {"wait": f"{min(wait_s, MAX_WAIT_S):g}"}, body))
 
     def heartbeat(self, loads: Mapping[str, PoolLoad], held: Sequence[str] | None) -> Resync:
         """See :meth:`accord.ports.HubLink.heartbeat`."""
@@ -145,6 +151,10 @@ class HttpHubLink:
         }
         d = self._call("POST", "/logs", query, chunk.data, "application/octet-stream")
         return int(d["next_offset"])
+
+
+def _ack_doc(a: Ack) -> dict[str, str]:
+    return {"order": a.order, "local_id": a.local_id}
 
 
 def _refusal(r: httpx.Response) -> AccordError:

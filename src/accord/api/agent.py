@@ -78,32 +78,46 @@ def get_site(s: Svc, a: Signed) -> dict[str, Any]:
     }
 
 
+Wait = Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll seconds")]
+
+
 @router.get(f"{PREFIX}/orders")
-async def get_orders(
-    request: Request,
-    a: Signed,
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll seconds")] = 0.0,
-) -> dict[str, Any]:
+async def get_orders(request: Request, a: Signed, wait: Wait = 0.0) -> dict[str, Any]:
     """The site's orders not yet acknowledged, oldest first; with ``wait``, held open until
     one comes or ``wait`` seconds pass (the agent acknowledges each once it holds it)."""
+    return {"orders": await _orders(request, a.site, wait)}
+
+
+@router.post(f"{PREFIX}/exchange")
+async def post_exchange(request: Request, a: Signed, wait: Wait = 0.0) -> dict[str, Any]:
+    """One round in one request: take the body's acknowledgements and reports (as ``/acks``
+    and ``/reports``, all or none), then answer as ``GET /orders`` with this ``wait``."""
+    s, doc = services_of(request), _json(request)
+    if isinstance(doc, dict) and (doc.get("acks") or doc.get("reports")):  # else only a long poll
+        note_audit(request, "agent.exchange", f"site {a.site}")
+    new, changed = await run_in_threadpool(s.agents.exchange, a.site, doc)
+    return {"new": new, "changed": changed, "orders": await _orders(request, a.site, wait)}
+
+
+async def _orders(request: Request, site: str, wait: float) -> list[dict[str, Any]]:
     s, bells = services_of(request), request.app.state.order_bells
     deadline = anyio.current_time() + wait
-    rung, looked, asked = s.agents.generation(a.site), float("-inf"), anyio.current_time()
+    rung, looked, asked = s.agents.generation(site), float("-inf"), anyio.current_time()
     while True:
-        now, rang = anyio.current_time(), bells.event(a.site)   # the event first: no ring missed
-        bell = s.agents.generation(a.site)
+        now, rang = anyio.current_time(), bells.event(site)   # the event first: no ring missed
+        bell = s.agents.generation(site)
         if bell != rung or now - looked >= LOOK_EVERY_S:  # an order here, or time to look anyway
             if bell != rung:
                 await anyio.sleep(GATHER_S)  # let the pass write the rest of its orders
-            rung, looked = s.agents.generation(a.site), anyio.current_time()
-            orders = await run_in_threadpool(s.agents.orders, a.site)
+            rung, looked = s.agents.generation(site), anyio.current_time()
+            orders = await run_in_threadpool(s.agents.orders, site)
             if orders:
-                return {"orders": [_order(o) for o in orders]}
+                return [_order(o) for o in orders]
         if now >= deadline:
-            return {"orders": []}
+            return []
         if now - asked >= ASK_GONE_EVERY_S:   # a costly call: not at every tick
             if await request.is_disconnected():
-                return {"orders": []}
+                return []
             asked = now
         with anyio.move_on_after(min(deadline - now, ASK_GONE_EVERY_S, LOOK_EVERY_S)):
             await rang.wait()

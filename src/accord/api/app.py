@@ -186,8 +186,14 @@ class _AuditMiddleware:
 
 def _agent_audited(scope: Scope, status: int) -> bool:
     """Which agent requests are audited: every refusal, and every change but a heartbeat
-    (agents call several times a minute; their reports and acknowledgements are kept)."""
-    return status >= 400 or (scope["method"] in CHANGES and not scope["path"].endswith("/heartbeat"))
+    and an exchange that carried nothing (agents call several times a minute; their reports
+    and acknowledgements are kept)."""
+    if status >= 400:
+        return True
+    path = scope["path"]
+    if path.endswith("/exchange"):
+        return (scope.get("state") or {}).get("audit") is not None
+    return scope["method"] in CHANGES and not path.endswith("/heartbeat")
 
 
 def _record(scope: Scope, status: int, p: Principal | None) -> AuditRecord:

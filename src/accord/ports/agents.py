@@ -76,6 +76,13 @@ class AgentStore(Protocol):
         Forbidden (another site's job), Conflict (an end reported differently)."""
         ...
 
+    def exchange(
+        self, site: str, acks: Sequence[Ack], reports: Sequence[CheckedReport], at: datetime
+    ) -> tuple[int, int]:
+        """:meth:`ack` and :meth:`report` in one transaction, all or nothing: (new acks,
+        changed reports). Raises as they do."""
+        ...
+
     def signed_usage(self, digest: str) -> tuple[str, SignedUsage] | None:
         """The site and signed usage with this digest, if stored."""
         ...
@@ -139,6 +146,13 @@ class HubLink(Protocol):
 
     def ack(self, acks: Sequence[Ack]) -> None:
         """Acknowledge orders the agent now holds."""
+        ...
+
+    def exchange(self, acks: Sequence[Ack], reports: Sequence[Report], wait_s: float) -> list[Order]:
+        """Acknowledge and report (at most :data:`~accord.domain.agent.protocol.MAX_REPORTS`
+        of each; the hub takes all or none), then the orders not yet acknowledged, waiting up
+        to ``wait_s`` for one: one request for what :meth:`ack`, :meth:`report` and
+        :meth:`orders` do."""
         ...
 
     def report(self, reports: Sequence[Report]) -> None:

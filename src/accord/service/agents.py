@@ -15,6 +15,7 @@ from typing import Any
 from accord.domain.agent import attest
 from accord.domain.agent.protocol import (
     MAX_ORDERS,
+    Ack,
     CheckedReport,
     Order,
     Report,
@@ -22,6 +23,7 @@ from accord.domain.agent.protocol import (
     SignedRequest,
     SiteView,
     parse_acks,
+    parse_exchange,
     parse_held,
     parse_log_chunk,
     parse_reports,
@@ -120,14 +122,25 @@ class AgentService:
             Forbidden: a bad usage signature, or another site's job or usage.
             NotFound: a job never dispatched to the site. Conflict: an end reported twice, differently.
         """
+        return self._take(site_id, [], parse_reports(doc))[1]
+
+    def exchange(self, site_id: str, doc: object) -> tuple[int, int]:
+        """Take one exchange's acknowledgements and reports, all or none: how many
+        acknowledgements were new and how many reports said something new.
+
+        Raises:
+            InvalidInput, Forbidden, NotFound, Conflict: as :meth:`ack` and :meth:`report`
+                (nothing is stored).
+        """
+        return self._take(site_id, *parse_exchange(doc))
+
+    def _take(self, site_id: str, acks: list[Ack], reports: list[Report]) -> tuple[int, int]:
         site = self._agent_site(site_id)
-        assert site.agent is not None
-        now = self.clock.now()
-        checked = [self._usage(site, rep) for rep in parse_reports(doc)]
-        changed = self.store.report(site.id, checked, now)
+        checked = [self._usage(site, rep) for rep in reports]
+        new, changed = self.store.exchange(site.id, acks, checked, self.clock.now())
         if changed:
             self.nudge()
-        return changed
+        return new, changed
 
     def _usage(self, site: Site, rep: Report) -> CheckedReport:
         assert site.agent is not None

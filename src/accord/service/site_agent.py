@@ -2,11 +2,12 @@
 own scheduler, and reports back, signing the usage it reports (``docs/design/site-agent.md``).
 
 One :meth:`SiteAgent.step` is one round: a heartbeat when due (a full resynchronisation at
-start and every ``resync_s``), the orders (a short long-poll), acknowledgements, submissions
-and cancels, one poll of the scheduler for every held job, reports of what changed, and the
-jobs' output. Every step reads its work from the agent's own state, so a crash anywhere
-loses nothing: an order is acknowledged only once kept, a submission is written ahead and
-looked up after a crash, a report is resent until the hub takes it.
+start and every ``resync_s``), the jobs' output, one poll of the scheduler for every held job,
+then one exchange with the hub (the acknowledgements and reports due, and a short long poll
+for orders), then submissions and cancels. Every step reads its work from the agent's own
+state, so a crash anywhere loses nothing: an order is acknowledged only once kept, a
+submission is written ahead and looked up after a crash, a report is resent until the hub
+takes it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from accord.domain.agent.protocol import (
     Ack,
     HeldJob,
     LogChunk,
+    Order,
     Report,
     Stream,
 )
@@ -107,13 +109,13 @@ class SiteAgent:
     def step(self) -> None:
         """One round. Raises Unavailable: the hub was not reached (nothing is lost)."""
         self._heartbeat()
-        self._take_orders()
         held = self.state.held()
-        for job in held:            # orders are kept (agent.db) before anything is carried out,
-            self._carry_out(job)    # so acknowledging after the scheduler call loses nothing and
-        self._acknowledge()         # spares a new job the acknowledgement's round trip
-        self._report(self.state.held())
         self._send_logs([j for j in held if j.local_id])
+        for order in self._exchange(self._reports(held)):
+            if self.state.take(order, self.clock.now()):
+                log.info("took order %s", order.id)
+        for job in self.state.held():  # orders are kept (agent.db) before anything is carried
+            self._carry_out(job)        # out; the next exchange acknowledges them, Slurm ids and all
 
     def _heartbeat(self) -> None:
         now = self.monotonic()
@@ -133,16 +135,50 @@ class SiteAgent:
             for ref in answer.lost:
                 log.warning("the hub counts job %s lost: this agent did not hold it", ref)
 
-    def _take_orders(self) -> None:
-        for order in self.hub.orders(self.settings.wait_s):
-            if self.state.take(order, self.clock.now()):
-                log.info("took order %s", order.id)
+    def _exchange(self, reports: list[Report]) -> list[Order]:
+        """Send the acknowledgements and reports due, and take the orders: one request (more
+        only past :data:`MAX_REPORTS` of either), the last a long poll. If the hub refuses
+        one (a report it will not take), each goes alone, so one bad report holds up nothing.
 
-    def _acknowledge(self) -> None:
-        pending = self.state.unacked()
-        for part in _batches(pending):
-            self.hub.ack([Ack(order, local) for order, local in part])
-            self.state.acked([order for order, _ in part])
+        Raises:
+            Unavailable: the hub was not reached (what was not taken is sent again).
+        """
+        acks = [Ack(order, local) for order, local in self.state.unacked()]
+        rounds = max(1, -(-max(len(acks), len(reports)) // MAX_REPORTS))
+        orders: list[Order] = []
+        for i in range(rounds):
+            part = slice(i * MAX_REPORTS, (i + 1) * MAX_REPORTS)
+            a, r = acks[part], reports[part]
+            wait = self.settings.wait_s if i == rounds - 1 else 0.0
+            try:
+                orders = self.hub.exchange(a, r, wait)  # the last answer has every order not yet taken
+            except Unavailable:
+                raise
+            except AccordError as exc:
+                log.warning("the hub refused an exchange (%s); sending each part alone", exc)
+                return self._one_by_one(acks[i * MAX_REPORTS :], reports[i * MAX_REPORTS :])
+            self._sent(a, r)
+        return orders
+
+    def _one_by_one(self, acks: list[Ack], reports: list[Report]) -> list[Order]:
+        for part in _batches(acks):
+            self.hub.ack(part)
+            self._sent(part, [])
+        for r in reports:
+            try:
+                self.hub.report([r])
+            except Unavailable:
+                raise
+            except AccordError as exc:
+                log.error("the hub refused the report of %s as %s: %s", r.ref, r.state.value, exc)
+                continue
+            self._sent([], [r])
+        return self.hub.orders(self.settings.wait_s)
+
+    def _sent(self, acks: list[Ack], reports: list[Report]) -> None:
+        self.state.acked([x.order for x in acks])
+        for r in reports:
+            self.state.reported(r.ref, r.state)
 
     # ------------------------------------------------------------ orders into the scheduler
     def _carry_out(self, job: HeldJob) -> None:
@@ -232,7 +268,9 @@ class SiteAgent:
         self.state.reported(held.ref, state)
 
     # ------------------------------------------------------------ reports
-    def _report(self, held: list[HeldJob]) -> None:
+    def _reports(self, held: list[HeldJob]) -> list[Report]:
+        """What the hub should hear of the held jobs, from one poll of the scheduler; a job
+        that ended has its output sent home first and what was left out said in its report."""
         submitted = [j for j in held if j.local_id]
         statuses: Mapping[str, RemoteStatus] = {}
         if submitted:
@@ -240,21 +278,15 @@ class SiteAgent:
                 statuses = self.backend.poll([j.local_id for j in submitted if j.local_id])
             except Unavailable as exc:
                 log.warning("scheduler unavailable for a poll: %s", exc)
-                return
+                return []
         reports = [self._news(j, statuses.get(j.local_id or "")) for j in held]
         fresh = [r for r in reports if r is not None]
-        if fresh:
-            ending = {r.ref for r in fresh if r.state.is_final}
-            self._send_logs([j for j in submitted if j.ref in ending])  # output home before the end
-            notes = {j.ref: self._send_outputs(j) for j in submitted if j.ref in ending}
-            fresh = [
-                replace(r, reason=f"{r.reason}; {notes[r.ref]}"[:500]) if notes.get(r.ref) else r
-                for r in fresh
-            ]
-            for part in _batches(fresh):
-                self.hub.report(part)
-                for r in part:
-                    self.state.reported(r.ref, r.state)
+        ending = {r.ref for r in fresh if r.state.is_final}
+        self._send_logs([j for j in submitted if j.ref in ending])  # output home before the end
+        notes = {j.ref: self._send_outputs(j) for j in submitted if j.ref in ending}
+        return [
+            replace(r, reason=f"{r.reason}; {notes[r.ref]}"[:500]) if notes.get(r.ref) else r for r in fresh
+        ]
 
     def _news(self, job: HeldJob, status: RemoteStatus | None) -> Report | None:
         """The report to make of the job, if it has news for the hub."""

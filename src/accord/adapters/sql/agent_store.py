@@ -153,31 +153,8 @@ class SqlAgents:
             NotFound: an order id the hub never issued (nothing is stored).
             Forbidden: an order of another site (nothing is stored).
         """
-        ids = [a.order for a in acks]
-        with self.store.transaction() as conn:
-            rows = {
-                r["id"]: r
-                for r in conn.execute(
-                    select(agent_orders.c.id, agent_orders.c.site, agent_orders.c.acked_at).where(
-                        agent_orders.c.id.in_(ids)
-                    )
-                ).mappings()
-            }
-            _owned(site, ids, {i: r["site"] for i, r in rows.items()}, "order")
-            new = 0
-            for a in {a.order: a for a in reversed(acks)}.values():  # an order twice: its first ack
-                if rows[a.order]["acked_at"] is None:
-                    conn.execute(
-                        update(agent_orders)
-                        .where(agent_orders.c.id == a.order)
-                        .values(acked_at=at, local_id=a.local_id or None)
-                    )
-                    new += 1
-        if new:
-            self.store.after_commit(lambda: self._changed(site))
-        return new
+        return self.exchange(site, acks, [], at)[0]
 
-    # ------------------------------------------------------------ reports
     def report(self, site: str, reports: Sequence[CheckedReport], at: datetime) -> int:
         """Store what the agent says of its jobs, each with the digest of its signed usage
         (checked by the caller; kept with the report, once), in one transaction; a report no
@@ -187,31 +164,25 @@ class SqlAgents:
             NotFound: a reference the hub never dispatched here. Forbidden: another site's.
             Conflict: a job already reported ended is reported ended differently.
         """
-        refs = [c.report.ref for c in reports]
+        return self.exchange(site, [], reports, at)[1]
+
+    def exchange(
+        self, site: str, acks: Sequence[Ack], reports: Sequence[CheckedReport], at: datetime
+    ) -> tuple[int, int]:
+        """:meth:`ack` and then :meth:`report` in one transaction (all or nothing): how many
+        acknowledgements were new and how many reports changed something.
+
+        Raises:
+            NotFound, Forbidden, Conflict: as :meth:`ack` and :meth:`report` (nothing is stored).
+        """
+        if not acks and not reports:
+            return 0, 0
         with self.store.transaction() as conn:
-            owners = dict(
-                conn.execute(
-                    select(agent_orders.c.ref, agent_orders.c.site).where(
-                        agent_orders.c.ref.in_(refs), agent_orders.c.kind == OrderKind.DISPATCH.value
-                    )
-                ).all()
-            )
-            _owned(site, refs, owners, "job reference")
-            current: dict[str, Any] = {
-                r["ref"]: r
-                for r in conn.execute(select(agent_status).where(agent_status.c.ref.in_(refs))).mappings()
-            }
-            changed = 0
-            for checked in reports:
-                rep, digest = checked.report, checked.digest
-                if digest is not None and rep.usage is not None:
-                    _add_usage(conn, site, rep.ref, digest, rep.usage, at)
-                row = _apply(conn, site, checked, current.get(rep.ref), at)
-                if row is not None:  # a later report of the same job in this batch sees this one
-                    current[rep.ref], changed = row, changed + 1
-        if changed:
+            new = _ack(conn, site, acks, at) if acks else 0
+            changed = _report(conn, site, reports, at) if reports else 0
+        if new or changed:
             self.store.after_commit(lambda: self._changed(site))
-        return changed
+        return new, changed
 
     def signed_usage(self, digest: str) -> tuple[str, SignedUsage] | None:
         """The site and signed usage with this digest, if stored."""
@@ -468,6 +439,53 @@ def _same(old: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
 def _rank(state: RemoteState) -> int:
     return {RemoteState.PENDING: 0, RemoteState.RUNNING: 1}.get(state, 2)
 
+
+
+def _ack(conn: Connection, site: str, acks: Sequence[Ack], at: datetime) -> int:
+    ids = [a.order for a in acks]
+    rows = {
+        r["id"]: r
+        for r in conn.execute(
+            select(agent_orders.c.id, agent_orders.c.site, agent_orders.c.acked_at).where(
+                agent_orders.c.id.in_(ids)
+            )
+        ).mappings()
+    }
+    _owned(site, ids, {i: r["site"] for i, r in rows.items()}, "order")
+    new = 0
+    for a in {a.order: a for a in reversed(acks)}.values():  # an order twice: its first ack
+        if rows[a.order]["acked_at"] is None:
+            conn.execute(
+                update(agent_orders)
+                .where(agent_orders.c.id == a.order)
+                .values(acked_at=at, local_id=a.local_id or None)
+            )
+            new += 1
+    return new
+
+
+def _report(conn: Connection, site: str, reports: Sequence[CheckedReport], at: datetime) -> int:
+    refs = [c.report.ref for c in reports]
+    owners = dict(
+        conn.execute(
+            select(agent_orders.c.ref, agent_orders.c.site).where(
+                agent_orders.c.ref.in_(refs), agent_orders.c.kind == OrderKind.DISPATCH.value
+            )
+        ).all()
+    )
+    _owned(site, refs, owners, "job reference")
+    current: dict[str, Any] = {
+        r["ref"]: r for r in conn.execute(select(agent_status).where(agent_status.c.ref.in_(refs))).mappings()
+    }
+    changed = 0
+    for checked in reports:
+        rep, digest = checked.report, checked.digest
+        if digest is not None and rep.usage is not None:
+            _add_usage(conn, site, rep.ref, digest, rep.usage, at)
+        row = _apply(conn, site, checked, current.get(rep.ref), at)
+        if row is not None:  # a later report of the same job in this batch sees this one
+            current[rep.ref], changed = row, changed + 1
+    return changed
 
 def _owned(site: str, ids: Sequence[str], owners: Mapping[str, str], what: str) -> None:
     missing = [i for i in ids if i not in owners]

@@ -247,6 +247,30 @@ def parse_reports(doc: object) -> list[Report]:
     return out
 
 
+def parse_exchange(doc: object) -> tuple[list[Ack], list[Report]]:
+    """What one exchange carries, ``{"acks": [...], "reports": [...]}``: each list optional
+    and read as :func:`parse_acks` and :func:`parse_reports` read it.
+
+    Raises:
+        InvalidInput: naming every bad field of either list.
+    """
+    d = _object(doc)
+    problems: list[Problem] = []
+    acks: list[Ack] = []
+    reports: list[Report] = []
+    try:
+        acks = parse_acks({"acks": d.get("acks", [])})
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
+    try:
+        reports = parse_reports({"reports": d.get("reports", [])})
+    except InvalidInput as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise InvalidInput(problems)
+    return acks, reports
+
+
 def _report(r: _Reader, d: Mapping[str, Any], w: str) -> Report:
     state = _state(r, d.get("state"), f"{w}.state")
     started, ended = r.when(d, "started_at", w), r.when(d, "ended_at", w)
