@@ -27,7 +27,7 @@ from accord.domain.agent.protocol import (
     SiteView,
     order_id,
 )
-from accord.domain.errors import Conflict
+from accord.domain.errors import Conflict, NotFound
 from accord.domain.jobs.model import Job, JobSpec, Outcome, Placement, new_job
 from accord.domain.jobs.site import Dispatched, JobLogs, RemoteState, RemoteStatus
 from accord.domain.placement.records import PoolLoad
@@ -53,6 +53,7 @@ class ScriptedHub:
         self.reported: list[tuple[str, str]] = []
         self.poison: set[str] = set()
         self.calls: list[Call] = []
+        self.old = False  # a hub of a version without POST /exchange
 
     def _pending(self) -> list[Order]:
         return [o for o in self.queue if o.id not in self.acked]
@@ -69,6 +70,8 @@ class ScriptedHub:
     def exchange(self, acks: Sequence[Ack], reports: Sequence[Report], wait_s: float) -> list[Order]:
         said = [(r.ref, r.state.value) for r in reports]
         self.calls.append(Call("exchange", [a.order for a in acks], said, wait_s))
+        if self.old:
+            raise NotFound("hub refused (404): Not Found")
         self._refuse(reports)
         self._take(acks, reports)
         return self._pending()
@@ -155,14 +158,18 @@ class World:
     cluster: Cluster
     agent: SiteAgent
     state: SqliteAgentState
+    clock: list[float]  # the agent's monotonic clock, seconds
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     hub, cluster = ScriptedHub(), Cluster()
     state = SqliteAgentState(tmp_path / "agent.db")
-    agent = SiteAgent("isambard", cluster, hub, state, FakeClock(T0), new_private_key()[0])
-    yield World(hub, cluster, agent, state)
+    clock = [0.0]
+    agent = SiteAgent(
+        "isambard", cluster, hub, state, FakeClock(T0), new_private_key()[0], monotonic=lambda: clock[0]
+    )
+    yield World(hub, cluster, agent, state, clock)
     state.close()
 
 
@@ -200,12 +207,12 @@ def test_a_report_the_hub_refuses_holds_up_nothing_else(
     w.hub.calls.clear()
     with caplog.at_level(logging.WARNING, "accord.agent"):
         w.agent.step()
-    assert w.hub.kinds() == ["exchange", "report", "orders"]
+    assert w.hub.kinds() == ["exchange", "report", "report", "orders"]  # the batch, then each alone
     assert "refused the report of job-0001.1 as completed" in caplog.text
     assert w.cluster.jobs == {"100": "job-0001", "101": "job-0002"}  # the new order was still run
     w.hub.calls.clear()
     w.agent.step()  # the second's ack and report still go; the refused report is sent again
-    assert w.hub.kinds() == ["exchange", "ack", "report", "report", "orders"]
+    assert w.hub.kinds() == ["exchange", "ack", "report", "report", "report", "orders"]
     assert w.hub.acked[second.id] == "101"
     assert (second.ref, "running") in w.hub.reported and (first.ref, "completed") not in w.hub.reported
     w.hub.poison.clear()
@@ -227,3 +234,28 @@ def test_more_than_a_requests_worth_goes_in_several_and_only_the_last_waits(worl
         (5, 5, 2.0),
     ]
     assert len(w.hub.acked) == n and len(w.hub.reported) == n
+
+
+def test_against_a_hub_without_exchanges_the_agent_uses_the_separate_requests_until_its_resync(
+    world: World,
+) -> None:
+    w = world
+    w.hub.old = True
+    order = dispatch(1)
+    w.hub.queue.append(order)
+    w.agent.step()  # nothing was refused but the exchange itself: this hub lacks the route
+    assert w.hub.kinds() == ["exchange", "orders"] and w.cluster.jobs == {"100": "job-0001"}
+    w.hub.calls.clear()
+    w.agent.step()
+    assert w.hub.kinds() == ["ack", "report", "orders"]
+    assert w.hub.acked == {order.id: "100"}
+    w.hub.calls.clear()
+    w.clock[0] += 60
+    w.agent.step()
+    assert w.hub.kinds() == ["orders"]  # no more refused exchanges
+    w.hub.old = False
+    w.clock[0] += 3600  # the next resynchronisation: the exchange is tried again
+    w.cluster.ended.add("100")
+    w.hub.calls.clear()
+    w.agent.step()
+    assert w.hub.calls == [Call("exchange", [], [(order.ref, "completed")], 2.0)]

@@ -104,6 +104,8 @@ class SiteAgent:
         self.monotonic = monotonic
         self._beat_at = float("-inf")
         self._synced_at = float("-inf")
+        self._separate_until = float("-inf")  # the hub takes no exchanges: separate requests till then
+        self._refused = 0  # reports the hub refused, counted (to tell a refused report from a refused route)
 
     # ------------------------------------------------------------ one round
     def step(self) -> None:
@@ -138,12 +140,14 @@ class SiteAgent:
     def _exchange(self, reports: list[Report]) -> list[Order]:
         """Send the acknowledgements and reports due, and take the orders: one request (more
         only past :data:`MAX_REPORTS` of either), the last a long poll. If the hub refuses
-        one (a report it will not take), each goes alone, so one bad report holds up nothing.
+        one, its parts go separately (:meth:`_separately`).
 
         Raises:
             Unavailable: the hub was not reached (what was not taken is sent again).
         """
         acks = [Ack(order, local) for order, local in self.state.unacked()]
+        if self.monotonic() < self._separate_until:
+            return self._separately(acks, reports)
         rounds = max(1, -(-max(len(acks), len(reports)) // MAX_REPORTS))
         orders: list[Order] = []
         for i in range(rounds):
@@ -155,25 +159,47 @@ class SiteAgent:
             except Unavailable:
                 raise
             except AccordError as exc:
-                log.warning("the hub refused an exchange (%s); sending each part alone", exc)
-                return self._one_by_one(acks[i * MAX_REPORTS :], reports[i * MAX_REPORTS :])
+                log.warning("the hub refused an exchange (%s); sending its parts separately", exc)
+                return self._after_refusal(acks[i * MAX_REPORTS :], reports[i * MAX_REPORTS :])
             self._sent(a, r)
         return orders
 
-    def _one_by_one(self, acks: list[Ack], reports: list[Report]) -> list[Order]:
+    def _after_refusal(self, acks: list[Ack], reports: list[Report]) -> list[Order]:
+        before = self._refused
+        orders = self._separately(acks, reports)
+        if self._refused == before:  # every part was taken: the hub refused the exchange itself
+            log.warning("the hub takes no exchanges (an older hub?): separate requests until the next resync")
+            self._separate_until = self.monotonic() + self.settings.resync_s
+        return orders
+
+    def _separately(self, acks: list[Ack], reports: list[Report]) -> list[Order]:
+        """Acknowledge, report, and fetch orders with the separate requests; a batch of
+        reports the hub refuses goes again report by report, so one bad report holds up no
+        other report and no order (a refused one is logged and tried again next round)."""
         for part in _batches(acks):
             self.hub.ack(part)
             self._sent(part, [])
-        for r in reports:
+        for batch in _batches(reports):
             try:
-                self.hub.report([r])
+                self.hub.report(batch)
+                self._sent([], batch)
             except Unavailable:
                 raise
-            except AccordError as exc:
-                log.error("the hub refused the report of %s as %s: %s", r.ref, r.state.value, exc)
-                continue
-            self._sent([], [r])
+            except AccordError:
+                for r in batch:
+                    self._report_alone(r)
         return self.hub.orders(self.settings.wait_s)
+
+    def _report_alone(self, r: Report) -> None:
+        try:
+            self.hub.report([r])
+        except Unavailable:
+            raise
+        except AccordError as exc:
+            self._refused += 1
+            log.error("the hub refused the report of %s as %s: %s", r.ref, r.state.value, exc)
+            return
+        self._sent([], [r])
 
     def _sent(self, acks: list[Ack], reports: list[Report]) -> None:
         self.state.acked([x.order for x in acks])
