@@ -8,6 +8,11 @@ site does over HTTP what ``accord site run`` does, with the real client
 resynchronising heartbeat, then long polls for orders; each answer's orders are acknowledged,
 reported running, and reported completed with usage signed by the site's key (no job runs;
 no output is sent, so no log requests). Heartbeats go every ``--heartbeat`` seconds.
+``--protocol exchange`` (the default, as ``accord site run``): one ``POST /exchange`` a round
+carries the last answer's acknowledgements and running reports and the answer before's
+completed reports, and fetches orders; unlike ``accord site run`` it long-polls only when it
+carries nothing, so what it carries is timed as taken. ``--protocol separate``: ``GET
+/orders``, ``POST /acks``, ``POST /reports``, the request pattern before ``/exchange``.
 
 Jobs (``--jobs``, pinned round-robin to the sites with the job field ``site``) are submitted
 through ``POST /api/v1/jobs`` in batches of ``--batch`` (``--connections`` at a time, as fast as
