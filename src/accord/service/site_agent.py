@@ -2,9 +2,10 @@
 own scheduler, and reports back, signing the usage it reports (``docs/design/site-agent.md``).
 
 One :meth:`SiteAgent.step` is one round: a heartbeat when due (a full resynchronisation at
-start and every ``resync_s``), the jobs' output, one poll of the scheduler for every held job,
-then one exchange with the hub (the acknowledgements and reports due, and a short long poll
-for orders), then submissions and cancels. Every step reads its work from the agent's own
+start and every ``resync_s``), one poll of the scheduler for every held job (a job that ended
+has its output sent first), then one exchange with the hub (the acknowledgements and reports
+due, and a short long poll for orders), then submissions and cancels, then the output of the
+jobs still running. Every step reads its work from the agent's own
 state, so a crash anywhere loses nothing: an order is acknowledged only once kept, a
 submission is written ahead and looked up after a crash, a report is resent until the hub
 takes it.
@@ -111,13 +112,13 @@ class SiteAgent:
     def step(self) -> None:
         """One round. Raises Unavailable: the hub was not reached (nothing is lost)."""
         self._heartbeat()
-        held = self.state.held()
-        self._send_logs([j for j in held if j.local_id])
-        for order in self._exchange(self._reports(held)):
+        for order in self._exchange(self._reports(self.state.held())):
             if self.state.take(order, self.clock.now()):
                 log.info("took order %s", order.id)
-        for job in self.state.held():  # orders are kept (agent.db) before anything is carried
-            self._carry_out(job)        # out; the next exchange acknowledges them, Slurm ids and all
+        held = self.state.held()   # without the jobs just reported ended: their output went first
+        for job in held:            # orders are kept (agent.db) before anything is carried out;
+            self._carry_out(job)    # the next exchange acknowledges them, Slurm ids and all
+        self._send_logs([j for j in held if j.local_id])
 
     def _heartbeat(self) -> None:
         now = self.monotonic()
