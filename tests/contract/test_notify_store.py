@@ -59,8 +59,9 @@ def test_outbox_and_deliveries(db_url: str) -> None:
         [got] = n.unfanned()
         assert got == note
         targets = [("ada", Channel.EMAIL, "ada@example.org"), ("ada", Channel.WEBHOOK, "http://h/x")]
-        n.fan_out(note.key, targets, T0)
-        n.fan_out(note.key, targets, T0)          # a repeated fan-out adds nothing
+        n.fan_out({note.key: targets}, T0)
+        n.fan_out({note.key: targets}, T0)          # a repeated fan-out adds nothing
+        n.fan_out({}, T0)
         assert n.unfanned() == []
         due = n.due(T0)
         assert len(due) == 2 and {d.channel for d in due} == {Channel.EMAIL, Channel.WEBHOOK}
@@ -78,6 +79,25 @@ def test_outbox_and_deliveries(db_url: str) -> None:
         n.save_prefs(prefs, T0)
         n.save_prefs(prefs, T0)
         assert n.prefs("ada") == prefs and n.prefs("bo") is None
+    finally:
+        store.close()
+
+
+def test_notices_fanned_out_together(db_url: str) -> None:
+    store = SqlStore(db_url)
+    try:
+        n = SqlNotifications(store)
+        notes = [Notice(f"job:j{i}:3", NoticeKind.JOB_HELD, ("ada",), "held", "why", {"job": f"j{i}"})
+                 for i in range(3)]
+        assert n.add_notices(notes, T0) == 3
+        email = [("ada", Channel.EMAIL, "ada@example.org")]
+        both = [*email, ("bo", Channel.EMAIL, "bo@example.org")]
+        n.fan_out({notes[0].key: email, notes[1].key: both}, T0)
+        assert n.unfanned() == [notes[2]], "only the notices named were fanned out"
+        assert sorted((d.notice.key, d.user) for d in n.due(T0)) == [
+            (notes[0].key, "ada"), (notes[1].key, "ada"), (notes[1].key, "bo")]
+        n.fan_out({notes[2].key: []}, T0)           # nobody to tell: fanned out all the same
+        assert n.unfanned() == [] and len(n.due(T0)) == 3
     finally:
         store.close()
 

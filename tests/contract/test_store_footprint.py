@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
-from accord.adapters.sql.schema import usage_records
+from accord.adapters.sql.ledger_store import SqlLedger
+from accord.adapters.sql.schema import ledger_posted, usage_records
 from accord.adapters.sql.store import MIGRATIONS, SqlStore, make_engine
 from accord.domain.ledger.usage import UsageRecord
 
@@ -67,7 +68,7 @@ def test_migration_0004_keeps_older_records_with_empty_figures(db_url: str) -> N
         command.upgrade(cfg, "0003")
         old = {c.name: getattr(usage(7), c.name, None) for c in usage_records.columns
                if c.name not in ("energy_kwh", "emissions_g", "intensity_source", "attestation",
-                                 "account", "local_user")}
+                                 "account", "local_user", "posted")}
         old["recorded_at"] = START
         conn.execute(insert(usage_records), [old])  # only the columns 0003 made
     engine.dispose()
@@ -76,5 +77,41 @@ def test_migration_0004_keeps_older_records_with_empty_figures(db_url: str) -> N
         [r] = store.usage()
         assert r == usage(7)
         assert (r.energy_kwh, r.emissions_g, r.intensity_source) == (None, None, None)
+    finally:
+        store.close()
+
+
+def test_migration_0015_marks_what_was_posted_and_finds_the_rest_by_index(db_url: str) -> None:
+    """A database at 0014 with one usage record posted and one not: after the upgrade the
+    posting finds only the other, through ``ix_usage_unposted``; down to 0014 and up again."""
+    engine = make_engine(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0014")
+        for i in (1, 2):
+            row = {c.name: getattr(usage(i), c.name, None)
+                   for c in usage_records.columns if c.name != "posted"}
+            conn.execute(insert(usage_records), [{**row, "recorded_at": START}])
+        conn.execute(insert(ledger_posted), [{"usage_id": usage(1).id, "entries": 2}])
+    engine.dispose()
+    store = SqlStore(db_url)   # migrates to head
+    try:
+        ledger = SqlLedger(store)
+        assert [r.id for r in ledger.unposted_usage()] == [usage(2).id]
+        ledger.append_many([(usage(2).id, [])])
+        assert ledger.unposted_usage() == [] and ledger.is_posted(usage(2).id)
+        if store.engine.dialect.name == "sqlite":
+            with store.engine.connect() as conn:
+                plan = " ".join(str(r[-1]) for r in conn.execute(text(
+                    "EXPLAIN QUERY PLAN SELECT id FROM usage_records WHERE posted = 0 "
+                    "ORDER BY recorded_at, id LIMIT 5")))
+            assert "ix_usage_unposted" in plan, plan
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0014")
+            command.upgrade(cfg, "head")
+        assert ledger.unposted_usage() == []
     finally:
         store.close()

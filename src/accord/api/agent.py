@@ -95,14 +95,25 @@ async def post_exchange(request: Request, a: Signed, wait: Wait = 0.0) -> dict[s
     s, doc = services_of(request), _json(request)
     if isinstance(doc, dict) and (doc.get("acks") or doc.get("reports")):  # else only a long poll
         note_audit(request, "agent.exchange", f"site {a.site}")
-    new, changed = await run_in_threadpool(s.agents.exchange, a.site, doc)
-    return {"new": new, "changed": changed, "orders": await _orders(request, a.site, wait)}
+    rung = s.agents.generation(a.site)   # before the look: an order committed after it rings
+
+    def take_and_look() -> tuple[tuple[int, int], list[Order]]:   # one trip to a worker thread
+        return s.agents.exchange(a.site, doc), s.agents.orders(a.site)
+
+    (new, changed), found = await run_in_threadpool(take_and_look)
+    orders = [_order(o) for o in found] if found else await _orders(request, a.site, wait, rung)
+    return {"new": new, "changed": changed, "orders": orders}
 
 
-async def _orders(request: Request, site: str, wait: float) -> list[dict[str, Any]]:
+async def _orders(request: Request, site: str, wait: float, looked_at: int | None = None
+                  ) -> list[dict[str, Any]]:
+    """The site's orders, held open up to ``wait`` seconds until one comes. ``looked_at``: the
+    caller has just looked and found none, at this order generation (no second look at once)."""
     s, bells = services_of(request), request.app.state.order_bells
     deadline = anyio.current_time() + wait
     rung, looked, asked = s.agents.generation(site), float("-inf"), anyio.current_time()
+    if looked_at is not None:
+        rung, looked = looked_at, asked
     while True:
         now, rang = anyio.current_time(), bells.event(site)   # the event first: no ring missed
         bell = s.agents.generation(site)

@@ -71,8 +71,9 @@ _STATUS: list[tuple[type[AccordError], int]] = [
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AGENT_PREFIX = "/api/agent/"
 READ_ONLY_POSTS = frozenset({"/api/v1/jobs/preview", "/api/v1/statements/verify"})  # change nothing
-ROUTERS = (federation.router, jobs.router, footprint.router, ledger.router, access.router,
-           campaigns.router, dashboard.router, metrics.router, notify.router, agent.router, files.router)
+ROUTERS = (agent.router,   # first: the agents' requests are most of the hub's, and routes match in order
+           federation.router, jobs.router, footprint.router, ledger.router, access.router,
+           campaigns.router, dashboard.router, metrics.router, notify.router, files.router)
 
 
 def create_app(services: Services, *, title: str = "Accord") -> FastAPI:

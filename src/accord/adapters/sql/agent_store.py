@@ -37,6 +37,7 @@ from accord.domain.agent.protocol import (
     OrderKind,
     SignedUsage,
     Stream,
+    order_id,
 )
 from accord.domain.errors import Conflict, Forbidden, NotFound
 from accord.domain.jobs.site import RemoteState
@@ -57,7 +58,14 @@ class SqlAgents:
 
     # ------------------------------------------------------------ orders
     def add_order(self, order: Order) -> Order:
-        """Store the order unless one with its id exists; the stored one."""
+        """Store the order unless one with its id exists; the stored one.
+
+        Raises:
+            ValueError: the order's id is not :func:`order_id` of its reference and kind (the
+                look-ups by reference go through the id, the table's primary key).
+        """
+        if order.id != order_id(order.ref, order.kind):
+            raise ValueError(f"order id {order.id!r} is not {order_id(order.ref, order.kind)!r}")
         row = {
             "id": order.id,
             "site": order.site,
@@ -198,7 +206,7 @@ class SqlAgents:
                 acked = dict(
                     conn.execute(
                         select(agent_orders.c.ref, agent_orders.c.acked_at).where(
-                            agent_orders.c.ref.in_(part), agent_orders.c.kind == OrderKind.DISPATCH.value
+                            agent_orders.c.id.in_(_dispatch_ids(part))
                         )
                     ).all()
                 )
@@ -318,9 +326,7 @@ class SqlAgents:
         """
         with self.store.transaction() as conn:
             owner = conn.execute(
-                select(agent_orders.c.site).where(
-                    agent_orders.c.ref == chunk.ref, agent_orders.c.kind == OrderKind.DISPATCH.value
-                )
+                select(agent_orders.c.site).where(agent_orders.c.id.in_(_dispatch_ids([chunk.ref])))
             ).scalar()
             _owned(site, [chunk.ref], {chunk.ref: owner} if owner else {}, "job reference")
             key = (agent_logs.c.ref == chunk.ref) & (agent_logs.c.stream == chunk.stream.value)
@@ -468,9 +474,7 @@ def _report(conn: Connection, site: str, reports: Sequence[CheckedReport], at: d
     refs = [c.report.ref for c in reports]
     owners = dict(
         conn.execute(
-            select(agent_orders.c.ref, agent_orders.c.site).where(
-                agent_orders.c.ref.in_(refs), agent_orders.c.kind == OrderKind.DISPATCH.value
-            )
+            select(agent_orders.c.ref, agent_orders.c.site).where(agent_orders.c.id.in_(_dispatch_ids(refs)))
         ).all()
     )
     _owned(site, refs, owners, "job reference")
@@ -486,6 +490,11 @@ def _report(conn: Connection, site: str, reports: Sequence[CheckedReport], at: d
         if row is not None:  # a later report of the same job in this batch sees this one
             current[rep.ref], changed = row, changed + 1
     return changed
+
+def _dispatch_ids(refs: Sequence[str]) -> list[str]:
+    """The ids of the dispatch orders of ``refs`` (found by the primary key, not a scan)."""
+    return [order_id(r, OrderKind.DISPATCH) for r in refs]
+
 
 def _owned(site: str, ids: Sequence[str], owners: Mapping[str, str], what: str) -> None:
     missing = [i for i in ids if i not in owners]

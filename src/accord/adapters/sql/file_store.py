@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, select
 from accord.adapters.sql.schema import agent_orders, job_outputs, stored_files
 from accord.adapters.sql.store import SqlStore
 from accord.adapters.sql.upsert import insert_ignore
-from accord.domain.agent.protocol import OrderKind
+from accord.domain.agent.protocol import OrderKind, order_id
 from accord.domain.errors import Conflict
 from accord.domain.jobs.files import OutputFile
 
@@ -49,7 +49,7 @@ class SqlFiles:
     def order_job(self, ref: str) -> tuple[str, dict[str, object]] | None:
         """The site and job document of the dispatch order for ``ref``, if any."""
         q = select(agent_orders.c.site, agent_orders.c.job).where(
-            agent_orders.c.ref == ref, agent_orders.c.kind == OrderKind.DISPATCH.value
+            agent_orders.c.id == order_id(ref, OrderKind.DISPATCH)   # the primary key: no scan by ref
         )
         with self.store.transaction() as conn:
             row = conn.execute(q).first()

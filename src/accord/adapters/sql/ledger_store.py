@@ -128,12 +128,13 @@ class SqlLedger:
         marks = [{"usage_id": u, "entries": len(es)} for u, es in todo if u is not None]
         if marks:
             conn.execute(insert(ledger_posted), marks)
+        if usage_ids:
+            conn.execute(update(usage_records).where(usage_records.c.id.in_(usage_ids)).values(posted=1))
         return out
 
     def unposted_usage(self, limit: int = 500) -> list[UsageRecord]:
         """Usage records that have not been through posting yet, oldest first."""
-        query = (select(usage_records)
-                 .where(~usage_records.c.id.in_(select(ledger_posted.c.usage_id)))
+        query = (select(usage_records).where(usage_records.c.posted == 0)   # ix_usage_unposted
                  .order_by(usage_records.c.recorded_at, usage_records.c.id).limit(limit))
         fields = list(UsageRecord.__dataclass_fields__)
         with self.store.transaction() as conn:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -84,15 +84,20 @@ class SqlNotifications:
                                 .order_by(notify_notices.c.created_at).limit(limit)).mappings().all()
         return [_notice(r) for r in rows]
 
-    def fan_out(self, key: str, targets: Sequence[tuple[str, Channel, str]], at: datetime) -> None:
-        """Make one pending delivery per (user, channel, target) of notice ``key`` and mark
-        it fanned out, in one transaction (a delivery already made is kept as it is)."""
+    def fan_out(self, fans: Mapping[str, Sequence[tuple[str, Channel, str]]], at: datetime) -> None:
+        """For each notice key, make one pending delivery per (user, channel, target) and mark
+        the notice fanned out; all in one transaction (a delivery already made is kept as it is)."""
         rows = [{"id": delivery_id(key, u, c), "notice_key": key, "user_id": u, "channel": c.value,
                  "target": t, "state": DeliveryState.PENDING.value, "attempts": 0, "next_at": at,
-                 "created_at": at} for u, c, t in targets]
+                 "created_at": at} for key, targets in fans.items() for u, c, t in targets]
+        if not fans:
+            return
         with self.store.transaction() as conn:
             insert_ignore(conn, notify_deliveries, rows, "id")
-            conn.execute(update(notify_notices).where(notify_notices.c.key == key).values(fanned_out=1))
+            keys = list(fans)
+            for i in range(0, len(keys), 500):
+                conn.execute(update(notify_notices).where(notify_notices.c.key.in_(keys[i:i + 500]))
+                             .values(fanned_out=1))
 
     def due(self, now: datetime, limit: int = 50) -> list[Delivery]:
         """Pending deliveries whose next try is due, soonest first."""

@@ -117,7 +117,9 @@ usage_records = Table(
     Column("attestation", String(64), nullable=True),      # 0010: SHA-256 of the host-signed usage
     Column("account", String(120), nullable=True),         # 0014: the Slurm account it ran under
     Column("local_user", String(120), nullable=True),      # 0014: the site's local user it ran as
+    Column("posted", Integer, nullable=False, server_default="0"),  # 0015: 1 once through posting
     Index("ix_usage_job", "job_id"),
+    Index("ix_usage_unposted", "posted", "recorded_at", "id"),
     Index("ix_usage_site_start", "site", "start"),
     Index("ix_usage_start", "start"),
 )
@@ -324,6 +326,7 @@ campaign_runs = Table(
     Column("submitted_at", UTCDateTime, nullable=False),
     Column("collected_at", UTCDateTime, nullable=True),
     PrimaryKeyConstraint("campaign", "task", "model", name="pk_campaign_runs"),
+    Index("ix_campaign_runs_uncollected", "collected_at", "submitted_at"),   # 0015
 )
 
 campaign_logs = Table(
