@@ -259,3 +259,16 @@ def test_against_a_hub_without_exchanges_the_agent_uses_the_separate_requests_un
     w.hub.calls.clear()
     w.agent.step()
     assert w.hub.calls == [Call("exchange", [], [(order.ref, "completed")], 2.0)]
+
+
+def test_an_answers_orders_are_kept_in_one_write_each_once(world: World) -> None:
+    """``take`` keeps a whole answer in one transaction (one write to disk however many
+    orders) and returns only the orders it had not kept before; a cancel marks its job."""
+    d1, d2 = dispatch(1), dispatch(2)
+    cancel = Order(order_id(d1.ref, OrderKind.CANCEL), "isambard", OrderKind.CANCEL, d1.ref, d1.job_id, T0)
+    assert world.state.take([d1, d2], T0) == [d1, d2]
+    assert world.state.take([d2, cancel, d1], T0) == [cancel], "an order delivered twice is kept once"
+    assert world.state.take([], T0) == []
+    held = {h.ref: h for h in world.state.held()}
+    assert held[d1.ref].cancel and not held[d2.ref].cancel
+    assert [o for o, _ in world.state.unacked()] == [d1.id, d2.id, cancel.id]

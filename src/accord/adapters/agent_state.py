@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -60,24 +60,11 @@ class SqliteAgentState:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def take(self, order: Order, at: datetime) -> bool:
-        """Keep an order (a dispatch also becomes a held job); False if it was taken before."""
+    def take(self, orders: Sequence[Order], at: datetime) -> list[Order]:
+        """Keep the orders (a dispatch also becomes a held job) in one transaction, so one
+        answer's orders cost one write to disk; those not taken before, in their order."""
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO orders (id, kind, ref, job_id, job, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (order.id, order.kind.value, order.ref, order.job_id, json.dumps(order.job), iso(at)),
-            )
-            if cur.rowcount == 0:
-                return False
-            if order.kind is OrderKind.DISPATCH:
-                db.execute(
-                    "INSERT OR IGNORE INTO jobs (ref, job_id, job) VALUES (?, ?, ?)",
-                    (order.ref, order.job_id, json.dumps(order.job)),
-                )
-            else:
-                db.execute("UPDATE jobs SET cancel = 1 WHERE ref = ?", (order.ref,))
-            return True
+            return [o for o in orders if _take(db, o, at)]
 
     def unacked(self) -> list[tuple[str, str]]:
         """Orders taken but not yet acknowledged to the hub: (order id, local id)."""
@@ -182,3 +169,20 @@ class SqliteAgentState:
     def close(self) -> None:
         """Close the file."""
         self._db.close()
+
+
+def _take(db: sqlite3.Connection, order: Order, at: datetime) -> bool:
+    cur = db.execute(
+        "INSERT OR IGNORE INTO orders (id, kind, ref, job_id, job, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (order.id, order.kind.value, order.ref, order.job_id, json.dumps(order.job), iso(at)),
+    )
+    if cur.rowcount == 0:
+        return False
+    if order.kind is OrderKind.DISPATCH:
+        db.execute(
+            "INSERT OR IGNORE INTO jobs (ref, job_id, job) VALUES (?, ?, ?)",
+            (order.ref, order.job_id, json.dumps(order.job)),
+        )
+    else:
+        db.execute("UPDATE jobs SET cancel = 1 WHERE ref = ?", (order.ref,))
+    return True

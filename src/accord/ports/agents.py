@@ -178,8 +178,8 @@ class HubLink(Protocol):
 class AgentState(Protocol):
     """The site agent's own durable state (its work directory)."""
 
-    def take(self, order: Order, at: datetime) -> bool:
-        """Keep an order; False if taken before."""
+    def take(self, orders: Sequence[Order], at: datetime) -> list[Order]:
+        """Keep the orders, all in one durable write; those not taken before."""
         ...
 
     def unacked(self) -> list[tuple[str, str]]:

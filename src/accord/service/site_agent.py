@@ -112,9 +112,8 @@ class SiteAgent:
     def step(self) -> None:
         """One round. Raises Unavailable: the hub was not reached (nothing is lost)."""
         self._heartbeat()
-        for order in self._exchange(self._reports(self.state.held())):
-            if self.state.take(order, self.clock.now()):
-                log.info("took order %s", order.id)
+        for order in self.state.take(self._exchange(self._reports(self.state.held())), self.clock.now()):
+            log.info("took order %s", order.id)
         held = self.state.held()   # without the jobs just reported ended: their output went first
         for job in held:            # orders are kept (agent.db) before anything is carried out;
             self._carry_out(job)    # the next exchange acknowledges them, Slurm ids and all
