@@ -43,6 +43,7 @@ from accord.domain.errors import Conflict, Forbidden, NotFound
 from accord.domain.jobs.site import RemoteState
 
 PURGE_EVERY_S = 30.0  # how often expired nonces are deleted
+SEEN_EVERY_S = 1.0  # a site's last_seen is written at most this often by one process (same key)
 
 
 class SqlAgents:
@@ -55,6 +56,7 @@ class SqlAgents:
         self._changes: dict[str, int] = {}
         self._listeners: list[Callable[[str], None]] = []
         self._purged = 0.0
+        self._noted: dict[str, tuple[float, str]] = {}  # site -> (last_seen written, with key)
 
     # ------------------------------------------------------------ orders
     def add_order(self, order: Order) -> Order:
@@ -293,7 +295,8 @@ class SqlAgents:
     def accept(self, site: str, nonce: str, expires_at: float, at: datetime, key_id: str) -> bool:
         """Record a request's nonce and that the site's agent was heard from, in one
         transaction; False (and nothing recorded) if the nonce was seen before: a replay.
-        Expired nonces are purged every :data:`PURGE_EVERY_S`."""
+        ``last_seen`` is written at most every :data:`SEEN_EVERY_S` by this process unless the
+        key changed; expired nonces are purged every :data:`PURGE_EVERY_S`."""
         now = at.timestamp()
         with self.store.transaction() as conn:
             if now - self._purged > PURGE_EVERY_S:
@@ -307,12 +310,12 @@ class SqlAgents:
                 "nonce",
             ):
                 return False
-            values = {"last_seen": at, "key_id": key_id}
-            if (
-                conn.execute(update(agent_sites).where(agent_sites.c.site == site).values(**values)).rowcount
-                == 0
-            ):
-                insert_ignore(conn, agent_sites, [{"site": site, "loads": "{}", **values}], "site")
+            noted = self._noted.get(site)
+            seen = noted is None or noted[1] != key_id or not 0 <= now - noted[0] < SEEN_EVERY_S
+            if seen:
+                _note_seen(conn, site, at, key_id)
+        if seen:  # committed (or, inside a batch, once the batch is)
+            self.store.after_commit(lambda: self._noted.__setitem__(site, (now, key_id)))
         return True
 
     def append_log(self, site: str, chunk: LogChunk) -> int:
@@ -490,6 +493,12 @@ def _report(conn: Connection, site: str, reports: Sequence[CheckedReport], at: d
         if row is not None:  # a later report of the same job in this batch sees this one
             current[rep.ref], changed = row, changed + 1
     return changed
+
+def _note_seen(conn: Connection, site: str, at: datetime, key_id: str) -> None:
+    values = {"last_seen": at, "key_id": key_id}
+    if conn.execute(update(agent_sites).where(agent_sites.c.site == site).values(**values)).rowcount == 0:
+        insert_ignore(conn, agent_sites, [{"site": site, "loads": "{}", **values}], "site")
+
 
 def _dispatch_ids(refs: Sequence[str]) -> list[str]:
     """The ids of the dispatch orders of ``refs`` (found by the primary key, not a scan)."""
