@@ -63,6 +63,9 @@ def hub_namespace() -> Iterator[Namespace]:
     try:
         ip("link", "add", ns.host_if, "type", "veth", "peer", "name", inner)
         ip("link", "set", inner, "netns", ns.name)
+        # No IPv6 link-local address on this namespace's end: it would appear a second or so
+        # after the link is up, one more network change for the browsers of other tests.
+        ip("link", "set", "dev", ns.host_if, "addrgenmode", "none")
         ip("addr", "add", f"{ns.host_ip}/30", "dev", ns.host_if)
         ip("link", "set", ns.host_if, "up")
         ip("addr", "add", f"{ns.hub_ip}/30", "dev", inner, ns=ns.name)

@@ -19,7 +19,7 @@ from accord.domain.ledger.checkpoint import default_origin
 from tests.conftest import SMALL_FEDERATION
 from tests.integration.in_force import in_force
 from tests.integration.server import AccordProcess
-from tests.integration.test_dashboard import launch, sign_in
+from tests.integration.test_dashboard import launch, open_page, sign_in
 from tests.integration.test_ledger_e2e import _accord, _wait_for_entries
 from tests.integration.witnesses import PartnerWitnessProcess
 
@@ -89,7 +89,7 @@ def _the_agreement_page_shows_the_cosigners(server: AccordProcess, period: str) 
         try:
             page = browser.new_page()
             sign_in(page, server.url, server.token)
-            page.goto(f"{server.url}/dashboard/#/agreements/uk-fr")
+            open_page(page, f"{server.url}/dashboard/#/agreements/uk-fr")
             table = page.get_by_role("table", name="Cosigners per closed period")
             expect(table).to_contain_text(period)
             expect(table).to_contain_text("complete")

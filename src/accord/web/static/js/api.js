@@ -2,6 +2,7 @@
 // as long as the tab, and sign-out removes it).
 
 const KEY = "accord.token";
+const RETRY_MS = 250;  // a read the network dropped (the user's network changed, say) goes once more
 let onUnauthorised = () => {};
 
 export function token() {
@@ -41,14 +42,15 @@ export class ApiError extends Error {
 /**
  * Call the API. `body` is sent as JSON; `as` is "json" (default), "text" or "blob";
  * `bearer` overrides the stored token (sign-in checks a token before keeping it).
- * Throws ApiError for an error answer, TypeError when the server cannot be reached.
+ * Throws ApiError for an error answer, TypeError when the server cannot be reached (a GET
+ * is tried once more first: reads change nothing; a write is never sent twice by this).
  */
 export async function api(path, {method = "GET", body, as = "json", bearer} = {}) {
   const credential = bearer || token();
   const headers = {Accept: as === "json" ? "application/json" : "*/*"};
   if (credential) headers.Authorization = `Bearer ${credential}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {method, headers, cache: "no-store",
+  const response = await send(path, {method, headers, cache: "no-store",
     body: body === undefined ? undefined : JSON.stringify(body)});
   if (!response.ok) {
     let doc = null;
@@ -64,6 +66,16 @@ export async function api(path, {method = "GET", body, as = "json", bearer} = {}
   if (as === "blob") return response.blob();
   if (as === "text") return response.text();
   return response.json();
+}
+
+async function send(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch (error) {
+    if (init.method !== "GET" || !(error instanceof TypeError)) throw error;
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    return fetch(path, init);
+  }
 }
 
 /** Query string from an object, skipping empty values (arrays repeat the key). */
