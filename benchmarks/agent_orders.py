@@ -68,7 +68,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,27 +298,35 @@ class SimAgent(threading.Thread):
 
 # ------------------------------------------------------------------ the hub
 @contextmanager
+def pg_database(name: str) -> Iterator[str]:
+    """A PostgreSQL database of its own on ``$ACCORD_TEST_PG``'s server, at the newest schema:
+    its URL; dropped afterwards."""
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"PostgreSQL at {PG_ADMIN} not reachable: {exc}") from None
+    try:
+        yield fresh_pg_schema(PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
 def hub(store: str, tmp: Path, federation: Path) -> Iterator[AccordProcess]:
     """``accord up`` over ``federation`` on ``store`` (``postgres``: a database of its own,
     dropped afterwards)."""
-    url, name = None, f"accord_agent_bench_{os.getpid()}"
-    if store == "postgres":
+    with ExitStack() as stack:
+        url = stack.enter_context(pg_database(f"accord_agent_bench_{os.getpid()}")) \
+            if store == "postgres" else None
+        server = AccordProcess(tmp / "hub", federation, database_url=url)
         try:
-            with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                admin.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.OperationalError as exc:
-            raise SystemExit(f"PostgreSQL at {PG_ADMIN} not reachable: {exc}") from None
-        url = fresh_pg_schema(PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
-    server = AccordProcess(tmp / "hub", federation, database_url=url)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        if store == "postgres":
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            server.start()
+            yield server
+        finally:
+            server.stop()
 
 
 def job_doc(i: int, sites: list[str], tag: str) -> dict[str, Any]:
@@ -444,24 +452,21 @@ def preload(url: str, sites: list[str], n: int, tag: str) -> float:
     try:
         for i in range(n):
             k = i % len(sites)
-            site = sites[k]
-            spec = JobSpec(
-                name=f"{tag}-{i}",
-                gpus=1 + i % 2,
-                time_limit_s=600,
-                command=("true",),
-                partner="fr" if k % 2 == 0 else "uk",
-                site=site,
-            )
-            job = replace(new_job(f"{tag}-{i:06d}", spec, now), placement=Placement(site, "h100", "uk-fr"))
-            ref = f"{job.id}.{job.version}"
-            order = Order(
-                order_id(ref, OrderKind.DISPATCH), site, OrderKind.DISPATCH, ref, job.id, now, job_order(job)
-            )
-            agents.add_order(order)
+            agents.add_order(dispatch_order(f"{tag}-{i:06d}", sites[k], "fr" if k % 2 == 0 else "uk",
+                                            1 + i % 2, now))
     finally:
         store.close()
     return time.perf_counter() - start
+
+
+def dispatch_order(job_id: str, site: str, partner: str, gpus: int, now: datetime) -> Order:
+    """The dispatch order ``AgentBackend.submit`` would write for a one-line job ``job_id``
+    placed at ``site`` (no such job exists at the hub)."""
+    spec = JobSpec(name=job_id, gpus=gpus, time_limit_s=600, command=("true",), partner=partner, site=site)
+    job = replace(new_job(job_id, spec, now), placement=Placement(site, "h100", "uk-fr"))
+    ref = f"{job.id}.{job.version}"
+    kind = OrderKind.DISPATCH
+    return Order(order_id(ref, kind), site, kind, ref, job.id, now, job_order(job))
 
 
 @dataclass

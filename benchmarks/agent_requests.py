@@ -43,36 +43,28 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from accord.adapters.agent_backend import job_order
 from accord.adapters.hub_link import HttpHubLink
 from accord.adapters.request_signing import new_private_key
 from accord.adapters.sql.agent_store import SqlAgents
 from accord.adapters.sql.store import SqlStore
-from accord.domain.agent.protocol import Ack, Order, OrderKind, Report, order_id
-from accord.domain.jobs.model import JobSpec, Placement, new_job
+from accord.domain.agent.protocol import Ack, Order, Report
 from accord.domain.jobs.site import RemoteState
 from accord.domain.placement.records import PoolLoad
-from benchmarks.agent_orders import POOL_GPUS, federation_text, hub, hub_database
-
-
-def cpu(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from benchmarks.agent_orders import POOL_GPUS, cpu_s, dispatch_order, federation_text, hub, hub_database
 
 
 def idle_rate(pid: int, seconds: float = 3.0) -> float:
     """The hub's CPU seconds per second with nobody asking anything (its timers' passes)."""
-    c0, t0 = cpu(pid), time.perf_counter()
+    c0, t0 = cpu_s(pid), time.perf_counter()
     time.sleep(seconds)
-    return (cpu(pid) - c0) / (time.perf_counter() - t0)
+    return (cpu_s(pid) - c0) / (time.perf_counter() - t0)
 
 
 class Orders:
@@ -87,12 +79,7 @@ class Orders:
 
     def add(self) -> Order:
         self.count += 1
-        spec = JobSpec(name="req", gpus=1, time_limit_s=600, command=("true",), partner="fr", site=self.site)
-        job = replace(new_job(f"req-{self.count:06d}", spec, self.now),
-                      placement=Placement(self.site, "h100", "uk-fr"))
-        ref = f"{job.id}.{job.version}"
-        order = Order(order_id(ref, OrderKind.DISPATCH), self.site, OrderKind.DISPATCH, ref, job.id,
-                      self.now, job_order(job))
+        order = dispatch_order(f"req-{self.count:06d}", self.site, "fr", 1, self.now)
         self.agents.add_order(order)
         return order
 
@@ -123,11 +110,11 @@ class Kind:
     figures: list[tuple[float, float]] = field(default_factory=list)
 
     def run(self, pid: int, n: int, idle: float) -> None:
-        c0, w0 = cpu(pid), time.perf_counter()
+        c0, w0 = cpu_s(pid), time.perf_counter()
         for _ in range(n):
             self.call()
         wall = time.perf_counter() - w0
-        self.figures.append((1000 * (cpu(pid) - c0 - idle * wall) / n, 1000 * wall / n))
+        self.figures.append((1000 * (cpu_s(pid) - c0 - idle * wall) / n, 1000 * wall / n))
 
 
 def kinds(client: httpx.Client, link: HttpHubLink, rounds: Callable[[], object]) -> list[Kind]:

@@ -33,18 +33,15 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.conftest import fresh_pg_schema
-
 from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.schema import agent_orders, ledger_posted, usage_records
 from accord.adapters.sql.store import SqlStore
 from accord.domain.agent.protocol import OrderKind, order_id
+from benchmarks.agent_orders import pg_database
 
-PG_ADMIN = os.environ.get("ACCORD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 UNPOSTED = 10
 
@@ -123,17 +120,12 @@ def store_of(kind: str, tmp: Path, n: int) -> Iterator[SqlStore]:
         finally:
             store.close()
         return
-    name = f"accord_ledger_bench_{os.getpid()}_{n}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    store = SqlStore(fresh_pg_schema(PG_ADMIN.rsplit("/", 1)[0] + "/" + name))
-    try:
-        yield store
-    finally:
-        store.close()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database(f"accord_ledger_bench_{os.getpid()}_{n}") as url:
+        store = SqlStore(url)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def compare(store: SqlStore, n: int, repeat: int) -> None:
