@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import insert, text
+from sqlalchemy import Connection, insert, text
 
 from accord.adapters.sql.ledger_store import SqlLedger
 from accord.adapters.sql.schema import ledger_posted, usage_records
@@ -59,19 +60,32 @@ def test_usage_started_selects_by_the_start_month(store: SqlStore) -> None:
     assert [r.id for r in oct_nov] == ["paris:1", "paris:2"]
 
 
-def test_migration_0004_keeps_older_records_with_empty_figures(db_url: str) -> None:
-    engine = make_engine(db_url)
+def _alembic() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
+    return cfg
+
+
+@contextmanager
+def _at_revision(db_url: str, revision: str) -> Iterator[Connection]:
+    """A connection to the database migrated to ``revision`` only, committed when done."""
+    engine, cfg = make_engine(db_url), _alembic()
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def test_migration_0004_keeps_older_records_with_empty_figures(db_url: str) -> None:
+    with _at_revision(db_url, "0003") as conn:
         old = {c.name: getattr(usage(7), c.name, None) for c in usage_records.columns
                if c.name not in ("energy_kwh", "emissions_g", "intensity_source", "attestation",
                                  "account", "local_user", "posted")}
         old["recorded_at"] = START
         conn.execute(insert(usage_records), [old])  # only the columns 0003 made
-    engine.dispose()
     store = SqlStore(db_url)  # migrates to head
     try:
         [r] = store.usage()
@@ -84,18 +98,12 @@ def test_migration_0004_keeps_older_records_with_empty_figures(db_url: str) -> N
 def test_migration_0015_marks_what_was_posted_and_finds_the_rest_by_index(db_url: str) -> None:
     """A database at 0014 with one usage record posted and one not: after the upgrade the
     posting finds only the other, through ``ix_usage_unposted``; down to 0014 and up again."""
-    engine = make_engine(db_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0014")
+    with _at_revision(db_url, "0014") as conn:
         for i in (1, 2):
             row = {c.name: getattr(usage(i), c.name, None)
                    for c in usage_records.columns if c.name != "posted"}
             conn.execute(insert(usage_records), [{**row, "recorded_at": START}])
         conn.execute(insert(ledger_posted), [{"usage_id": usage(1).id, "entries": 2}])
-    engine.dispose()
     store = SqlStore(db_url)   # migrates to head
     try:
         ledger = SqlLedger(store)
@@ -109,6 +117,7 @@ def test_migration_0015_marks_what_was_posted_and_finds_the_rest_by_index(db_url
                     "ORDER BY recorded_at, id LIMIT 5")))
             assert "ix_usage_unposted" in plan, plan
         with store.engine.begin() as conn:
+            cfg = _alembic()
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, "0014")
             command.upgrade(cfg, "head")

@@ -159,24 +159,28 @@ def launch(pw: Playwright) -> Browser:
 def open_page(page: Page, url: str, tries: int = 3) -> None:
     """``page.goto(url)`` until it loads with nothing dropped by a change of the host's network
     (at most ``tries`` times). Raises what the last try raised, or AssertionError."""
-    for attempt in range(tries):
-        if attempt:
-            page.wait_for_timeout(500)   # the changes come in bursts: let this one pass
-        dropped: list[str] = []
-        def note(r: Request, dropped: list[str] = dropped) -> None:
-            if NETWORK_CHANGED in (r.failure or ""):
-                dropped.append(r.url)
-        page.on("requestfailed", note)
-        try:
-            page.goto(url)
-            page.wait_for_load_state("networkidle")
-        except PlaywrightError:
+    dropped: list[str] = []
+
+    def note(r: Request) -> None:
+        if NETWORK_CHANGED in (r.failure or ""):
+            dropped.append(r.url)
+
+    page.on("requestfailed", note)
+    try:
+        for attempt in range(tries):
+            if attempt:
+                page.wait_for_timeout(500)   # the changes come in bursts: let this one pass
+            dropped.clear()
+            try:
+                page.goto(url)
+                page.wait_for_load_state("networkidle")
+            except PlaywrightError:
+                if not dropped:
+                    raise
             if not dropped:
-                raise
-        finally:
-            page.remove_listener("requestfailed", note)
-        if not dropped:
-            return
+                return
+    finally:
+        page.remove_listener("requestfailed", note)
     raise AssertionError(f"{url}: loads dropped by network changes {tries} times")
 
 

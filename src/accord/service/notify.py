@@ -146,7 +146,9 @@ class NotifyService:
         for n in notices:
             people = set(n.recipients)
             if n.operators_of:
-                people |= set(operators.setdefault(n.operators_of, self.store.operators(n.operators_of)))
+                if n.operators_of not in operators:   # once a call per site, like the preferences
+                    operators[n.operators_of] = self.store.operators(n.operators_of)
+                people |= set(operators[n.operators_of])
             fans[n.key] = [(u, c, t) for u in sorted(people) for c, t in self._channels(u, n, prefs)]
         self.store.fan_out(fans, self.clock.now())
         return len(notices)

@@ -328,9 +328,8 @@ class SqlAgents:
             Conflict: the chunk starts past the end of what is held (its expected offset said).
         """
         with self.store.transaction() as conn:
-            owner = conn.execute(
-                select(agent_orders.c.site).where(agent_orders.c.id.in_(_dispatch_ids([chunk.ref])))
-            ).scalar()
+            dispatch = order_id(chunk.ref, OrderKind.DISPATCH)
+            owner = conn.execute(select(agent_orders.c.site).where(agent_orders.c.id == dispatch)).scalar()
             _owned(site, [chunk.ref], {chunk.ref: owner} if owner else {}, "job reference")
             key = (agent_logs.c.ref == chunk.ref) & (agent_logs.c.stream == chunk.stream.value)
             row = conn.execute(select(agent_logs).where(key)).mappings().first()
@@ -493,6 +492,7 @@ def _report(conn: Connection, site: str, reports: Sequence[CheckedReport], at: d
         if row is not None:  # a later report of the same job in this batch sees this one
             current[rep.ref], changed = row, changed + 1
     return changed
+
 
 def _note_seen(conn: Connection, site: str, at: datetime, key_id: str) -> None:
     values = {"last_seen": at, "key_id": key_id}

@@ -87,11 +87,11 @@ class SqlNotifications:
     def fan_out(self, fans: Mapping[str, Sequence[tuple[str, Channel, str]]], at: datetime) -> None:
         """For each notice key, make one pending delivery per (user, channel, target) and mark
         the notice fanned out; all in one transaction (a delivery already made is kept as it is)."""
+        if not fans:
+            return
         rows = [{"id": delivery_id(key, u, c), "notice_key": key, "user_id": u, "channel": c.value,
                  "target": t, "state": DeliveryState.PENDING.value, "attempts": 0, "next_at": at,
                  "created_at": at} for key, targets in fans.items() for u, c, t in targets]
-        if not fans:
-            return
         with self.store.transaction() as conn:
             insert_ignore(conn, notify_deliveries, rows, "id")
             keys = list(fans)
